@@ -1,0 +1,1 @@
+"""digitbot bot: everything Telegram (settings, application, handlers, replies, emulator, CLI)."""

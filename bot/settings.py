@@ -1,0 +1,81 @@
+"""Every setting of digitbot in one pydantic-settings class, read from the environment and `.env`.
+
+Core code never reads settings itself: the CLI and the bot build one `Settings` and pass the values
+they need to `core` functions as plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """digitbot's configuration; each field is the upper-case environment variable of its name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    group_mode: Literal["mention", "all"] = "mention"
+    confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
+    flood_window_seconds: float = Field(60.0, gt=0)
+    worker_threads: int = Field(2, ge=1, description="threads that run preprocessing + inference")
+    max_download_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+    # Webhook mode (`digitbot run --webhook`)
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret_token: SecretStr | None = None
+
+    # Model, data, training
+    model_dir: Path = Path("models")
+    mnist_path: Path | None = None
+    retrain_epochs: int = Field(3, ge=1, le=100)
+    retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
+
+    # Offline sandbox (`digitbot sandbox`)
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8080
+
+    # Feedback store
+    database_url: str = "sqlite:///data/feedback.sqlite3"
+    feedback_salt: SecretStr = SecretStr("change-me")
+
+    log_level: str = "INFO"
+
+    @field_validator("admin_user_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept `ADMIN_USER_IDS=1,2,3` as well as a list."""
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.replace(";", ",").split(",")]
+            try:
+                return [int(part) for part in parts if part]
+            except ValueError as error:
+                raise ValueError(
+                    f"ADMIN_USER_IDS must be comma-separated numeric user ids, got {value!r}"
+                ) from error
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("telegram_bot_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
