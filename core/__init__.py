@@ -1,1 +1,4 @@
-"""digitbot core: pure ML (data, preprocessing, model, training, evaluation, serving). Never imports `bot`."""
+"""digitbot core: pure ML (data, preprocessing, model, training, evaluation, serving).
+
+Never imports `bot`.
+"""

@@ -1,0 +1,195 @@
+"""The `digitbot` command line: every step of the notebook, prediction, benchmarks, the bot.
+
+Subcommands import what they need when they run, so `digitbot predict` never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run one subcommand, return its exit status."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    settings = Settings()
+    if getattr(arguments, "model_dir", None) is None:
+        arguments.model_dir = settings.model_dir
+    if getattr(arguments, "mnist_path", None) is None:
+        arguments.mnist_path = settings.mnist_path
+    try:
+        return int(arguments.handler(arguments, settings) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValueError as error:  # DataError, ImageError, RegistryError: clear one-line messages
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: object, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--model-dir", type=Path, help="model folder (MODEL_DIR, default models)")
+        sub.add_argument("--mnist-path", type=Path, help="MNIST .npz or IDX folder (MNIST_PATH)")
+        return sub
+
+    explore = add("explore", cmd_explore,
+                  "label counts, a 7x7 grid of digits, one digit with a colour bar")
+    explore.add_argument("--out", type=Path, default=Path("out/explore"), help="output folder")
+    explore.add_argument("--seed", type=int, default=0)
+
+    train = add("train", cmd_train, "train a model, evaluate it, and make it the served one")
+    train.add_argument("--arch", default="default", help="seed (the notebook's CNN) or default")
+    train.add_argument("--epochs", type=int, help="default: 10 for seed, 14 for default")
+    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for default")
+    train.add_argument("--validation-split", type=float,
+                       help="held-out fraction of the training set (seed: 0.25, default: 1/12)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (reproducible runs)")
+    train.add_argument("--train-limit", type=int, help="use only the first N training images")
+    train.add_argument("--no-promote", action="store_true",
+                       help="write the new version but keep serving the current one")
+
+    evaluate = add("evaluate", cmd_evaluate,
+                   "test accuracy, loss, per-class accuracy, confusion PNG")
+    evaluate.add_argument("--out", type=Path, default=Path("out/evaluate"))
+    evaluate.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
+
+    add("summary", cmd_summary, "print the served model's Keras summary")
+
+    predict = add("predict", cmd_predict, "digit and top-3 for each image file")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
+    predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
+    return parser
+
+
+def cmd_explore(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Label counts per split, a 7x7 grid of random training digits, one digit + colour bar."""
+    import numpy as np
+
+    from core import plots
+    from core.data import load_mnist
+
+    mnist = load_mnist(arguments.mnist_path)
+    print(f"MNIST from {mnist.source}: {len(mnist.x_train)} training, {len(mnist.x_test)} test")
+    for split, labels in (("train", mnist.y_train), ("test", mnist.y_test)):
+        unique, counts = np.unique(labels, return_counts=True)
+        print(f"{split}: {dict(zip(unique.tolist(), counts.tolist(), strict=True))}")
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(arguments.seed)
+    picks = rng.choice(len(mnist.x_train), size=49, replace=False)
+    grid = plots.save_digit_grid(mnist.x_train[picks], mnist.y_train[picks],
+                                 arguments.out / "digits_grid.png")
+    one = plots.save_digit_with_colorbar(mnist.x_train[picks[0]], int(mnist.y_train[picks[0]]),
+                                         arguments.out / "digit_colorbar.png")
+    print(f"wrote {grid} and {one}")
+    return 0
+
+
+def cmd_train(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Train with the recipe of --arch, write a complete version, then promote it atomically."""
+    from core import registry
+    from core.train import train_candidate
+
+    registry.remove_stale_staging(arguments.model_dir)
+    command = shlex.join(["digitbot", *sys.argv[1:]]) if sys.argv[1:] else "digitbot train"
+    staging = train_candidate(
+        mnist_path=arguments.mnist_path, model_dir=arguments.model_dir, arch=arguments.arch,
+        epochs=arguments.epochs, batch_size=arguments.batch_size,
+        validation_split=arguments.validation_split, seed=arguments.seed,
+        train_limit=arguments.train_limit, command=command,
+    )
+    metadata = json.loads((staging / registry.METADATA_FILE).read_text())
+    print(f"test accuracy {metadata['test_accuracy']:.2%}, loss {metadata['test_loss']:.4f}, "
+          f"{metadata['train_seconds']:.0f} s of training")
+    if arguments.no_promote:
+        version = metadata["version"]
+        (staging).rename(arguments.model_dir / version)
+        print(f"wrote {arguments.model_dir / version} (not promoted)")
+    else:
+        version = registry.promote(arguments.model_dir, staging)
+        print(f"promoted {version}: {arguments.model_dir / version}")
+    return 0
+
+
+def cmd_evaluate(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Evaluate the served model on the MNIST test set through the serving path."""
+    from core import plots
+    from core.data import load_mnist
+    from core.evaluate import evaluate_probabilities
+    from core.serving import Classifier
+
+    classifier = Classifier(arguments.model_dir, backend=arguments.backend)
+    mnist = load_mnist(arguments.mnist_path)
+    from core.train import scale_images
+
+    probabilities = classifier.predict(scale_images(mnist.x_test)[..., 0])
+    evaluation = evaluate_probabilities(probabilities, mnist.y_test)
+    print(f"model {classifier.version} ({classifier.backend}) on {len(mnist.x_test)} test images")
+    print(f"test accuracy: {evaluation.accuracy:.2%}   test loss: {evaluation.loss:.4f}")
+    for digit, accuracy in enumerate(evaluation.per_class_accuracy):
+        print(f"  digit {digit}: {accuracy:.2%}")
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    path = plots.save_confusion(evaluation.confusion, arguments.out / "confusion.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_summary(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Print the Keras summary of the served model (this one loads TensorFlow)."""
+    import keras
+
+    from core import registry
+
+    model = keras.models.load_model(registry.version_dir(arguments.model_dir) / registry.KERAS_FILE)
+    model.summary()
+    return 0
+
+
+def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Classify each file; with --json one object per line; exit 1 if any file failed."""
+    from core.preprocess import ImageError
+    from core.serving import Classifier
+
+    classifier = Classifier(arguments.model_dir, backend=arguments.backend)
+    failed = 0
+    for path in arguments.paths:
+        try:
+            result = classifier.classify(path.read_bytes(), max_pixels=settings.max_image_pixels)
+        except (OSError, ImageError) as error:
+            failed += 1
+            message = str(error)
+            if isinstance(error, OSError) and error.strerror:
+                message = f"cannot read the file: {error.strerror}"
+            if arguments.json:
+                print(json.dumps({"path": str(path), "error": message}), flush=True)
+            else:
+                print(f"{path}: error: {message}", flush=True)
+            continue
+        if arguments.debug_dir:
+            from core import plots
+
+            arguments.debug_dir.mkdir(parents=True, exist_ok=True)
+            plots.save_crops([digit.crop for digit in result.digits],
+                             arguments.debug_dir / f"{path.stem}-crops.png",
+                             [str(digit.digit) for digit in result.digits])
+        print(json.dumps(result.as_json(str(path))) if arguments.json
+              else f"{path}: {result.describe()}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Model architectures as plain functions that return an uncompiled Keras model.
+
+`seed` is the teaching notebook's Sequential CNN, kept as it was. `default` is the stronger network
+shipped with the bot: stacked convolutions with batch normalisation and dropout (the Deotte-style
+MNIST CNN), trained with augmentation and a short cosine schedule (see core/train.py).
+TensorFlow/Keras is imported inside the functions so `import core.model` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def build_seed_model() -> keras.Model:
+    """The notebook's CNN: Conv2D, MaxPooling2D, Flatten, Dense, softmax."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dense(100, activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="seed",
+    )
+
+
+def build_default_model() -> keras.Model:
+    """Conv-BN-ReLU blocks, strided downsampling, dropout; about 0.3 M parameters."""
+    import keras
+    from keras import layers
+
+    def conv_block(inputs: keras.KerasTensor, filters: int, kernel: int, strides: int = 1):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(inputs)
+        x = layers.BatchNormalization()(x)
+        return layers.Activation("relu")(x)
+
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = conv_block(inputs, 32, 3)
+    x = conv_block(x, 32, 3)
+    x = conv_block(x, 32, 5, strides=2)  # learned downsampling instead of max pooling
+    x = layers.Dropout(0.4)(x)
+    x = conv_block(x, 64, 3)
+    x = conv_block(x, 64, 3)
+    x = conv_block(x, 64, 5, strides=2)
+    x = layers.Dropout(0.4)(x)
+    x = conv_block(x, 128, 4)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="default")
+
+
+ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {
+    "seed": build_seed_model,
+    "default": build_default_model,
+}
+
+
+def build_model(arch: str) -> keras.Model:
+    """Build the named architecture, or raise ValueError listing the known ones."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]()

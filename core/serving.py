@@ -1,0 +1,204 @@
+"""Serve the current model: the one place that loads it, predicts thread-safely, and swaps it.
+
+LiteRT (`ai-edge-litert`) answers in well under a millisecond and does not import TensorFlow;
+the Keras model is the fall-back where LiteRT is not installed. If the version named by
+`models/CURRENT` is missing or damaged, the newest other complete version is served instead and
+`fallback_reason` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core import registry
+from core.evaluate import top_k
+from core.preprocess import DEFAULT_MAX_PIXELS, prepare
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DigitPrediction:
+    digit: int
+    confidence: float
+    top3: list[tuple[int, float]]
+    crop: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Classification:
+    digits: list[DigitPrediction]
+    model_version: str
+    seconds: float
+
+    @property
+    def number(self) -> str:
+        return "".join(str(digit.digit) for digit in self.digits)
+
+    @property
+    def confidence(self) -> float:
+        return min((digit.confidence for digit in self.digits), default=0.0)
+
+    def as_json(self, path: str) -> dict[str, Any]:
+        """The `digitbot predict --json` object for this result."""
+        def top3(prediction: DigitPrediction) -> list[list[float]]:
+            return [[digit, round(probability, 6)] for digit, probability in prediction.top3]
+
+        payload: dict[str, Any] = {"path": path}
+        if len(self.digits) == 1:
+            payload["digit"] = self.digits[0].digit
+            payload["top3"] = top3(self.digits[0])
+        else:
+            payload["digit"] = None
+        if len(self.digits) > 1:
+            payload["number"] = self.number
+        payload["digits"] = [
+            {"digit": prediction.digit, "top3": top3(prediction), "box": list(prediction.box)}
+            for prediction in self.digits
+        ]
+        return payload
+
+    def describe(self) -> str:
+        """One line for people: `7  (7: 98.1 %, 1: 1.2 %, 9: 0.4 %)`."""
+        if not self.digits:
+            return "no digit found"
+        parts = [
+            ", ".join(f"{digit}: {probability:.1%}" for digit, probability in prediction.top3)
+            for prediction in self.digits
+        ]
+        return f"{self.number}  (" + " | ".join(parts) + ")"
+
+
+class _LiteRTModel:
+    """A LiteRT interpreter; `invoke` is serialised by the Classifier's lock."""
+
+    def __init__(self, path: Path) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.batch = 1
+        self.interpreter.allocate_tensors()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self.batch:
+            self.interpreter.resize_tensor_input(self.input_index, [len(batch), 28, 28, 1])
+            self.interpreter.allocate_tensors()
+            self.batch = len(batch)
+        self.interpreter.set_tensor(self.input_index, batch)
+        self.interpreter.invoke()
+        return np.array(self.interpreter.get_tensor(self.output_index))
+
+
+class _KerasModel:
+    def __init__(self, path: Path) -> None:
+        import keras
+
+        self.model = keras.models.load_model(path, compile=False)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(batch, training=False))
+
+
+def litert_available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_model(folder: Path, backend: str = "auto") -> tuple[Any, str]:
+    """Load one version folder with the requested backend; return (callable, backend used)."""
+    if backend not in ("auto", "litert", "keras"):
+        raise ValueError(f"unknown backend {backend!r}; use auto, litert or keras")
+    if backend == "litert" or (backend == "auto" and litert_available()):
+        return _LiteRTModel(folder / registry.TFLITE_FILE), "litert"
+    return _KerasModel(folder / registry.KERAS_FILE), "keras"
+
+
+class Classifier:
+    """The served model. Thread-safe; `reload()` swaps to the version in CURRENT atomically."""
+
+    def __init__(self, model_dir: Path | str, backend: str = "auto") -> None:
+        self.model_dir = Path(model_dir)
+        self.requested_backend = backend
+        self._lock = threading.Lock()
+        self.fallback_reason: str | None = None
+        self._model, self.backend, self.version, self.metadata = self._load()
+
+    def _load(self) -> tuple[Any, str, str, dict[str, Any]]:
+        try:
+            wanted = registry.current_version(self.model_dir)
+        except registry.RegistryError as error:
+            wanted, first_error = None, error
+        candidates = [wanted] if wanted else []
+        candidates += [v for v in registry.list_versions(self.model_dir) if v != wanted]
+        errors = [] if wanted else [str(first_error)]
+        for version in candidates:
+            folder = self.model_dir / version
+            try:
+                metadata = registry.read_metadata(self.model_dir, version)
+                model, backend = load_model(folder, self.requested_backend)
+                model(np.zeros((1, 28, 28, 1), np.float32))  # warm up, and prove it runs
+            except Exception as error:  # a damaged file shows up as many different errors
+                errors.append(f"{folder}: {type(error).__name__}: {error}")
+                logger.error("cannot load model %s: %s", folder, error)
+                continue
+            self.fallback_reason = (
+                None if version == wanted else "; ".join(errors) or "CURRENT was missing"
+            )
+            if self.fallback_reason:
+                logger.warning("serving %s instead of %s: %s", version, wanted,
+                               self.fallback_reason)
+            return model, backend, version, metadata
+        raise registry.RegistryError(
+            f"no usable model in {self.model_dir}: " + ("; ".join(errors) or "it is empty")
+        )
+
+    def reload(self) -> str:
+        """Load the version CURRENT names (or the last good one) and swap it in."""
+        model, backend, version, metadata = self._load()
+        with self._lock:
+            self._model, self.backend, self.version, self.metadata = (
+                model, backend, version, metadata)
+        logger.info("now serving model %s (%s)", version, backend)
+        return version
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(n, 28, 28) float32 in [0, 1] -> (n, 10) probabilities."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 2:
+            batch = batch[np.newaxis]
+        if batch.shape[1:3] != (28, 28):
+            raise ValueError(f"expected (n, 28, 28) images, got {batch.shape}")
+        batch = batch.reshape(-1, 28, 28, 1)
+        with self._lock:
+            return self._model(batch)
+
+    def classify(
+        self, image: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> Classification:
+        """Photo -> digits with top-3 each. Raises core.preprocess.ImageError for bad input."""
+        started = time.perf_counter()
+        prepared = prepare(image, max_pixels=max_pixels)
+        version = self.version
+        predictions: list[DigitPrediction] = []
+        if prepared.digits:
+            probabilities = self.predict(np.stack([digit.image for digit in prepared.digits]))
+            for crop, row in zip(prepared.digits, probabilities, strict=True):
+                best = top_k(row, 3)
+                predictions.append(DigitPrediction(
+                    digit=best[0][0], confidence=best[0][1], top3=best,
+                    crop=crop.image, box=crop.box))
+        return Classification(predictions, version, time.perf_counter() - started)

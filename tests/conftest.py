@@ -1,0 +1,56 @@
+"""Shared fixtures: the real MNIST (from MNIST_PATH), small digit images, a copy of the models."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path:
+    """The real MNIST; CI sets MNIST_PATH=../shared/data/mnist.npz. Missing means a failure."""
+    value = os.environ.get("MNIST_PATH")
+    if not value:
+        pytest.fail("MNIST_PATH is not set: point it at ../shared/data/mnist.npz")
+    path = Path(value)
+    if not path.is_absolute():
+        path = (ROOT / path).resolve()
+    if not path.exists():
+        pytest.fail(f"MNIST_PATH={value} does not exist")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_path: Path):
+    from core.data import load_mnist
+
+    return load_mnist(mnist_path)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A private copy of the shipped model folder (tests may promote or break it)."""
+    target = tmp_path / "models"
+    shutil.copytree(ROOT / "models", target)
+    return target
+
+
+def digit_photo(digit: np.ndarray, *, size: tuple[int, int] = (400, 300), scale: int = 140,
+                offset: tuple[int, int] = (130, 80), dark_on_light: bool = True,
+                image_format: str = "PNG") -> bytes:
+    """An MNIST digit drawn on a plain page, as image bytes."""
+    ink = Image.fromarray(255 - digit if dark_on_light else digit).resize(
+        (scale, scale), Image.Resampling.BICUBIC)
+    page = Image.new("L", size, 255 if dark_on_light else 0)
+    page.paste(ink, offset)
+    buffer = io.BytesIO()
+    page.convert("RGB").save(buffer, image_format)
+    return buffer.getvalue()

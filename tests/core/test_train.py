@@ -1,0 +1,120 @@
+"""A short training run on a 2k subset: artifacts, metadata, atomic promotion, LiteRT parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import registry
+from core.evaluate import evaluate_probabilities, top_k
+from core.serving import Classifier
+from core.train import EpochReport, split_validation, train_candidate
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, mnist_path: Path) -> tuple[Path, list]:
+    """One seed-architecture run on 2000 images, shared by the tests below."""
+    model_dir = tmp_path_factory.mktemp("models")
+    reports: list[EpochReport] = []
+    staging = train_candidate(
+        mnist_path=mnist_path, model_dir=model_dir, arch="seed", epochs=2, train_limit=2000,
+        seed=1, progress=reports.append, command="pytest short run", verbose=0,
+    )
+    return staging, reports
+
+
+def test_artifact_set_is_complete(trained: tuple[Path, list]) -> None:
+    staging, reports = trained
+    for name in ("model.keras", "model.tflite", "metadata.json", "curves.png", "confusion.png"):
+        assert (staging / name).stat().st_size > 0, name
+    metadata = json.loads((staging / "metadata.json").read_text())
+    assert metadata["arch"] == "seed"
+    assert metadata["epochs"] == 2 and metadata["batch_size"] == 64
+    assert metadata["validation_split"] == 0.25 and metadata["seed"] == 1
+    assert metadata["train_count"] == 2000
+    assert metadata["command"] == "pytest short run"
+    assert len(metadata["history"]["val_accuracy"]) == 2
+    assert len(metadata["per_class_accuracy"]) == 10
+    assert np.asarray(metadata["confusion"]).sum() == 10_000
+    # 2 epochs on 1500 images already learn a lot; chance is 10 %.
+    assert metadata["test_accuracy"] > 0.75
+    assert [report.epoch for report in reports] == [1, 2]
+    assert reports[-1].seconds_left == 0 and reports[0].val_accuracy is not None
+
+
+def test_promotion_is_atomic_and_served(trained: tuple[Path, list], tmp_path: Path) -> None:
+    staging, _ = trained
+    model_dir = tmp_path / "models"
+    copy = _copy(staging, model_dir)
+    version = registry.promote(model_dir, copy)
+    assert registry.current_version(model_dir) == version
+    assert not copy.exists()
+    classifier = Classifier(model_dir)
+    assert classifier.version == version
+
+
+def test_litert_and_keras_agree(trained: tuple[Path, list], mnist, tmp_path: Path) -> None:
+    staging, _ = trained
+    model_dir = tmp_path / "models"
+    version = registry.promote(model_dir, _copy(staging, model_dir))
+    litert = Classifier(model_dir, backend="litert")
+    keras = Classifier(model_dir, backend="keras")
+    assert (litert.backend, keras.backend) == ("litert", "keras")
+    batch = mnist.x_test[:64].astype(np.float32) / 255.0
+    np.testing.assert_allclose(litert.predict(batch), keras.predict(batch), atol=1e-5)
+    # One image at a time (the bot's path) gives the same rows as the batch.
+    np.testing.assert_allclose(litert.predict(batch[:1]), litert.predict(batch)[:1], atol=1e-6)
+    assert version == litert.version
+
+
+def test_promote_refuses_incomplete(tmp_path: Path) -> None:
+    staging = registry.staging_dir(tmp_path)
+    (staging / "metadata.json").write_text("{}")
+    with pytest.raises(registry.RegistryError, match="incomplete"):
+        registry.promote(tmp_path, staging)
+
+
+def test_failed_training_leaves_no_staging(tmp_path: Path, mnist_path: Path) -> None:
+    with pytest.raises(ValueError, match="train_limit"):
+        train_candidate(mnist_path=mnist_path, model_dir=tmp_path, arch="seed", train_limit=3)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        train_candidate(mnist_path=mnist_path, model_dir=tmp_path, arch="resnet")
+    assert list(tmp_path.glob(".staging-*")) == []
+
+
+def test_validation_split_matches_keras() -> None:
+    images = np.arange(100)
+    labels = np.arange(100)
+    train_x, _, val_x, _ = split_validation(images, labels, 0.25)
+    assert len(train_x) == 75 and val_x[0] == 75  # the last quarter, as validation_split does
+    with pytest.raises(ValueError):
+        split_validation(images, labels, 1.0)
+
+
+def test_top3_sorted_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        probabilities = rng.dirichlet(np.ones(10))
+        best = top_k(probabilities, 3)
+        values = [value for _, value in best]
+        assert values == sorted(values, reverse=True)
+        assert sum(values) <= 1.0 + 1e-6
+        assert best[0][0] == int(np.argmax(probabilities))
+
+
+def test_evaluation_numbers() -> None:
+    probabilities = np.eye(10)[[0, 1, 2, 2]] * 0.9 + 0.01
+    evaluation = evaluate_probabilities(probabilities, np.array([0, 1, 2, 3]))
+    assert evaluation.accuracy == 0.75
+    assert evaluation.confusion[3][2] == 1
+    assert evaluation.per_class_accuracy[3] == 0.0
+
+
+def _copy(staging: Path, model_dir: Path) -> Path:
+    copy = registry.staging_dir(model_dir)
+    for item in staging.iterdir():
+        (copy / item.name).write_bytes(item.read_bytes())
+    return copy
