@@ -256,12 +256,12 @@ def _crop_bytes(crop: npt.ArrayLike) -> bytes:
     if array.shape != (IMAGE_SIDE, IMAGE_SIDE):
         raise ValueError(f"each crop must be 28x28, got shape {array.shape}")
     if array.dtype == np.uint8:
-        return np.ascontiguousarray(array).tobytes()
+        return bytes(np.ascontiguousarray(array).tobytes())
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"crops must be uint8 or float in [0, 1], got dtype {array.dtype}")
     if not np.isfinite(array).all() or array.min() < -1e-6 or array.max() > 1 + 1e-6:
         raise ValueError("float crops must hold finite values in [0, 1]")
-    return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes()
+    return bytes(np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes())
 
 
 def _check_number(number: str, what: str) -> str:
@@ -476,7 +476,8 @@ class FeedbackStore:
             raise ValueError("model_version must be 1 to 100 characters")
         with self.engine.begin() as connection:
             sample_id = connection.execute(
-                insert(samples_table).values(
+                insert(samples_table)
+                .values(
                     created_at=self._clock(),
                     model_version=model_version,
                     chat_type=chat_type,
@@ -487,7 +488,8 @@ class FeedbackStore:
                     digit_count=len(predicted),
                     confidence=min(confidence_values),
                 )
-            ).inserted_primary_key[0]
+                .returning(samples_table.c.id)
+            ).scalar_one()
             connection.execute(
                 insert(sample_digits_table),
                 [

@@ -283,25 +283,26 @@ def test_confirm_of_a_missing_sample_is_not_found(store: FeedbackStore) -> None:
 
 
 def test_concurrent_confirmations_have_exactly_one_winner(store: FeedbackStore) -> None:
-    sample_id = record(store, "4", chat_type="group", chat_id=-100999)
-    start = threading.Barrier(8)
+    # Several rounds: one race can come out right by luck even without the guard.
+    for round_number in range(10):
+        sample_id = record(store, "4", chat_type="group", chat_id=-100999, seed=round_number)
+        start = threading.Barrier(8)
 
-    def press(user_id: int) -> feedback.Confirmation:
-        start.wait()
-        return store.confirm(sample_id=sample_id, user_id=user_id, confirmed=str(user_id % 10))
+        def press(
+            user_id: int, sample_id: int = sample_id, start: threading.Barrier = start
+        ) -> feedback.Confirmation:
+            start.wait()
+            return store.confirm(sample_id=sample_id, user_id=user_id, confirmed=str(user_id))
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(press, range(8)))
-    winners = [result for result in results if result.status is ConfirmStatus.CONFIRMED]
-    assert len(winners) == 1
-    assert all(
-        result.status is ConfirmStatus.ALREADY_CONFIRMED
-        and result.confirmed == winners[0].confirmed
-        for result in results
-        if result is not winners[0]
-    )
-    stored = store.get(sample_id)
-    assert stored is not None and stored.confirmed == winners[0].confirmed
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(press, range(8)))
+        winners = [result for result in results if result.status is ConfirmStatus.CONFIRMED]
+        assert len(winners) == 1, f"round {round_number}: {results}"
+        losers = [result for result in results if result is not winners[0]]
+        assert {result.status for result in losers} == {ConfirmStatus.ALREADY_CONFIRMED}
+        assert {result.confirmed for result in losers} == {winners[0].confirmed}
+        stored = store.get(sample_id)
+        assert stored is not None and stored.confirmed == winners[0].confirmed
 
 
 def test_caps_limit_confirmations_per_day_and_in_total(database_url: str, clock: FakeClock) -> None:
