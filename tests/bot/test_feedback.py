@@ -531,6 +531,28 @@ def test_schema_version_and_a_forward_migration(
         FeedbackStore(database_url, SALT)
 
 
+def test_several_replicas_can_create_the_schema_at_once(database_url: str) -> None:
+    start = threading.Barrier(4)
+
+    def open_and_write(replica: int) -> int:
+        start.wait()
+        with FeedbackStore(database_url, SALT) as store:
+            return record(store, str(replica), seed=replica)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sample_ids = list(pool.map(open_and_write, range(4)))
+    assert len(set(sample_ids)) == 4
+    with FeedbackStore(database_url, SALT) as store:
+        assert store.stats().collected == 4
+        with store.engine.connect() as connection:
+            assert (
+                connection.execute(
+                    select(func.count()).select_from(schema_version_table)
+                ).scalar_one()
+                == 1
+            )
+
+
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
     with (
         FeedbackStore(f"sqlite:///{tmp_path / 'f.sqlite3'}", SALT) as store,
