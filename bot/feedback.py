@@ -810,4 +810,10 @@ class FeedbackStore:
 
 def open_store(settings: Settings) -> FeedbackStore:
     """The store named by DATABASE_URL and salted with FEEDBACK_SALT."""
-    return FeedbackStore(settings.database_url, settings.feedback_salt.get_secret_value())
+    return FeedbackStore(
+        settings.database_url,
+        settings.feedback_salt.get_secret_value(),
+        max_confirmations_per_day=settings.feedback_max_per_day,
+        max_confirmations_total=settings.feedback_max_total,
+        holdout_fraction=settings.feedback_holdout_fraction,
+    )
