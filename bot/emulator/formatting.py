@@ -3,6 +3,7 @@
 Telegram measures entity offsets and lengths in UTF-16 code units, detects `/commands` and
 `@mentions` in plain text, and turns `parse_mode` markup (HTML, MarkdownV2, Markdown) into plain
 text plus entities, refusing malformed markup with "Bad Request: can't parse entities: ...".
+`formatted_param` applies all of that to a text or caption parameter of a Bot API call.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import re
 from typing import Any
 
 from bot.emulator.errors import ApiError
+from bot.emulator.params import Params, get_json, get_string
 
 Entity = dict[str, Any]
+MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
 
 # Telegram detects a command or mention only where it starts a word and ends one.
 _COMMAND_PATTERN = re.compile(r"(?<![\w/@])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/@])")
@@ -90,6 +94,38 @@ def format_text(text: str, parse_mode: str | None) -> tuple[str, list[Entity]]:
     else:
         raise ApiError(400, "Bad Request: unsupported parse_mode")
     return plain, merge_detected(plain, entities)
+
+
+def formatted_param(
+    params: Params, text_name: str, entities_name: str, *, what: str
+) -> tuple[str, list[Entity]]:
+    """Text and entities of a text or caption parameter, honouring parse_mode/entities."""
+    text = get_string(params, text_name) or ""
+    given = get_json(params, entities_name, "entities")
+    if given is not None:
+        if not isinstance(given, list) or not all(isinstance(item, dict) for item in given):
+            raise ApiError(400, "Bad Request: can't parse entities JSON object")
+        plain, entities = text, list(given)
+    else:
+        plain, entities = format_text(text, get_string(params, "parse_mode"))
+    plain, entities = trim_text(plain, entities)
+    limit = MAX_TEXT_LENGTH if what == "text" else MAX_CAPTION_LENGTH
+    if len(plain) > limit:
+        reason = "message is too long" if what == "text" else "message caption is too long"
+        raise ApiError(400, f"Bad Request: {reason}")
+    return plain, entities
+
+
+def text_fields(
+    text: str, entities: list[Entity], text_key: str, entities_key: str
+) -> dict[str, Any]:
+    """{"text": ..., "entities": [...]} (or the caption pair), without empty parts."""
+    fields: dict[str, Any] = {}
+    if text:
+        fields[text_key] = text
+        if entities:
+            fields[entities_key] = entities
+    return fields
 
 
 def _parse_error(message: str) -> ApiError:

@@ -137,6 +137,55 @@ def get_chat_id(params: Params, name: str = "chat_id") -> int | str:
         raise ApiError(400, "Bad Request: chat not found") from None
 
 
+INLINE_BUTTON_ACTIONS = (
+    "callback_data",
+    "url",
+    "switch_inline_query",
+    "switch_inline_query_current_chat",
+    "switch_inline_query_chosen_chat",
+    "copy_text",
+    "web_app",
+    "login_url",
+    "callback_game",
+    "pay",
+)
+MAX_CALLBACK_DATA_BYTES = 64
+
+
+def get_inline_keyboard(params: Params) -> dict[str, Any] | None:
+    """The inline keyboard to attach to a message (other keyboards are not part of it)."""
+    markup = get_json(params, "reply_markup", "reply keyboard markup")
+    if markup is None:
+        return None
+    if not isinstance(markup, dict):
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+    if "inline_keyboard" not in markup:
+        return None
+    rows = markup["inline_keyboard"]
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ApiError(
+            400,
+            'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an '
+            "Array of Arrays",
+        )
+    for row in rows:
+        for button in row:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                raise ApiError(400, "Bad Request: can't parse inline keyboard button")
+            actions = [name for name in INLINE_BUTTON_ACTIONS if name in button]
+            if not actions:
+                raise ApiError(
+                    400, "Bad Request: text buttons are unallowed in the inline keyboard"
+                )
+            if "callback_data" in button:
+                data = str(button["callback_data"]).encode("utf-8")
+                if not 1 <= len(data) <= MAX_CALLBACK_DATA_BYTES:
+                    raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+    if not any(rows):
+        return None
+    return markup
+
+
 _INTEGER_PARAMS = frozenset(
     {
         "message_id",

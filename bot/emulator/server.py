@@ -28,10 +28,12 @@ from aiohttp import web
 
 from bot.emulator.errors import ApiError
 from bot.emulator.formatting import (
-    Entity,
+    MAX_CAPTION_LENGTH,
+    MAX_TEXT_LENGTH,
     detect_entities,
     entity_text,
-    format_text,
+    formatted_param,
+    text_fields,
     trim_text,
 )
 from bot.emulator.media import photo_renditions, thumbnail
@@ -40,6 +42,7 @@ from bot.emulator.params import (
     Upload,
     get_bool,
     get_chat_id,
+    get_inline_keyboard,
     get_integer,
     get_json,
     get_string,
@@ -113,22 +116,7 @@ CHAT_ACTIONS = frozenset(
     }
 )
 FAULT_KINDS = ("500", "timeout", "drop", "429")
-INLINE_BUTTON_ACTIONS = (
-    "callback_data",
-    "url",
-    "switch_inline_query",
-    "switch_inline_query_current_chat",
-    "switch_inline_query_chosen_chat",
-    "copy_text",
-    "web_app",
-    "login_url",
-    "callback_game",
-    "pay",
-)
 COMMAND_PATTERN = re.compile(r"^[a-z0-9_]{1,32}$")
-MAX_TEXT_LENGTH = 4096
-MAX_CAPTION_LENGTH = 1024
-MAX_CALLBACK_DATA_BYTES = 64
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files
 MAX_PHOTO_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -362,6 +350,10 @@ class BotApiEmulator:
         fault = _Fault(kind=kind, retry_after=retry_after, hold_seconds=hold_seconds, methods=names)
         self._faults.extend([fault] * count)
 
+    def clear_faults(self) -> None:
+        """Forget the faults not yet used."""
+        self._faults.clear()
+
     def _take_fault(self, method: str) -> _Fault | None:
         for index, fault in enumerate(self._faults):
             if fault.methods is None or method.lower() in fault.methods:
@@ -593,6 +585,10 @@ class BotApiEmulator:
         """Every chat (Telegram Chat objects), in the order they were added."""
         return [copy.deepcopy(chat.chat) for chat in self._chats.values()]
 
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (Telegram User objects), in the order they were added."""
+        return copy.deepcopy(list(self._users.values()))
+
     def messages(self, chat_id: int) -> list[Message]:
         """All stored messages of the chat, oldest first, in their current state (copies)."""
         return copy.deepcopy(list(self._chat(chat_id).messages.values()))
@@ -729,7 +725,7 @@ class BotApiEmulator:
         if len(caption) > MAX_CAPTION_LENGTH:
             raise ValueError(f"caption longer than {MAX_CAPTION_LENGTH} characters")
         text, entities = trim_text(caption, detect_entities(caption))
-        return _text_fields(text, entities, "caption", "caption_entities")
+        return text_fields(text, entities, "caption", "caption_entities")
 
     def _bot_receives(self, chat: ChatState, message: Message) -> bool:
         """Whether Telegram delivers this user message to the bot (group privacy mode)."""
@@ -771,7 +767,7 @@ class BotApiEmulator:
             raise ValueError(f"a message text must be at most {MAX_TEXT_LENGTH} characters")
         plain, entities = trim_text(text, detect_entities(text))
         reply_to = self._user_reply_target(chat, reply_to_message_id)
-        content = _text_fields(plain, entities, "text", "entities")
+        content = text_fields(plain, entities, "text", "entities")
         message = self._store_message(chat, user, content, reply_to=reply_to)
         self._deliver(chat, message, "message")
         return copy.deepcopy(message)
@@ -827,7 +823,7 @@ class BotApiEmulator:
         if plain == message["text"]:
             raise ValueError("message is not modified")
         message.pop("entities", None)
-        message.update(_text_fields(plain, entities, "text", "entities"))
+        message.update(text_fields(plain, entities, "text", "entities"))
         message["edit_date"] = int(time.time())
         self._emit({"type": "edited_message", "chat_id": chat_id, "message": message})
         self._deliver(chat, message, "edited_message")
@@ -993,60 +989,6 @@ class BotApiEmulator:
             raise ApiError(400, "Bad Request: message to be replied not found")
         return target
 
-    @staticmethod
-    def _reply_markup(params: Params) -> dict[str, Any] | None:
-        """The inline keyboard to attach to a message (other keyboards are not part of it)."""
-        markup = get_json(params, "reply_markup", "reply keyboard markup")
-        if markup is None:
-            return None
-        if not isinstance(markup, dict):
-            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
-        if "inline_keyboard" not in markup:
-            return None
-        rows = markup["inline_keyboard"]
-        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-            raise ApiError(
-                400,
-                'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an '
-                "Array of Arrays",
-            )
-        for row in rows:
-            for button in row:
-                if not isinstance(button, dict) or not isinstance(button.get("text"), str):
-                    raise ApiError(400, "Bad Request: can't parse inline keyboard button")
-                actions = [name for name in INLINE_BUTTON_ACTIONS if name in button]
-                if not actions:
-                    raise ApiError(
-                        400, "Bad Request: text buttons are unallowed in the inline keyboard"
-                    )
-                if "callback_data" in button:
-                    data = str(button["callback_data"]).encode("utf-8")
-                    if not 1 <= len(data) <= MAX_CALLBACK_DATA_BYTES:
-                        raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
-        if not any(rows):
-            return None
-        return markup
-
-    @staticmethod
-    def _formatted(
-        params: Params, text_name: str, entities_name: str, *, what: str
-    ) -> tuple[str, list[Entity]]:
-        """Text and entities of a text or caption parameter, honouring parse_mode/entities."""
-        text = get_string(params, text_name) or ""
-        given = get_json(params, entities_name, "entities")
-        if given is not None:
-            if not isinstance(given, list) or not all(isinstance(item, dict) for item in given):
-                raise ApiError(400, "Bad Request: can't parse entities JSON object")
-            plain, entities = text, list(given)
-        else:
-            plain, entities = format_text(text, get_string(params, "parse_mode"))
-        plain, entities = trim_text(plain, entities)
-        limit = MAX_TEXT_LENGTH if what == "text" else MAX_CAPTION_LENGTH
-        if len(plain) > limit:
-            reason = "message is too long" if what == "text" else "message caption is too long"
-            raise ApiError(400, f"Bad Request: {reason}")
-        return plain, entities
-
     def _bot_send(
         self,
         chat: ChatState,
@@ -1066,8 +1008,8 @@ class BotApiEmulator:
         return copy.deepcopy(message)
 
     def _caption_fields(self, params: Params) -> dict[str, Any]:
-        caption, entities = self._formatted(params, "caption", "caption_entities", what="caption")
-        return _text_fields(caption, entities, "caption", "caption_entities")
+        caption, entities = formatted_param(params, "caption", "caption_entities", what="caption")
+        return text_fields(caption, entities, "caption", "caption_entities")
 
     # --- bot side: methods -------------------------------------------------------------------
 
@@ -1133,19 +1075,19 @@ class BotApiEmulator:
 
     def _send_message(self, params: Params, uploads: dict[str, Upload]) -> Message:
         chat = self._api_chat(params)
-        text, entities = self._formatted(params, "text", "entities", what="text")
+        text, entities = formatted_param(params, "text", "entities", what="text")
         if not text:
             raise ApiError(400, "Bad Request: message text is empty")
         reply_to = self._reply_target(chat, params)
-        reply_markup = self._reply_markup(params)
-        content = _text_fields(text, entities, "text", "entities")
+        reply_markup = get_inline_keyboard(params)
+        content = text_fields(text, entities, "text", "entities")
         return self._bot_send(chat, content, reply_to, reply_markup)
 
     def _send_photo(self, params: Params, uploads: dict[str, Upload]) -> Message:
         chat = self._api_chat(params)
         caption = self._caption_fields(params)
         reply_to = self._reply_target(chat, params)
-        reply_markup = self._reply_markup(params)
+        reply_markup = get_inline_keyboard(params)
         source = self._input_file(params.get("photo"), uploads, "photo")
         content = {"photo": self._photo_content(source), **caption}
         if get_bool(params, "has_spoiler"):
@@ -1156,7 +1098,7 @@ class BotApiEmulator:
         chat = self._api_chat(params)
         caption = self._caption_fields(params)
         reply_to = self._reply_target(chat, params)
-        reply_markup = self._reply_markup(params)
+        reply_markup = get_inline_keyboard(params)
         source = self._input_file(params.get("document"), uploads, "document")
         content = {"document": self._document_content(source), **caption}
         return self._bot_send(chat, content, reply_to, reply_markup)
@@ -1233,12 +1175,12 @@ class BotApiEmulator:
         chat, message = self._editable(params)
         if "text" not in message:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
-        text, entities = self._formatted(params, "text", "entities", what="text")
+        text, entities = formatted_param(params, "text", "entities", what="text")
         if not text:
             raise ApiError(400, "Bad Request: message text is empty")
-        fields = _text_fields(text, entities, "text", "entities")
+        fields = text_fields(text, entities, "text", "entities")
         return self._apply_edit(
-            chat, message, fields, ("text", "entities"), self._reply_markup(params)
+            chat, message, fields, ("text", "entities"), get_inline_keyboard(params)
         )
 
     def _edit_message_caption(self, params: Params, uploads: dict[str, Upload]) -> Message:
@@ -1247,12 +1189,12 @@ class BotApiEmulator:
             raise ApiError(400, "Bad Request: there is no caption in the message to edit")
         fields = self._caption_fields(params)
         return self._apply_edit(
-            chat, message, fields, ("caption", "caption_entities"), self._reply_markup(params)
+            chat, message, fields, ("caption", "caption_entities"), get_inline_keyboard(params)
         )
 
     def _edit_message_reply_markup(self, params: Params, uploads: dict[str, Upload]) -> Message:
         chat, message = self._editable(params)
-        return self._apply_edit(chat, message, {}, (), self._reply_markup(params))
+        return self._apply_edit(chat, message, {}, (), get_inline_keyboard(params))
 
     def _delete_message(self, params: Params, uploads: dict[str, Upload]) -> bool:
         chat = self._api_chat(params)
@@ -1345,18 +1287,6 @@ class BotApiEmulator:
         if chat.bot_is_admin:
             ids.append(self.bot_id)
         return [self._member(chat, user_id) for user_id in ids]
-
-
-def _text_fields(
-    text: str, entities: list[Entity], text_key: str, entities_key: str
-) -> dict[str, Any]:
-    """{"text": ..., "entities": [...]} (or the caption pair), without empty parts."""
-    fields: dict[str, Any] = {}
-    if text:
-        fields[text_key] = text
-        if entities:
-            fields[entities_key] = entities
-    return fields
 
 
 def _summary(message: Message) -> str:
