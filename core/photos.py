@@ -978,10 +978,14 @@ def _photo_rng(seed: int, key: int, number: int) -> np.random.Generator:
     return np.random.default_rng([seed, key, number, 1])
 
 
-def _frame(rng: np.random.Generator, landscape_share: float, longest_side: int) -> tuple[int, int]:
-    """(width, height) of a 4:3 photo, landscape with probability `landscape_share`."""
+def _check_longest_side(longest_side: int) -> None:
+    """ValueError unless `longest_side` is a sensible photo size."""
     if not 64 <= longest_side <= 4096:
         raise ValueError(f"longest_side must be 64-4096 pixels, got {longest_side}")
+
+
+def _frame(rng: np.random.Generator, landscape_share: float, longest_side: int) -> tuple[int, int]:
+    """(width, height) of a 4:3 photo, landscape with probability `landscape_share`."""
     shortest_side = round(longest_side * 3 / 4)
     if rng.random() < landscape_share:
         return longest_side, shortest_side
@@ -1001,15 +1005,23 @@ def benchmark_photos(
     Digits are chosen deterministically from the test split (see `plan_photos`); half the photos
     are landscape 1024x768, half portrait 768x1024 (`longest_side` scales both).
     """
+    # Check everything now, not at the first next(): this is not a generator function.
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
     _check_test_split(x_test, y_test)
-    counters: dict[str, int] = {}
-    for condition, index in plan_photos(len(x_test), per_condition, seed):
-        number = counters.get(condition, 0)
-        counters[condition] = number + 1
-        rng = _photo_rng(seed, CONDITIONS.index(condition), number)
-        size = _frame(rng, 0.5, longest_side)
-        yield condition, int(y_test[index]), render_photo(x_test[index], condition, rng, size=size)
+    _check_longest_side(longest_side)
+    plan = plan_photos(len(x_test), per_condition, seed)
+
+    def photos() -> Iterator[tuple[str, int, bytes]]:
+        counters: dict[str, int] = {}
+        for condition, index in plan:
+            number = counters.get(condition, 0)
+            counters[condition] = number + 1
+            rng = _photo_rng(seed, CONDITIONS.index(condition), number)
+            size = _frame(rng, 0.5, longest_side)
+            jpeg = render_photo(x_test[index], condition, rng, size=size)
+            yield condition, int(y_test[index]), jpeg
+
+    return photos()
 
 
 def benchmark_numbers(
@@ -1026,12 +1038,21 @@ def benchmark_numbers(
     """
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
     _check_test_split(x_test, y_test)
-    for number, plan in enumerate(plan_numbers(len(x_test), count, seed)):
-        rng = _photo_rng(seed, len(CONDITIONS), number)
-        size = _frame(rng, 0.75, longest_side)
-        label = "".join(str(int(y_test[index])) for index in plan.indices)
-        digits = [x_test[index] for index in plan.indices]
-        yield label, render_number(digits, plan.condition, rng, touching=plan.touching, size=size)
+    _check_longest_side(longest_side)
+    plans = plan_numbers(len(x_test), count, seed)
+
+    def numbers() -> Iterator[tuple[str, bytes]]:
+        for number, plan in enumerate(plans):
+            rng = _photo_rng(seed, len(CONDITIONS), number)
+            size = _frame(rng, 0.75, longest_side)
+            label = "".join(str(int(y_test[index])) for index in plan.indices)
+            digits = [x_test[index] for index in plan.indices]
+            yield (
+                label,
+                render_number(digits, plan.condition, rng, touching=plan.touching, size=size),
+            )
+
+    return numbers()
 
 
 def write_fixture_sample(
