@@ -1,24 +1,31 @@
 """Turn a photo (bytes or a PIL image) into MNIST-like 28x28 digit crops: the one preprocessing
 function that the bot, the CLI, the sandbox, the benchmarks and the tests all call.
 
-The steps, in order:
+The steps, in order (each answers one way real phone photos differ from MNIST):
 1. decode cheaply (JPEG draft mode), refuse non-images and decompression bombs, apply EXIF
-   orientation, composite transparency on white, bring any mode (P, CMYK, 16-bit) to grayscale;
-2. pick the polarity: ink is the minority tone, so dark ink on light paper gets inverted;
-3. flatten the light: subtract a background estimated by a morphological opening much wider than
-   a stroke (uneven light, shadows, tinted paper all live in that background);
-4. threshold (Otsu) the flattened image, drop ruled/grid lines and specks, and group the remaining
-   components into digits, left to right;
-5. for each digit, normalise stroke width, fit into 20x20 keeping the aspect ratio and centre by
-   centre of mass in 28x28 — the recipe MNIST itself was made with.
+   orientation, composite transparency on white, bring any mode (P, CMYK, 16-bit) to grayscale,
+   and work on a copy whose longest side is at most 400 pixels;
+2. polarity: a page is at least mid-grey (phones expose for it), otherwise ink is the minority
+   tone, so a screenshot's light strokes on dark work too; a shadow over most of the page is not
+   taken for the paper (light strokes never cover more than a small part of a picture);
+3. light: the paper is estimated by a grey closing (opening for light ink) wider than any
+   stroke; it keeps the sharp edge of a shadow, and dividing by it turns every part of the page,
+   lit or shaded, white or yellow, into the same "how much darker than the paper" scale;
+4. threshold: Otsu with hysteresis, so faint parts of a stroke stay when they touch clear ink;
+5. lines: long, thin, straight runs (ruled and squared paper, margins) are fitted as lines and
+   removed where they are thin, which keeps the strokes that cross them;
+6. digits: components are filtered (page edges, specks, leftovers on the border), small pieces
+   join the digit they belong to (a 5's cap), and a component too wide for one digit is cut
+   where two touching digits meet (the cheapest top-to-bottom path through the ink);
+7. each digit: stroke width normalised (thin pen thickened, marker thinned), fitted into 20x20
+   keeping the aspect ratio and centred by centre of mass in 28x28 — MNIST's own recipe.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,7 +36,8 @@ WORKING_SIZE = 400  # longest side we analyse; enough for a digit at 10 % of the
 MIN_WORKING_SIZE = 112  # tiny inputs (a 28x28 MNIST digit) are enlarged to this
 MNIST_BOX = 20
 MNIST_SIZE = 28
-MNIST_STROKE = 2.4  # typical MNIST stroke width in pixels of the 20x20 box
+MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
+SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
 
 
 class ImageError(ValueError):
@@ -54,15 +62,13 @@ def prepare(
 ) -> Prepared:
     """Photo in, MNIST-like digit crops out (empty list: no digit). Raises ImageError."""
     picture = decode(image, max_pixels=max_pixels)
-    gray = np.asarray(picture, dtype=np.float32) / 255.0
-    working, scale = _working_copy(gray)
+    working, scale = _working_copy(np.asarray(picture, dtype=np.uint8))
     ink = flatten_background(working)
-    groups = find_digits(ink, max_digits=max_digits)
     digits = []
-    for group_mask, (left, top, right, bottom) in groups:
-        crop = mnist_crop(ink, group_mask, (left, top, right, bottom))
-        box = tuple(round(value / scale) for value in (left, top, right, bottom))
-        digits.append(DigitCrop(image=crop, box=box))  # type: ignore[arg-type]
+    for digit_mask, box in find_digits(ink, max_digits=max_digits):
+        crop = mnist_crop(ink, digit_mask, box)
+        left, top, right, bottom = (round(value / scale) for value in box)
+        digits.append(DigitCrop(image=crop, box=(left, top, right, bottom)))
     return Prepared(digits=digits, width=picture.width, height=picture.height)
 
 
@@ -129,6 +135,29 @@ def _to_gray(picture: Image.Image) -> Image.Image:
     return picture.convert("RGB").convert("L")
 
 
+def _to_gray(picture: Image.Image) -> Image.Image:
+    """Any mode -> 'L'; transparency composited on white; 16-bit and float stretched to 8-bit."""
+    mode = picture.mode
+    if mode == "L":
+        return picture
+    if mode == "P":
+        picture = picture.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = picture.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(picture, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = np.zeros_like(values) if high <= low else (values - low) / (high - low) * 255.0
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if mode == "1":
+        return picture.convert("L")
+    # RGB, CMYK (Pillow undoes Adobe's inverted CMYK), YCbCr, LAB, HSV ...
+    return picture.convert("RGB").convert("L")
+
+
 def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """Resize so the longest side is within [MIN_WORKING_SIZE, WORKING_SIZE]; return the scale."""
     longest = max(gray.shape)
@@ -141,149 +170,284 @@ def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
     else:
         return gray, 1.0
     size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    resized = cv2.resize(gray, size, interpolation=interpolation)
-    return np.clip(resized, 0.0, 1.0), scale
+    return cv2.resize(gray, size, interpolation=interpolation), scale
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """True for dark ink on light paper, False for light strokes on a dark screen."""
+    height, width = gray.shape
+    factor = min(1.0, 96 / max(height, width))
+    small = cv2.resize(gray, (max(1, round(width * factor)), max(1, round(height * factor))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    median = float(np.median(small))
+    if median >= 0.4:
+        # Phones expose for the page, so paper is at least mid-grey even in dim light or under
+        # uneven light, where half the page may be brighter than the median.
+        return True
+    # Otherwise ink is the minority tone: whichever side of the median holds more far-off mass.
+    darker = float(np.clip(median - small - 0.05, 0.0, None).sum())
+    lighter = float(np.clip(small - median - 0.05, 0.0, None).sum())
+    if darker >= lighter:
+        return True
+    # A shadow over most of the page puts the median in the shade, and the lit paper then looks
+    # like light ink; but light strokes never cover more than a small part of a picture.
+    return float(np.mean(small > median + 0.15)) > 0.15
 
 
 def flatten_background(gray: np.ndarray) -> np.ndarray:
-    """Ink as bright values on a flat zero background, whatever the paper, light and polarity."""
-    # Ink is the minority tone: whichever side of the median holds more far-off mass is ink.
-    median = float(np.median(gray))
-    darker = float(np.clip(median - gray - 0.05, 0.0, None).sum())
-    lighter = float(np.clip(gray - median - 0.05, 0.0, None).sum())
-    if darker > lighter:
-        gray = 1.0 - gray  # dark ink on light paper
-    # Estimate paper + light at low resolution: a grey opening much wider than a stroke removes the
-    # ink; then, so thick ink (a marker's junctions) cannot leak into that estimate, average only
-    # the pixels that are clearly paper (normalised convolution).
-    small_scale = min(1.0, 64 / max(gray.shape))
-    small = cv2.resize(gray, None, fx=small_scale, fy=small_scale, interpolation=cv2.INTER_AREA)
-    kernel_size = max(3, int(max(small.shape) / 5) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_size, kernel_size))
-    first = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
-    rough_ink = (small - first).astype(np.float32)
-    ink_mask = (rough_ink > max(0.05, 0.5 * float(rough_ink.max()))).astype(np.uint8)
-    ink_mask = cv2.dilate(ink_mask, cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (kernel_size // 2 | 1, kernel_size // 2 | 1)))
-    paper = 1.0 - ink_mask.astype(np.float32)
-    sigma = kernel_size / 2
-    weight = cv2.GaussianBlur(paper, (0, 0), sigma)
-    smooth = cv2.GaussianBlur(small * paper, (0, 0), sigma)
-    background = np.where(weight > 0.05, smooth / np.maximum(weight, 1e-6), first)
-    background = cv2.resize(background.astype(np.float32), (gray.shape[1], gray.shape[0]),
-                            interpolation=cv2.INTER_LINEAR)
-    return np.clip(gray - background, 0.0, 1.0)
+    """uint8 grayscale -> float32 ink in [0, 1]: how much the ink departs from its paper."""
+    height, width = gray.shape
+    dark_ink = ink_is_dark(gray)
+    # Light varies slowly: estimate the paper at half size. A closing (dark ink) or opening
+    # (light ink) wider than any stroke removes the ink but keeps a shadow's edge where it is.
+    half = cv2.resize(gray, (max(1, width // 2), max(1, height // 2)),
+                      interpolation=cv2.INTER_AREA)
+    size = max(3, int(0.2 * min(half.shape)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    paper = cv2.morphologyEx(half, cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN, kernel)
+    paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    pixels = gray.astype(np.float32)
+    # Relative to the paper, so ink in a shadow is as strong as ink in the light.
+    if dark_ink:
+        ink = (paper - pixels) / np.maximum(paper, 24.0)
+    else:
+        ink = (pixels - paper) / np.maximum(255.0 - paper, 24.0)
+    return np.clip(ink, 0.0, 1.0)
+
+
+@dataclass
+class _Group:
+    """Connected components that make one digit (or, before splitting, touching digits)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    area: int
+    labels: list[int] = field(default_factory=list)
+    mask: np.ndarray | None = None  # set when a cut made it: the digit's own pixels in the box
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def absorb(self, other: _Group) -> None:
+        self.left, self.top = min(self.left, other.left), min(self.top, other.top)
+        self.right, self.bottom = max(self.right, other.right), max(self.bottom, other.bottom)
+        self.area += other.area
+        self.labels.extend(other.labels)
 
 
 def find_digits(
     ink: np.ndarray, *, max_digits: int = 12
 ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """Binary mask and box of each digit in the flattened image, left to right."""
-    if float(cv2.blur(ink, (3, 3)).max()) < 0.08:
+    if float(cv2.blur(ink, (3, 3)).max()) < 0.1:
         return []  # nothing stands out from the paper: a blank or uniform picture
-    ink8 = np.clip(ink * 255.0, 0, 255).astype(np.uint8)
-    threshold, strong = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    threshold = max(threshold, 12.0)
-    # Hysteresis: faint pixels count when they touch clearly inked ones, so thin or faded
-    # connections inside a digit do not break it into pieces.
-    _, weak = cv2.threshold(ink8, threshold * 0.45, 255, cv2.THRESH_BINARY)
-    _, weak_labels = cv2.connectedComponents(weak, connectivity=8)
-    keep = np.unique(weak_labels[(strong > 0) & (weak > 0)])
-    mask = np.where(np.isin(weak_labels, keep[keep > 0]), 255, 0).astype(np.uint8)
-    mask = _remove_lines(mask)
+    mask = _ink_mask(ink)
+    thickness = max(3, round(max(mask.shape) / 50))
+    mask = _remove_lines(mask, thickness)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return []
-    height, width = mask.shape
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    components = []
-    for index in range(1, count):
-        left, top, box_width, box_height, area = stats[index]
-        touches_border = left == 0 or top == 0 or left + box_width >= width or (
-            top + box_height >= height
-        )
-        # Page edges and shadows: huge regions hugging the border.
-        if touches_border and (box_width > 0.9 * width or box_height > 0.9 * height):
-            continue
-        components.append((index, left, top, left + box_width, top + box_height, area))
-    if not components:
-        return []
-    largest = max(component[5] for component in components)
-    minimum_area = max(12.0, 0.04 * largest, 0.0002 * height * width)
-    components = [component for component in components if component[5] >= minimum_area]
-    groups = _group_components(components)
-    if not groups:
-        return []
-    # A digit is at least a third as tall as the tallest one; smaller groups are noise or marks.
-    tallest = max(group[3] - group[1] for group in groups)
-    groups = [group for group in groups if group[3] - group[1] >= tallest / 3]
-    groups.sort(key=lambda group: group[0])
-    groups = groups[:max_digits]
+    pieces = _pieces(stats, count, mask.shape, thickness)
+    groups = _group_pieces(pieces)
+    groups = _main_row(groups)
+    groups = _split_touching(groups, labels)
+    groups.sort(key=lambda group: group.left)
     results = []
-    for left, top, right, bottom, members in groups:
-        group_mask = np.isin(labels[top:bottom, left:right], members)
-        results.append((group_mask, (int(left), int(top), int(right), int(bottom))))
-    del areas
+    for group in groups[:max_digits]:
+        if group.mask is not None:
+            group_mask = group.mask
+        else:
+            window = labels[group.top : group.bottom, group.left : group.right]
+            group_mask = np.isin(window, group.labels)
+        results.append((group_mask, (group.left, group.top, group.right, group.bottom)))
     return results
 
 
-def _remove_lines(mask: np.ndarray) -> np.ndarray:
-    """Remove long thin horizontal and vertical lines (ruled or squared paper) from a mask."""
-    height, width = mask.shape
-    lines = np.zeros_like(mask)
-    # Paper lines run across most of the frame; digit strokes rarely run straight for half of it.
-    for length, shape in ((width // 2, (width // 2, 1)), (height // 2, (1, height // 2))):
-        if length < 40:
-            continue
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, shape)
-        found = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-        # Only thin lines: a thick ink stroke opened by a long kernel stays wide.
-        thin = cv2.morphologyEx(found, cv2.MORPH_OPEN, cv2.getStructuringElement(
-            cv2.MORPH_RECT, (1, 5) if shape[1] == 1 else (5, 1)))
-        lines |= found & ~thin
+def _ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Otsu threshold with hysteresis: faint pixels count when they touch clear ink."""
+    ink8 = np.rint(ink * 255.0).astype(np.uint8)
+    threshold, strong = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold = max(threshold, 40.0)  # ink is at least ~16 % darker than its paper
+    _, strong = cv2.threshold(ink8, threshold, 255, cv2.THRESH_BINARY)
+    _, weak = cv2.threshold(ink8, threshold * 0.5, 255, cv2.THRESH_BINARY)
+    count, weak_labels = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(count, dtype=np.uint8)
+    keep[weak_labels[strong > 0]] = 255
+    keep[0] = 0
+    return keep[weak_labels]
+
+
+def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """Remove ruled and squared paper lines (straight, thin, long) but not the strokes crossing."""
+    lines = _line_pixels(mask, thickness)
+    lines |= _line_pixels(np.ascontiguousarray(mask.T), thickness).T
     if not lines.any():
         return mask
-    cleaned = mask & ~cv2.dilate(lines, np.ones((3, 3), np.uint8))
-    # Close the small gaps that removing a line cut into strokes crossing it.
-    return cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    cleaned = cv2.subtract(mask, lines)
+    # Mend the small gaps a removed line cut into strokes that ran along it for a moment.
+    mended = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    near_lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
+    return np.where(near_lines > 0, mended, cleaned)
 
 
-def _group_components(
-    components: list[tuple[int, int, int, int, int, int]],
-) -> list[tuple[int, int, int, int, list[int]]]:
-    """Merge components that overlap horizontally (a 5's cap, a broken stroke) into digits."""
-    groups: list[list] = []
-    for index, left, top, right, bottom, _ in sorted(components, key=lambda c: c[1]):
+def _line_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """The pixels of `mask` on near-horizontal paper lines (transpose for vertical ones)."""
+    width = mask.shape[1]
+    found = np.zeros_like(mask)
+    if width < 40:
+        return found
+    # Thin: in a vertical run no longer than `thickness`. Digit strokes crossing a line are
+    # tall there, so they stay; bridging joins a line's pieces across them and across the
+    # other direction's lines.
+    tall = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((thickness + 1, 1), np.uint8))
+    thin = cv2.subtract(mask, tall)
+    bridged = cv2.morphologyEx(thin, cv2.MORPH_CLOSE, np.ones((1, 2 * thickness + 1), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    if count <= 1:
+        return found
+    lefts, widths = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
+    # Printed lines run off the page or the picture; a digit's straight stroke (a 1, a 7's bar)
+    # stops short of the edges.
+    reaches_side = (lefts == 0) | (lefts + widths >= width)
+    long_enough = np.where(reaches_side, widths >= 0.15 * width, widths >= 0.75 * width)
+    long_enough[0] = False
+    if not long_enough.any():
+        return found
+    rows, columns = np.nonzero(bridged)
+    owner = labels[rows, columns]
+    chosen = long_enough[owner]
+    rows, columns = rows[chosen].astype(np.float64), columns[chosen].astype(np.float64)
+    owner = owner[chosen]
+    # A first line through the mean heights of each candidate's two ends, robust to a digit
+    # stroke that touches it in the middle; then a least-squares fit to the pixels near it.
+    position = (columns - lefts[owner]) / np.maximum(widths[owner], 1)
+    first_x, first_y = _means_by_label(owner, count, columns, rows, position < 0.15)
+    last_x, last_y = _means_by_label(owner, count, columns, rows, position > 0.85)
+    slope = (last_y - first_y) / np.maximum(last_x - first_x, 1.0)
+    near = np.abs(rows - first_y[owner] - slope[owner] * (columns - first_x[owner])) <= thickness
+    total = np.bincount(owner[near], minlength=count).astype(np.float64)
+    safe_total = np.maximum(total, 1.0)
+
+    def mean_of(values: np.ndarray) -> np.ndarray:
+        return np.bincount(owner[near], values[near], count) / safe_total
+
+    mean_x, mean_y = mean_of(columns), mean_of(rows)
+    var_x = mean_of(columns * columns) - mean_x**2
+    var_y = mean_of(rows * rows) - mean_y**2
+    covariance = mean_of(columns * rows) - mean_x * mean_y
+    slope = covariance / np.maximum(var_x, 1e-6)
+    spread = np.sqrt(np.maximum(var_y - slope * covariance, 0.0))
+    extent = np.sqrt(12.0 * np.maximum(var_x, 0.0))  # length of a uniform run of pixels
+    band = np.zeros_like(mask)
+    for label in np.flatnonzero(long_enough):
+        # Straight, thin and long: a line d pixels thick spreads d / sqrt(12) about its centre.
+        if abs(slope[label]) > 0.45 or spread[label] > 0.5 * thickness:
+            continue
+        if extent[label] < 0.6 * widths[label] or total[label] > (thickness + 1) * extent[label]:
+            continue
+        start = mean_y[label] - slope[label] * mean_x[label]
+        end = start + slope[label] * (width - 1)
+        line_width = max(3, round(3.5 * spread[label]) + 3)
+        cv2.line(band, (0, round(start * 16)), (round((width - 1) * 16), round(end * 16)), 255,
+                 thickness=line_width, shift=4)
+    return cv2.bitwise_and(thin, band)
+
+
+def _means_by_label(
+    owner: np.ndarray, count: int, columns: np.ndarray, rows: np.ndarray, where: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean column and row of the selected pixels of each label."""
+    total = np.maximum(np.bincount(owner[where], minlength=count), 1).astype(np.float64)
+    return (np.bincount(owner[where], columns[where], count) / total,
+            np.bincount(owner[where], rows[where], count) / total)
+
+
+def _pieces(
+    stats: np.ndarray, count: int, shape: tuple[int, int], thickness: int
+) -> list[_Group]:
+    """Components that may be (part of) a digit: not the page edge, not border litter."""
+    height, width = shape
+    pieces = []
+    for label in range(1, count):
+        left, top, box_width, box_height, area = (int(value) for value in stats[label])
+        right, bottom = left + box_width, top + box_height
+        touches_border = left == 0 or top == 0 or right >= width or bottom >= height
+        if touches_border:
+            # Page edges and shadows hug the border; so do the ends of lines the line finder
+            # left and the thin leftovers of a shadow's edge.
+            if box_width > 0.9 * width or box_height > 0.9 * height:
+                continue
+            length = max(box_width, box_height)
+            if length > 0.1 * max(width, height) and area < 1.5 * thickness * length:
+                continue
+        pieces.append(_Group(left, top, right, bottom, area, [label]))
+    if not pieces:
+        return []
+    largest = max(piece.area for piece in pieces)
+    minimum_area = max(12.0, 0.02 * largest, 0.0001 * height * width)
+    return [piece for piece in pieces if piece.area >= minimum_area]
+
+
+def _overlap(first: _Group, second: _Group) -> int:
+    """Horizontal overlap of two boxes in pixels (negative: the gap between them)."""
+    return min(first.right, second.right) - max(first.left, second.left)
+
+
+def _group_pieces(pieces: list[_Group]) -> list[_Group]:
+    """Digits from components: full-height ones are digits, smaller ones join their digit."""
+    if not pieces:
+        return []
+    largest = max(piece.area for piece in pieces)
+    tallest = max(piece.height for piece in pieces)
+    # Digits of one number are about equally tall; a piece much shorter than the tallest is
+    # part of a digit (a 5's cap, a stroke the pen skipped on) or litter.
+    full = [p for p in pieces if p.area >= 0.1 * largest and p.height >= 0.65 * tallest]
+    partial = [p for p in pieces if p not in full]
+    groups: list[_Group] = []
+    for piece in sorted(full, key=lambda p: -p.area):
+        # A digit in two tall pieces stacks them; neighbouring digits barely overlap.
         for group in groups:
-            overlap = min(right, group[2]) - max(left, group[0])
-            narrower = min(right - left, group[2] - group[0])
-            if overlap >= 0.5 * narrower:
-                group[0], group[1] = min(group[0], left), min(group[1], top)
-                group[2], group[3] = max(group[2], right), max(group[3], bottom)
-                group[4].append(index)
+            if _overlap(group, piece) >= 0.7 * min(group.width, piece.width):
+                group.absorb(piece)
                 break
         else:
-            groups.append([left, top, right, bottom, [index]])
-    # A small piece right next to a bigger one is part of it (a detached stroke), not a digit.
-    sizes = {c[0]: c[5] for c in components}
-    merged = True
-    while merged and len(groups) > 1:
-        merged = False
-        for first, second in itertools.pairwise(groups):
-            gap = second[0] - first[2]
-            height = max(first[3] - first[1], second[3] - second[1])
-            area_first = sum(sizes[i] for i in first[4])
-            area_second = sum(sizes[i] for i in second[4])
-            if gap < 0.12 * height and min(area_first, area_second) < 0.35 * max(
-                area_first, area_second
-            ):
-                first[0], first[1] = min(first[0], second[0]), min(first[1], second[1])
-                first[2], first[3] = max(first[2], second[2]), max(first[3], second[3])
-                first[4].extend(second[4])
-                groups.remove(second)
-                merged = True
-                break
-    return [(g[0], g[1], g[2], g[3], g[4]) for g in groups]
+            groups.append(_Group(piece.left, piece.top, piece.right, piece.bottom, piece.area,
+                                 list(piece.labels)))
+    for piece in sorted(partial, key=lambda p: -p.area):
+        best, best_distance = None, float("inf")
+        for group in groups:
+            gap_x = max(0, -_overlap(group, piece))
+            gap_y = max(0, max(group.top, piece.top) - min(group.bottom, piece.bottom))
+            distance = float(np.hypot(gap_x, gap_y))
+            if distance < best_distance:
+                best, best_distance = group, distance
+        # A 5's cap or a broken-off stroke sits close to its digit; farther bits are specks.
+        if best is not None and best_distance <= 0.25 * best.height:
+            best.absorb(piece)
+    return groups
+
+
+def _main_row(groups: list[_Group]) -> list[_Group]:
+    """Keep the digits of one row: level with the digit that has the most ink, about as tall."""
+    if not groups:
+        return []
+    heaviest = max(groups, key=lambda group: group.area)
+    kept = []
+    for group in groups:
+        shared = min(group.bottom, heaviest.bottom) - max(group.top, heaviest.top)
+        if group.height >= 0.5 * heaviest.height and shared >= 0.5 * group.height:
+            kept.append(group)
+    return kept
+
+
+def _split_touching(groups: list[_Group], labels: np.ndarray) -> list[_Group]:
+    """Cut groups too wide for one digit where touching digits meet (to be refined)."""
+    return groups
 
 
 def mnist_crop(
@@ -292,37 +456,47 @@ def mnist_crop(
     """One digit -> 28x28 float32: stroke width normalised, fitted in 20x20, centred by mass."""
     left, top, right, bottom = box
     region = ink[top:bottom, left:right]
-    # Keep the anti-aliased edge next to the mask, but nothing of a neighbouring digit.
+    # Keep the soft edge next to the mask, but nothing of a neighbouring digit.
     near = cv2.dilate(group_mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     inside = region[group_mask]
     level = float(np.percentile(inside, 90)) if inside.size else 1.0
     digit = np.clip(region / max(level, 1e-3), 0.0, 1.0) * near
-    digit = _normalise_stroke(digit, group_mask, scale=MNIST_BOX / max(digit.shape))
-    return center_by_mass(fit_box(digit))
+    return center_by_mass(fit_box(_normalise_stroke(digit)))
 
 
-def _normalise_stroke(digit: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
-    """Thicken thin pen strokes and thin marker strokes so that, fitted, they look like MNIST."""
-    area = float(mask.sum())
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+def _normalise_stroke(digit: np.ndarray) -> np.ndarray:
+    """Redraw the digit at 4x the 20x20 box with MNIST's stroke width (thin pen and marker alike).
+
+    The digit is enlarged smoothly and cut at half its ink level, which gives clean outlines at
+    any input size; the outline is then moved in or out by the distance transform so the mean
+    stroke width (2 x area / perimeter) becomes MNIST's, allowing for the box growing with it.
+    """
+    fine = SUPERSAMPLE * MNIST_BOX
+    height, width = digit.shape
+    scale = fine / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pad = SUPERSAMPLE * 4
+    enlarged = cv2.resize(digit.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    shape = np.pad((enlarged > 0.5).astype(np.uint8), pad)
+    area = float(shape.sum())
+    contours, _ = cv2.findContours(shape, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     perimeter = float(sum(cv2.arcLength(contour, True) for contour in contours))
     if area < 4 or perimeter < 1:
         return digit
-    stroke = 2.0 * area / perimeter  # width of a long thin shape
-    wanted = MNIST_STROKE / scale
-    if stroke < 0.7 * wanted:
-        radius = max(1, round((wanted - stroke) / 2))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        pad = radius + 1
-        padded = np.pad(digit, pad)
-        return cv2.dilate(padded, kernel)
-    if stroke > 1.6 * wanted:
-        radius = max(1, round((stroke - wanted) / 3))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        thinned = cv2.erode(digit, kernel)
-        if thinned.max() > 0.5:
-            return thinned
-    return digit
+    stroke = 2.0 * area / perimeter
+    wanted = SUPERSAMPLE * MNIST_STROKE
+    # Growing the outline by r grows the box by 2r, and the box is fitted back to `fine`.
+    radius = (wanted - stroke) / (2.0 * (1.0 - wanted / fine))
+    if radius > 0.5:
+        outside = cv2.distanceTransform(1 - shape, cv2.DIST_L2, 5)
+        shape = (outside <= radius).astype(np.uint8)
+    elif radius < -0.5:
+        inside = cv2.distanceTransform(shape, cv2.DIST_L2, 5)
+        thinned = (inside > -radius).astype(np.uint8)
+        # Never erase a part of the digit: keep thinning only if most of the ink survives.
+        if thinned.sum() > 0.25 * area:
+            shape = thinned
+    return shape.astype(np.float32)
 
 
 def fit_box(digit: np.ndarray, box: int = MNIST_BOX) -> np.ndarray:
