@@ -24,6 +24,7 @@ The steps, in order (each answers one way real phone photos differ from MNIST):
 from __future__ import annotations
 
 import io
+import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,6 +38,16 @@ MIN_WORKING_SIZE = 112  # tiny inputs (a 28x28 MNIST digit) are enlarged to this
 MNIST_BOX = 20
 MNIST_SIZE = 28
 MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
+# Touching digits (see _split_touching): a group this much wider than tall may be two digits,
+# cut only at a neck thinner than CUT_STROKES strokes leaving parts PART_HEIGHT as tall; a group
+# WIDE_NUMBER times wider than tall holds several digits, each about TYPICAL_ASPECT as wide.
+WIDE_DIGIT = 1.1
+CUT_STROKES = 0.8
+PART_HEIGHT = 0.8
+PART_WIDTH = 0.2
+PART_AREA = 0.15
+WIDE_NUMBER = 1.8
+TYPICAL_ASPECT = 0.55
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
 
 
@@ -248,9 +259,8 @@ def find_digits(
     """Binary mask and box of each digit in the flattened image, left to right."""
     if float(cv2.blur(ink, (3, 3)).max()) < 0.1:
         return []  # nothing stands out from the paper: a blank or uniform picture
-    mask = _ink_mask(ink)
-    thickness = max(3, round(max(mask.shape) / 50))
-    mask = _remove_lines(mask, thickness)
+    thickness = max(3, round(max(ink.shape) / 50))  # thicker than any paper line
+    mask = _ink_mask(ink, thickness)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     pieces = _pieces(stats, count, mask.shape, thickness)
     groups = _group_pieces(pieces)
@@ -268,13 +278,15 @@ def find_digits(
     return results
 
 
-def _ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Otsu threshold with hysteresis: faint pixels count when they touch clear ink."""
+def _ink_mask(ink: np.ndarray, thickness: int) -> np.ndarray:
+    """Otsu threshold with hysteresis (faint pixels count when they touch clear ink), after
+    removing paper lines, so a faint line cannot tie a digit to the page or to another digit."""
     ink8 = np.rint(ink * 255.0).astype(np.uint8)
     threshold, strong = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     threshold = max(threshold, 40.0)  # ink is at least ~16 % darker than its paper
     _, strong = cv2.threshold(ink8, threshold, 255, cv2.THRESH_BINARY)
     _, weak = cv2.threshold(ink8, threshold * 0.5, 255, cv2.THRESH_BINARY)
+    weak = _remove_lines(weak, thickness)
     count, weak_labels = cv2.connectedComponents(weak, connectivity=8)
     keep = np.zeros(count, dtype=np.uint8)
     keep[weak_labels[strong > 0]] = 255
@@ -284,23 +296,35 @@ def _ink_mask(ink: np.ndarray) -> np.ndarray:
 
 def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
     """Remove ruled and squared paper lines (straight, thin, long) but not the strokes crossing."""
-    lines = _line_pixels(mask, thickness)
-    lines |= _line_pixels(np.ascontiguousarray(mask.T), thickness).T
+    lines, band = _line_pixels(mask, thickness)
+    vertical_lines, vertical_band = _line_pixels(np.ascontiguousarray(mask.T), thickness)
+    lines |= vertical_lines.T
+    band |= vertical_band.T
     if not lines.any():
         return mask
     cleaned = cv2.subtract(mask, lines)
     # Mend the small gaps a removed line cut into strokes that ran along it for a moment.
     mended = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     near_lines = cv2.dilate(lines, np.ones((3, 3), np.uint8))
-    return np.where(near_lines > 0, mended, cleaned)
+    cleaned = np.where(near_lines > 0, mended, cleaned)
+    # Small leftovers lying on a line (where it was printed thicker) are line, not ink.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cleaned, connectivity=8)
+    on_band = np.bincount(labels[band > 0], minlength=count)
+    leftovers = (on_band >= 0.6 * stats[:, cv2.CC_STAT_AREA]) & (
+        stats[:, cv2.CC_STAT_AREA] < 2 * thickness * thickness)
+    leftovers[0] = False
+    if leftovers.any():
+        cleaned = np.where(leftovers[labels], 0, cleaned).astype(np.uint8)
+    return cleaned
 
 
-def _line_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
-    """The pixels of `mask` on near-horizontal paper lines (transpose for vertical ones)."""
+def _line_pixels(mask: np.ndarray, thickness: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of `mask` on near-horizontal paper lines (transpose for vertical ones), and
+    the band along those lines."""
     width = mask.shape[1]
     found = np.zeros_like(mask)
     if width < 40:
-        return found
+        return found, found
     # Thin: in a vertical run no longer than `thickness`. Digit strokes crossing a line are
     # tall there, so they stay; bridging joins a line's pieces across them and across the
     # other direction's lines.
@@ -309,7 +333,7 @@ def _line_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
     bridged = cv2.morphologyEx(thin, cv2.MORPH_CLOSE, np.ones((1, 2 * thickness + 1), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
     if count <= 1:
-        return found
+        return found, found
     lefts, widths = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
     # Printed lines run off the page or the picture; a digit's straight stroke (a 1, a 7's bar)
     # stops short of the edges.
@@ -317,54 +341,79 @@ def _line_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
     long_enough = np.where(reaches_side, widths >= 0.15 * width, widths >= 0.75 * width)
     long_enough[0] = False
     if not long_enough.any():
-        return found
+        return found, found
     rows, columns = np.nonzero(bridged)
     owner = labels[rows, columns]
     chosen = long_enough[owner]
-    rows, columns = rows[chosen].astype(np.float64), columns[chosen].astype(np.float64)
-    owner = owner[chosen]
-    # A first line through the mean heights of each candidate's two ends, robust to a digit
-    # stroke that touches it in the middle; then a least-squares fit to the pixels near it.
-    position = (columns - lefts[owner]) / np.maximum(widths[owner], 1)
-    first_x, first_y = _means_by_label(owner, count, columns, rows, position < 0.15)
-    last_x, last_y = _means_by_label(owner, count, columns, rows, position > 0.85)
-    slope = (last_y - first_y) / np.maximum(last_x - first_x, 1.0)
-    near = np.abs(rows - first_y[owner] - slope[owner] * (columns - first_x[owner])) <= thickness
-    total = np.bincount(owner[near], minlength=count).astype(np.float64)
-    safe_total = np.maximum(total, 1.0)
-
-    def mean_of(values: np.ndarray) -> np.ndarray:
-        return np.bincount(owner[near], values[near], count) / safe_total
-
-    mean_x, mean_y = mean_of(columns), mean_of(rows)
-    var_x = mean_of(columns * columns) - mean_x**2
-    var_y = mean_of(rows * rows) - mean_y**2
-    covariance = mean_of(columns * rows) - mean_x * mean_y
-    slope = covariance / np.maximum(var_x, 1e-6)
-    spread = np.sqrt(np.maximum(var_y - slope * covariance, 0.0))
-    extent = np.sqrt(12.0 * np.maximum(var_x, 0.0))  # length of a uniform run of pixels
+    order = np.argsort(owner[chosen], kind="stable")
+    rows, columns = rows[chosen][order], columns[chosen][order]
+    bounds = np.searchsorted(owner[chosen][order], np.arange(count + 1))
     band = np.zeros_like(mask)
+    line_thicknesses = []
     for label in np.flatnonzero(long_enough):
+        start, stop = bounds[label], bounds[label + 1]
+        for slope, intercept, line_thickness in _fit_lines(
+            columns[start:stop], rows[start:stop], width, thickness
+        ):
+            line_thicknesses.append(line_thickness)
+            first = intercept * 16
+            last = (intercept + slope * (width - 1)) * 16
+            cv2.line(band, (0, round(first)), ((width - 1) * 16, round(last)), 255,
+                     thickness=max(3, round(line_thickness) + 3), shift=4)
+    if not line_thicknesses:
+        return found, found
+    # Remove only what is as thin as the lines themselves: a digit's arc grazing a line is
+    # thicker than the line, so it stays.
+    tight = min(thickness, int(np.ceil(1.5 * float(np.median(line_thicknesses)))) + 1)
+    tall = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((tight + 1, 1), np.uint8))
+    return cv2.bitwise_and(cv2.subtract(mask, tall), band), band
+
+
+def _fit_lines(
+    columns: np.ndarray, rows: np.ndarray, width: int, thickness: int
+) -> list[tuple[float, float, float]]:
+    """Straight lines (slope, intercept, thickness) in one bridged component.
+
+    Usually one, but a digit can join two lines. Each is seeded by the most common row at the
+    component's two ends (robust to a stroke touching it), then fitted to the pixels near it.
+    """
+    found: list[tuple[float, float, float]] = []
+    columns, rows = columns.astype(np.float64), rows.astype(np.int64)
+    for _ in range(3):
+        if columns.size < 10:
+            break
+        left, right = float(columns.min()), float(columns.max())
+        span = right - left
+        reaches_side = left == 0 or right >= width - 1
+        if span < (0.15 if reaches_side else 0.75) * width:
+            break
+        seeds = []
+        for end in (columns <= left + 0.15 * span, columns >= right - 0.15 * span):
+            counts = np.bincount(rows[end])
+            seeds.append((float(columns[end].mean()), float(np.argmax(counts))))
+        (first_x, first_y), (last_x, last_y) = seeds
+        slope = (last_y - first_y) / max(last_x - first_x, 1.0)
+        intercept = first_y - slope * first_x
+        near = np.abs(rows - intercept - slope * columns) <= thickness
+        if near.sum() < 10:
+            break
+        x, y = columns[near], rows[near].astype(np.float64)
+        slope, intercept = (float(value) for value in np.polyfit(x, y, 1))
+        spread = float(np.std(y - intercept - slope * x))
+        covered = float(x.max() - x.min())
         # Straight, thin and long: a line d pixels thick spreads d / sqrt(12) about its centre.
-        if abs(slope[label]) > 0.45 or spread[label] > 0.5 * thickness:
-            continue
-        if extent[label] < 0.6 * widths[label] or total[label] > (thickness + 1) * extent[label]:
-            continue
-        start = mean_y[label] - slope[label] * mean_x[label]
-        end = start + slope[label] * (width - 1)
-        line_width = max(3, round(3.5 * spread[label]) + 3)
-        cv2.line(band, (0, round(start * 16)), (round((width - 1) * 16), round(end * 16)), 255,
-                 thickness=line_width, shift=4)
-    return cv2.bitwise_and(thin, band)
-
-
-def _means_by_label(
-    owner: np.ndarray, count: int, columns: np.ndarray, rows: np.ndarray, where: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean column and row of the selected pixels of each label."""
-    total = np.maximum(np.bincount(owner[where], minlength=count), 1).astype(np.float64)
-    return (np.bincount(owner[where], columns[where], count) / total,
-            np.bincount(owner[where], rows[where], count) / total)
+        is_line = (
+            abs(slope) <= 0.45
+            and spread <= 0.5 * thickness
+            and covered >= 0.6 * span
+            and x.size <= (thickness + 1) * covered
+        )
+        if not is_line:
+            break
+        found.append((slope, intercept, x.size / max(covered, 1.0)))
+        on_line = np.abs(rows - intercept - slope * columns) <= max(2.0, 2.0 * spread + 1.0)
+        columns, rows = columns[~on_line], rows[~on_line]
+    return found
 
 
 def _pieces(
@@ -446,8 +495,154 @@ def _main_row(groups: list[_Group]) -> list[_Group]:
 
 
 def _split_touching(groups: list[_Group], labels: np.ndarray) -> list[_Group]:
-    """Cut groups too wide for one digit where touching digits meet (to be refined)."""
-    return groups
+    """Cut groups too wide for one digit where touching digits meet."""
+    result: list[_Group] = []
+    for group in groups:
+        if group.width < WIDE_DIGIT * group.height:
+            result.append(group)
+            continue
+        window = labels[group.top : group.bottom, group.left : group.right]
+        digit = np.isin(window, group.labels)
+        if group.width >= WIDE_NUMBER * group.height:
+            result.extend(_segment(group, digit))
+        else:
+            result.extend(_cut_pair(group, digit))
+    return result
+
+
+def _stroke_width(shape: np.ndarray) -> float:
+    """Mean stroke width of a binary shape: 2 x area / perimeter (exact for long thin strokes)."""
+    shape = shape.astype(np.uint8)
+    contours, _ = cv2.findContours(shape, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = float(sum(cv2.arcLength(contour, True) for contour in contours))
+    return 2.0 * float(shape.sum()) / max(perimeter, 1.0)
+
+
+def _cut_costs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic programming over top-to-bottom paths (one column per row, moving at most one
+    column per row): the least ink crossed by a path ending in each bottom column, and the step
+    each path took at each row (for tracing it back)."""
+    height, width = digit.shape
+    cost = digit.astype(np.float32)
+    total = cost[0].copy()
+    steps = np.zeros((height, width), dtype=np.int8)
+    every = np.arange(width)
+    for row in range(1, height):
+        # A slanted step costs a little, so straight cuts win ties.
+        choices = np.stack((np.concatenate(([np.inf], total[:-1])) + 0.05, total,
+                            np.concatenate((total[1:], [np.inf])) + 0.05))
+        best = np.argmin(choices, axis=0)
+        total = choices[best, every] + cost[row]
+        steps[row] = best - 1
+    return total, steps
+
+
+def _trace(steps: np.ndarray, end: int) -> np.ndarray:
+    """The column of the path ending at `end` in every row."""
+    height = steps.shape[0]
+    path = np.empty(height, dtype=np.int64)
+    path[-1] = end
+    for row in range(height - 1, 0, -1):
+        path[row - 1] = path[row] + steps[row, path[row]]
+    return path
+
+
+def _parts(group: _Group, digit: np.ndarray, paths: list[np.ndarray]) -> list[_Group]:
+    """The pieces of `digit` between consecutive cut paths, as groups with their own masks."""
+    columns = np.arange(digit.shape[1])[None, :]
+    bounds = [np.full(digit.shape[0], -1), *paths, np.full(digit.shape[0], digit.shape[1])]
+    parts = []
+    for before, after in itertools.pairwise(bounds):
+        side = digit & (columns > before[:, None]) & (columns <= after[:, None])
+        # Crumbs of the neighbour's strokes that the cut sliced off are not part of this digit.
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(side.astype(np.uint8))
+        crumbs = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 0.08 * side.sum())
+        side &= ~np.isin(labels, crumbs[crumbs > 0])
+        rows = np.flatnonzero(side.any(axis=1))
+        used = np.flatnonzero(side.any(axis=0))
+        if rows.size == 0:
+            continue
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        left, right = int(used[0]), int(used[-1]) + 1
+        part = _Group(group.left + left, group.top + top, group.left + right,
+                      group.top + bottom, int(side.sum()), list(group.labels))
+        part.mask = side[top:bottom, left:right]
+        parts.append(part)
+    return parts
+
+
+def _cut_pair(group: _Group, digit: np.ndarray) -> list[_Group]:
+    """A group somewhat wider than a digit: two touching digits, or one wide digit (a 0, a 2
+    with a long tail). Cut only at a neck thinner than a stroke that leaves two tall parts."""
+    height, width = digit.shape
+    total, steps = _cut_costs(digit)
+    strokes = total / max(_stroke_width(digit), 1.0)
+    margin = max(1, int(0.2 * height))  # both parts at least a narrow digit wide
+    strokes[:margin] = np.inf
+    strokes[width - margin :] = np.inf
+    area = float(digit.sum())
+    spacing = max(2, height // 10)
+    tried: list[int] = []
+    for end in np.argsort(strokes, kind="stable")[:40]:
+        end = int(end)
+        if strokes[end] > CUT_STROKES or len(tried) == 4:
+            break
+        if any(abs(end - other) <= spacing for other in tried):
+            continue
+        tried.append(end)
+        parts = _parts(group, digit, [_trace(steps, end)])
+        if len(parts) == 2 and all(
+            part.height >= PART_HEIGHT * height and part.width >= PART_WIDTH * height
+            and part.area >= PART_AREA * area for part in parts
+        ):
+            return parts
+    return [group]
+
+
+def _segment(group: _Group, digit: np.ndarray) -> list[_Group]:
+    """A group far wider than any digit: several touching digits. Choose the cuts that cross
+    little ink and leave digit-wide parts (dynamic programming over the cut columns)."""
+    height, width = digit.shape
+    total, steps = _cut_costs(digit)
+    strokes = total / max(_stroke_width(digit), 1.0)
+    step = max(1, width // 120)  # candidate cut columns; enough for any digit width
+    candidates = np.arange(step, width - step, step)
+    positions = np.concatenate(([0], candidates, [width]))
+    cut_cost = np.concatenate(([0.0], strokes[candidates], [0.0]))
+    # Ink rows and mass of each slice between candidate columns, to judge the parts.
+    inked = digit.any(axis=1)
+    rows = np.arange(height)[:, None]
+    top_of = np.where(digit, rows, height).min(axis=0)
+    bottom_of = np.where(digit, rows, -1).max(axis=0)
+    slices = list(itertools.pairwise(positions))
+    slice_top = np.array([top_of[start:stop].min() for start, stop in slices])
+    slice_bottom = np.array([bottom_of[start:stop].max() for start, stop in slices])
+    slice_mass = np.array([digit[:, start:stop].sum() for start, stop in slices], float)
+    ink_height = max(1, int(inked.sum()))
+    best = np.full(len(positions), np.inf)
+    best[0] = 0.0
+    previous = np.zeros(len(positions), dtype=np.int64)
+    for index in range(1, len(positions)):
+        widths = (positions[index] - positions[:index]) / height
+        # Digits of a number are about TYPICAL_ASPECT as wide as tall; far narrower or wider
+        # parts cost more, and so do parts that are short or hold little ink (a tail, a cap).
+        shape = ((widths - TYPICAL_ASPECT) / 0.2) ** 2
+        tops = np.minimum.accumulate(slice_top[:index][::-1])[::-1]
+        bottoms = np.maximum.accumulate(slice_bottom[:index][::-1])[::-1]
+        masses = np.cumsum(slice_mass[:index][::-1])[::-1]
+        short = (bottoms - tops + 1) < 0.6 * ink_height
+        light = masses < 0.08 * slice_mass.sum()
+        scores = best[:index] + shape + cut_cost[index] + 10.0 * (short | light)
+        previous[index] = int(np.argmin(scores))
+        best[index] = scores[previous[index]]
+    cuts = []
+    index = previous[-1]
+    while index > 0:
+        cuts.append(int(positions[index]))
+        index = previous[index]
+    if not cuts:
+        return [group]
+    return _parts(group, digit, [_trace(steps, end) for end in sorted(cuts)])
 
 
 def mnist_crop(
