@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     mnist_path: Path | None = None
     retrain_epochs: int = Field(3, ge=1, le=100)
     retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
+    retrain_arch: str | None = Field(
+        None, description="architecture /retrain trains; default: the served model's")
+    retrain_train_limit: int | None = Field(
+        None, ge=10, description="/retrain uses only the first N training images (small servers)")
 
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"
@@ -51,6 +55,8 @@ class Settings(BaseSettings):
     feedback_salt: SecretStr = SecretStr("change-me")
 
     log_level: str = "INFO"
+    # The running bot touches this file every few seconds; `digitbot health` checks it is fresh.
+    heartbeat_file: Path | None = Path("/tmp/digitbot.heartbeat")
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod
