@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
     predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
+
+    run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
+    run.add_argument("--webhook", action="store_true",
+                     help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
+                          "WEBHOOK_SECRET_TOKEN) instead of polling")
+
+    add("start", cmd_start,
+        "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
+    add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
 
 
@@ -189,6 +198,60 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(result.as_json(str(path))) if arguments.json
               else f"{path}: {result.describe()}", flush=True)
     return 1 if failed else 0
+
+
+def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Run the bot until interrupted: long polling, or a webhook server with --webhook."""
+    from urllib.parse import urlparse
+
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
+                         "environment or in .env (or run `digitbot start` for the sandbox)")
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+
+    settings = settings.model_copy(
+        update={"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path})
+    configure_logging(settings)
+    application = build_application(settings)
+    if not getattr(arguments, "webhook", False):
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        return 0
+    if not settings.webhook_url:
+        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
+                         "will post updates to")
+    secret = settings.webhook_secret_token
+    application.run_webhook(
+        listen=settings.webhook_listen, port=settings.webhook_port,
+        url_path=urlparse(settings.webhook_url).path.lstrip("/"),
+        webhook_url=settings.webhook_url,
+        secret_token=secret.get_secret_value() if secret else None,
+        allowed_updates=ALLOWED_UPDATES,
+    )
+    return 0
+
+
+def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
+    """The bot when a token is configured, else the offline sandbox."""
+    if settings.telegram_bot_token is not None:
+        return cmd_run(arguments, settings)
+    from bot.sandbox import run_sandbox
+
+    return run_sandbox(settings)
+
+
+def cmd_health(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Healthy when the running bot touched its heartbeat file recently."""
+    from bot.app import heartbeat_problem
+
+    if settings.heartbeat_file is None:
+        print("HEARTBEAT_FILE is not set; nothing to check", file=sys.stderr)
+        return 1
+    problem = heartbeat_problem(settings.heartbeat_file)
+    if problem:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print("healthy")
+    return 0
 
 
 if __name__ == "__main__":
