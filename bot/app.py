@@ -98,8 +98,9 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     ])
     application.add_error_handler(handlers.on_error)
     if settings.heartbeat_file is not None and application.job_queue is not None:
-        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS, first=0,
-                                            name="heartbeat")
+        # The first beat is written by post_init; this one keeps it fresh.
+        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS,
+                                            first=HEARTBEAT_SECONDS, name="heartbeat")
     return application
 
 
@@ -117,6 +118,8 @@ async def on_post_init(application: Application) -> None:
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
     accuracy = state.classifier.metadata.get("test_accuracy")
     accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
+    if state.settings.heartbeat_file is not None:
+        touch_heartbeat(state.settings.heartbeat_file)
     logger.info("@%s serving model %s (%s), MNIST test accuracy %s, warmed in %.0f ms%s",
                 bot.username, state.classifier.version, state.classifier.backend, accuracy_text,
                 warm_seconds * 1000,
@@ -150,6 +153,10 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
     updater = context.application.updater
     if path is None or (updater is not None and not updater.running):
         return
+    touch_heartbeat(path)
+
+
+def touch_heartbeat(path: Path) -> None:
     try:
         path.write_text(f"{time.time():.0f}\n", encoding="utf-8")
     except OSError as error:

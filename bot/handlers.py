@@ -211,8 +211,9 @@ async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Messag
     except ImageError as error:
         await reply(image_message, replies.image_error(str(error)))
         return
-    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
+    # Counted before sending, so that /stats right after an answer includes it.
     state.record_prediction(time.perf_counter() - started, classification.seconds)
+    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
 
 
 # --- callbacks ---------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ def duration(seconds: float) -> str:
     return f"{days} d {hours} h"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def ordinal(position: int) -> str:
     suffix = "th" if 10 <= position % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
         position % 10, "th")
@@ -188,8 +192,8 @@ def stats(
     details = [escape(str(metadata.get("arch", "?")))]
     if isinstance(metadata.get("params"), int):
         details.append(f"{metadata['params']:,} parameters")
-    if metadata.get("epochs"):
-        details.append(f"{metadata['epochs']} epochs")
+    if isinstance(metadata.get("epochs"), int):
+        details.append(plural(metadata["epochs"], "epoch"))
     lines.append("Architecture " + ", ".join(details))
     accuracy, loss = metadata.get("test_accuracy"), metadata.get("test_loss")
     if isinstance(accuracy, int | float) and isinstance(loss, int | float):
@@ -199,11 +203,11 @@ def stats(
         lines.append("Per digit: " + "  ".join(
             f"{digit}: {value * 100:.1f}" for digit, value in enumerate(per_class)) + " (%)")
     lines.append("")
-    lines.append(f"<b>Since start</b> ({duration(uptime_seconds)} ago)")
+    lines.append(f"<b>Since start</b> (up {duration(uptime_seconds)})")
     served = f"Predictions served: {predictions_served:,}"
     if average_answer_seconds is not None and average_model_seconds is not None:
-        served += (f", average answer time {average_answer_seconds * 1000:.0f} ms "
-                   f"(model {average_model_seconds * 1000:.1f} ms)")
+        served += (f", average time to answer {average_answer_seconds * 1000:.0f} ms "
+                   f"(download + model; the model alone {average_model_seconds * 1000:.1f} ms)")
     lines.append(served)
     return "\n".join(lines)
 
@@ -221,7 +225,7 @@ def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> st
 
 def retrain_started(arch: str, epochs: int, train_limit: int | None) -> str:
     data = f"the first {train_limit:,} MNIST training images" if train_limit else "MNIST"
-    return (f"Retraining: {escape(arch)}, {epochs} epoch{'s' if epochs != 1 else ''} on {data}.\n"
+    return (f"Retraining: {escape(arch)}, {plural(epochs, 'epoch')} on {data}.\n"
             "Starting the training process… photos are still answered meanwhile.")
 
 
