@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +30,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
+from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 CONCURRENT_UPDATES = 32
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
-HEARTBEAT_SECONDS = 10.0
-HEARTBEAT_STALE_SECONDS = 60.0
 
 PUBLIC_COMMANDS = [
     BotCommand("start", "what this bot does"),
@@ -154,24 +152,6 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
     if path is None or (updater is not None and not updater.running):
         return
     touch_heartbeat(path)
-
-
-def touch_heartbeat(path: Path) -> None:
-    try:
-        path.write_text(f"{time.time():.0f}\n", encoding="utf-8")
-    except OSError as error:
-        logger.warning("cannot write the heartbeat file %s: %s", path, error)
-
-
-def heartbeat_problem(path: Path, max_age: float = HEARTBEAT_STALE_SECONDS) -> str | None:
-    """None if the running bot touched `path` recently, else what is wrong."""
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:
-        return f"no heartbeat file {path}: the bot is not running (or has not started yet)"
-    if age > max_age:
-        return f"heartbeat {path} is {age:.0f} s old: the bot's event loop is stuck or stopped"
-    return None
 
 
 # --- logging -----------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_health(arguments: argparse.Namespace, settings: Settings) -> int:
     """Healthy when the running bot touched its heartbeat file recently."""
-    from bot.app import heartbeat_problem
+    from bot.heartbeat import heartbeat_problem
 
     if settings.heartbeat_file is None:
         print("HEARTBEAT_FILE is not set; nothing to check", file=sys.stderr)

@@ -15,7 +15,7 @@ import pytest
 from telegram import Chat, Message, MessageEntity, PhotoSize, User
 
 from bot import replies
-from bot.app import RedactSecrets, heartbeat_problem, install_redaction
+from bot.app import RedactSecrets, install_redaction
 from bot.cli import main
 from bot.handlers import (
     caption_command,
@@ -23,6 +23,7 @@ from bot.handlers import (
     is_image_document,
     should_answer_image,
 )
+from bot.heartbeat import heartbeat_problem
 from bot.retrain import parse_epochs
 from bot.state import FloodGate, FloodVerdict
 from core.serving import Classification, DigitPrediction
