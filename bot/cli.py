@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
     predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
+    bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
+    bench.add_argument("--count", type=int, default=200, help="photos to time")
+    bench.add_argument("--photos", action="store_true",
+                       help="accuracy on synthetic phone photos, per condition, instead")
+    bench.add_argument("--per-condition", type=int, default=100)
+    bench.add_argument("--seed", type=int, default=0)
 
     run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
     run.add_argument("--webhook", action="store_true",
@@ -83,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
         "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
     add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
+
+
+def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Print the serving benchmark table, or with --photos the photo accuracy table."""
+    from core.bench import serving_benchmark
+    from core.data import load_mnist
+
+    mnist = load_mnist(arguments.mnist_path)
+    if arguments.photos:
+        from core.bench import photo_benchmark
+
+        photo_benchmark(arguments.model_dir, mnist, per_condition=arguments.per_condition,
+                        seed=arguments.seed)
+    else:
+        serving_benchmark(arguments.model_dir, mnist, photos=arguments.count)
+    return 0
 
 
 def cmd_explore(arguments: argparse.Namespace, settings: Settings) -> int:
