@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from PIL import Image, ImageDraw
 from telegram import BotCommand, BotCommandScopeChat, Update
@@ -62,7 +62,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
                          "environment or in .env")
     token = settings.telegram_bot_token.get_secret_value()
-    install_redaction([token])
+    secret = settings.webhook_secret_token
+    install_redaction([token, secret.get_secret_value() if secret else ""])
     if classifier is None:
         classifier = Classifier(settings.model_dir)
     application = (
@@ -100,6 +101,24 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS,
                                             first=HEARTBEAT_SECONDS, name="heartbeat")
     return application
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of `run_webhook`/`start_webhook`: Telegram posts to WEBHOOK_URL, which a reverse
+    proxy forwards to WEBHOOK_LISTEN:WEBHOOK_PORT/<the URL's path>; the secret token proves that
+    a request comes from Telegram."""
+    if not settings.webhook_url:
+        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
+                         "will post updates to")
+    secret = settings.webhook_secret_token
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": secret.get_secret_value() if secret else None,
+        "allowed_updates": ALLOWED_UPDATES,
+    }
 
 
 async def on_post_init(application: Application) -> None:

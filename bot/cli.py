@@ -224,31 +224,20 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     """Run the bot until interrupted: long polling, or a webhook server with --webhook."""
-    from urllib.parse import urlparse
-
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
                          "environment or in .env (or run `digitbot start` for the sandbox)")
-    from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
 
     settings = settings.model_copy(
         update={"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path})
+    webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
     application = build_application(settings)
-    if not getattr(arguments, "webhook", False):
+    if webhook is None:
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
-        return 0
-    if not settings.webhook_url:
-        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
-                         "will post updates to")
-    secret = settings.webhook_secret_token
-    application.run_webhook(
-        listen=settings.webhook_listen, port=settings.webhook_port,
-        url_path=urlparse(settings.webhook_url).path.lstrip("/"),
-        webhook_url=settings.webhook_url,
-        secret_token=secret.get_secret_value() if secret else None,
-        allowed_updates=ALLOWED_UPDATES,
-    )
+    else:
+        application.run_webhook(**webhook)
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application
+from bot.app import ALLOWED_UPDATES, build_application, webhook_options
 from bot.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import BotState, get_state
@@ -81,14 +81,17 @@ async def start_bot(
     """A factory: `await start_bot(group_mode="all")` -> a polling bot, stopped at teardown."""
     running: list[Application] = []
 
-    async def start(**overrides: Any) -> RunningBot:
+    async def start(*, webhook: bool = False, **overrides: Any) -> RunningBot:
         settings = Settings(_env_file=None, **{**bot_settings, **overrides})
         application = build_application(settings)
         await application.initialize()
         running.append(application)
         await application.post_init(application)
-        await application.updater.start_polling(poll_interval=0.0, timeout=1,
-                                                allowed_updates=ALLOWED_UPDATES)
+        if webhook:
+            await application.updater.start_webhook(**webhook_options(settings))
+        else:
+            await application.updater.start_polling(poll_interval=0.0, timeout=1,
+                                                    allowed_updates=ALLOWED_UPDATES)
         await application.start()
         return RunningBot(application, emulator, settings)
 

@@ -11,12 +11,15 @@ import io
 import json
 import logging
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 from PIL import Image
+from telegram.ext import ExtBot
 
 from bot.emulator import BotApiEmulator
 from core import registry
@@ -74,6 +77,12 @@ test_digits.__test__ = False  # a helper, not a test
 def big_photo(digit: np.ndarray) -> bytes:
     """A 1600x1200 page, so that Telegram stores all four photo sizes."""
     return digit_photo(digit, size=(1600, 1200), scale=560, offset=(520, 320))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 async def settle(seconds: float = 0.3) -> None:
@@ -183,6 +192,56 @@ async def test_oversize_and_overpixel_documents_are_refused(
                                          mime_type="image/png")
     reply = await emulator.wait_for_reply(USER_ID, many_pixels["message_id"])
     assert "1000x400 pixels" in reply["text"]
+
+
+async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot()
+
+    def broken(*arguments: Any, **options: Any) -> None:
+        raise RuntimeError("the model fell over")
+
+    monkeypatch.setattr(bot.state.classifier, "classify", broken)
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert reply["text"] == "Sorry, something went wrong on my side. Please try again in a moment."
+    assert "Traceback" not in reply["text"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "bot.handlers"]
+    assert f"chat {USER_ID} (private) user {USER_ID}" in errors[0].getMessage()
+    assert "the model fell over" in caplog.text and "RuntimeError" in caplog.text
+    monkeypatch.undo()
+    again = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))  # still serving
+    assert TOP3_LINE.match((await emulator.wait_for_reply(USER_ID, again["message_id"]))["text"]
+                           .splitlines()[1])
+
+
+async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The emulator has no setWebhook method (it is a polling emulator): stand in for that call.
+    async def set_webhook(self: Any, *arguments: Any, **options: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(ExtBot, "set_webhook", set_webhook)
+    port = free_port()
+    await start_bot(webhook=True, webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
+                    webhook_listen="127.0.0.1", webhook_port=port,
+                    webhook_secret_token="s3cret-Token")
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    update = {"update_id": 1, "message": photo}  # what Telegram would post
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/digitbot/hook"
+        async with session.post(url, json=update) as response:
+            assert response.status == 403  # no secret token: refused
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token"}
+        async with session.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert answered_digit(reply) == str(int(mnist.y_test[0]))
+    await settle()
+    assert len(replies_to(emulator, USER_ID, photo["message_id"])) == 1
 
 
 # --- groups ------------------------------------------------------------------------------------
