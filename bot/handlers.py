@@ -222,7 +222,8 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: greet and explain what to send."""
     user = update.effective_user
     await reply(update.effective_message,
-                replies.start(user.first_name if user else None, context.bot.username))
+                replies.start(user.first_name if user else None, context.bot.username,
+                              state_of(context).settings.group_mode))
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

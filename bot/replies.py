@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from core.serving import Classification, DigitPrediction
 
 if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
     from core.train import EpochReport
+
+def escape(text: str) -> str:
+    """User-provided text for HTML parse mode (quotes need no escaping outside attributes)."""
+    return html.escape(text, quote=False)
+
 
 TIP = ("Tip: one dark digit on plain light paper, filling a good part of the photo, "
        "sharp and evenly lit, works best.")
@@ -135,11 +140,12 @@ def something_went_wrong() -> str:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def start(first_name: str | None, bot_username: str) -> str:
+def start(first_name: str | None, bot_username: str, group_mode: str = "mention") -> str:
     name = f", {escape(first_name)}" if first_name else ""
     return (f"Hello{name}! I read handwritten digits.\n"
             "Send me a photo of a digit (0-9) and I answer with the digit and how sure I am. "
-            f"A photo with several digits gives the number.\n\n{help_text(bot_username)}")
+            "A photo with several digits gives the number.\n\n"
+            + help_text(bot_username, group_mode))
 
 
 def help_text(bot_username: str, group_mode: str = "mention") -> str:
