@@ -10,8 +10,11 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
+import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +245,35 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
     assert answered_digit(reply) == str(int(mnist.y_test[0]))
     await settle()
     assert len(replies_to(emulator, USER_ID, photo["message_id"])) == 1
+
+
+async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_token(
+    emulator: BotApiEmulator, model_dir: Path, tmp_path: Path,
+) -> None:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))}
+    environment.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=emulator.url,
+                       MODEL_DIR=str(model_dir), HEARTBEAT_FILE=str(tmp_path / "beat"),
+                       LOG_LEVEL="DEBUG")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        start = emulator.send_text(USER_ID, USER_ID, "/start")
+        reply = await emulator.wait_for_reply(USER_ID, start["message_id"], timeout=60)
+        assert reply["text"].startswith("Hello, Bob!")
+        assert (tmp_path / "beat").is_file()
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = output.decode()
+    assert process.returncode == 0, log
+    assert re.search(r"@digitbot_test_bot serving model \S+ \(\w+\), MNIST test accuracy", log)
+    assert "getUpdates" in log  # DEBUG logs do show requests...
+    assert TOKEN not in log and "<redacted>" in log  # ...never the token
 
 
 # --- groups ------------------------------------------------------------------------------------
