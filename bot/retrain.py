@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,8 @@ def parse_epochs(arguments: list[str], default: int) -> int:
 def training_process(request: TrainingRequest, messages: Any) -> None:
     """Entry point of the spawned process: train one candidate and report over `messages`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when training stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(10)  # training yields the CPU to the bot's inference threads
     try:
