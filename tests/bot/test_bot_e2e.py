@@ -486,6 +486,27 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     assert not staging_folders(model_dir) and bot.state.retrain is None
 
 
+async def test_stopping_the_bot_stops_a_running_training(
+    start_bot: Any, emulator: BotApiEmulator, model_dir: Path,
+) -> None:
+    bot = await start_bot()
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 5")
+    await emulator.wait_for_reply(ADMIN_ID, command["message_id"])
+    busy = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")  # returns once the job is set up
+    await emulator.wait_for_reply(ADMIN_ID, busy["message_id"])
+    process = bot.state.retrain.process
+    assert process.is_alive()
+    application = bot.application
+    await application.updater.stop()
+    await application.stop()
+    await application.post_stop(application)  # what run_polling does on Ctrl-C / SIGTERM
+    assert not process.is_alive()
+    assert bot.state.retrain is None and not staging_folders(model_dir)
+    told = [m for m in replies_to(emulator, ADMIN_ID, command["message_id"])
+            if "bot is stopping" in m["text"]]
+    assert len(told) == 1
+
+
 # --- load and flood ----------------------------------------------------------------------------
 
 async def test_fifty_photos_at_once_are_all_answered_exactly_once(
