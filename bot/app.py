@@ -13,12 +13,12 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from PIL import Image, ImageDraw
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -26,11 +26,13 @@ from telegram.ext import (
     ApplicationBuilder,
     CommandHandler,
     ContextTypes,
+    Defaults,
     MessageHandler,
     filters,
 )
 
 from bot import handlers
+from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
@@ -43,8 +45,6 @@ logger = logging.getLogger(__name__)
 CONCURRENT_UPDATES = 32
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
-HEARTBEAT_SECONDS = 10.0
-HEARTBEAT_STALE_SECONDS = 60.0
 
 PUBLIC_COMMANDS = [
     BotCommand("start", "what this bot does"),
@@ -64,7 +64,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
                          "environment or in .env")
     token = settings.telegram_bot_token.get_secret_value()
-    install_redaction([token])
+    secret = settings.webhook_secret_token
+    install_redaction([token, secret.get_secret_value() if secret else ""])
     if classifier is None:
         classifier = Classifier(settings.model_dir)
     application = (
@@ -73,6 +74,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .concurrent_updates(CONCURRENT_UPDATES)
+        .defaults(Defaults(parse_mode=ParseMode.HTML,
+                           link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .post_init(on_post_init)
         .post_stop(on_post_stop)
@@ -98,9 +101,28 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     ])
     application.add_error_handler(handlers.on_error)
     if settings.heartbeat_file is not None and application.job_queue is not None:
-        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS, first=0,
-                                            name="heartbeat")
+        # The first beat is written by post_init; this one keeps it fresh.
+        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS,
+                                            first=HEARTBEAT_SECONDS, name="heartbeat")
     return application
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of `run_webhook`/`start_webhook`: Telegram posts to WEBHOOK_URL, which a reverse
+    proxy forwards to WEBHOOK_LISTEN:WEBHOOK_PORT/<the URL's path>; the secret token proves that
+    a request comes from Telegram."""
+    if not settings.webhook_url:
+        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
+                         "will post updates to")
+    secret = settings.webhook_secret_token
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": secret.get_secret_value() if secret else None,
+        "allowed_updates": ALLOWED_UPDATES,
+    }
 
 
 async def on_post_init(application: Application) -> None:
@@ -117,6 +139,8 @@ async def on_post_init(application: Application) -> None:
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
     accuracy = state.classifier.metadata.get("test_accuracy")
     accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
+    if state.settings.heartbeat_file is not None:
+        touch_heartbeat(state.settings.heartbeat_file)
     logger.info("@%s serving model %s (%s), MNIST test accuracy %s, warmed in %.0f ms%s",
                 bot.username, state.classifier.version, state.classifier.backend, accuracy_text,
                 warm_seconds * 1000,
@@ -150,21 +174,7 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
     updater = context.application.updater
     if path is None or (updater is not None and not updater.running):
         return
-    try:
-        path.write_text(f"{time.time():.0f}\n", encoding="utf-8")
-    except OSError as error:
-        logger.warning("cannot write the heartbeat file %s: %s", path, error)
-
-
-def heartbeat_problem(path: Path, max_age: float = HEARTBEAT_STALE_SECONDS) -> str | None:
-    """None if the running bot touched `path` recently, else what is wrong."""
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:
-        return f"no heartbeat file {path}: the bot is not running (or has not started yet)"
-    if age > max_age:
-        return f"heartbeat {path} is {age:.0f} s old: the bot's event loop is stuck or stopped"
-    return None
+    touch_heartbeat(path)
 
 
 # --- logging -----------------------------------------------------------------------------------

@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
     predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
+    bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
+    bench.add_argument("--count", type=int, default=200, help="photos to time")
+    bench.add_argument("--photos", action="store_true",
+                       help="accuracy on synthetic phone photos, per condition, instead")
+    bench.add_argument("--per-condition", type=int, default=100)
+    bench.add_argument("--seed", type=int, default=0)
 
     run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
     run.add_argument("--webhook", action="store_true",
@@ -88,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
         "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
     add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
+
+
+def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Print the serving benchmark table, or with --photos the photo accuracy table."""
+    from core.bench import serving_benchmark
+    from core.data import load_mnist
+
+    mnist = load_mnist(arguments.mnist_path)
+    if arguments.photos:
+        from core.bench import photo_benchmark
+
+        photo_benchmark(arguments.model_dir, mnist, per_condition=arguments.per_condition,
+                        seed=arguments.seed)
+    else:
+        serving_benchmark(arguments.model_dir, mnist, photos=arguments.count)
+    return 0
 
 
 def cmd_explore(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -207,31 +229,20 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     """Run the bot until interrupted: long polling, or a webhook server with --webhook."""
-    from urllib.parse import urlparse
-
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
                          "environment or in .env (or run `digitbot start` for the sandbox)")
-    from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
 
     settings = settings.model_copy(
         update={"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path})
+    webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
     application = build_application(settings)
-    if not getattr(arguments, "webhook", False):
+    if webhook is None:
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
-        return 0
-    if not settings.webhook_url:
-        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
-                         "will post updates to")
-    secret = settings.webhook_secret_token
-    application.run_webhook(
-        listen=settings.webhook_listen, port=settings.webhook_port,
-        url_path=urlparse(settings.webhook_url).path.lstrip("/"),
-        webhook_url=settings.webhook_url,
-        secret_token=secret.get_secret_value() if secret else None,
-        allowed_updates=ALLOWED_UPDATES,
-    )
+    else:
+        application.run_webhook(**webhook)
     return 0
 
 
@@ -258,7 +269,7 @@ def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_health(arguments: argparse.Namespace, settings: Settings) -> int:
     """Healthy when the running bot touched its heartbeat file recently."""
-    from bot.app import heartbeat_problem
+    from bot.heartbeat import heartbeat_problem
 
     if settings.heartbeat_file is None:
         print("HEARTBEAT_FILE is not set; nothing to check", file=sys.stderr)

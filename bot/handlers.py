@@ -211,8 +211,9 @@ async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Messag
     except ImageError as error:
         await reply(image_message, replies.image_error(str(error)))
         return
-    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
+    # Counted before sending, so that /stats right after an answer includes it.
     state.record_prediction(time.perf_counter() - started, classification.seconds)
+    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -221,7 +222,8 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: greet and explain what to send."""
     user = update.effective_user
     await reply(update.effective_message,
-                replies.start(user.first_name if user else None, context.bot.username))
+                replies.start(user.first_name if user else None, context.bot.username,
+                              state_of(context).settings.group_mode))
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from core.serving import Classification, DigitPrediction
 
 if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
     from core.train import EpochReport
+
+def escape(text: str) -> str:
+    """User-provided text for HTML parse mode (quotes need no escaping outside attributes)."""
+    return html.escape(text, quote=False)
+
 
 TIP = ("Tip: one dark digit on plain light paper, filling a good part of the photo, "
        "sharp and evenly lit, works best.")
@@ -34,6 +39,10 @@ def duration(seconds: float) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def ordinal(position: int) -> str:
@@ -131,11 +140,12 @@ def something_went_wrong() -> str:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def start(first_name: str | None, bot_username: str) -> str:
+def start(first_name: str | None, bot_username: str, group_mode: str = "mention") -> str:
     name = f", {escape(first_name)}" if first_name else ""
     return (f"Hello{name}! I read handwritten digits.\n"
             "Send me a photo of a digit (0-9) and I answer with the digit and how sure I am. "
-            f"A photo with several digits gives the number.\n\n{help_text(bot_username)}")
+            "A photo with several digits gives the number.\n\n"
+            + help_text(bot_username, group_mode))
 
 
 def help_text(bot_username: str, group_mode: str = "mention") -> str:
@@ -188,8 +198,8 @@ def stats(
     details = [escape(str(metadata.get("arch", "?")))]
     if isinstance(metadata.get("params"), int):
         details.append(f"{metadata['params']:,} parameters")
-    if metadata.get("epochs"):
-        details.append(f"{metadata['epochs']} epochs")
+    if isinstance(metadata.get("epochs"), int):
+        details.append(plural(metadata["epochs"], "epoch"))
     lines.append("Architecture " + ", ".join(details))
     accuracy, loss = metadata.get("test_accuracy"), metadata.get("test_loss")
     if isinstance(accuracy, int | float) and isinstance(loss, int | float):
@@ -199,11 +209,11 @@ def stats(
         lines.append("Per digit: " + "  ".join(
             f"{digit}: {value * 100:.1f}" for digit, value in enumerate(per_class)) + " (%)")
     lines.append("")
-    lines.append(f"<b>Since start</b> ({duration(uptime_seconds)} ago)")
+    lines.append(f"<b>Since start</b> (up {duration(uptime_seconds)})")
     served = f"Predictions served: {predictions_served:,}"
     if average_answer_seconds is not None and average_model_seconds is not None:
-        served += (f", average answer time {average_answer_seconds * 1000:.0f} ms "
-                   f"(model {average_model_seconds * 1000:.1f} ms)")
+        served += (f", average time to answer {average_answer_seconds * 1000:.0f} ms "
+                   f"(download + model; the model alone {average_model_seconds * 1000:.1f} ms)")
     lines.append(served)
     return "\n".join(lines)
 
@@ -221,7 +231,7 @@ def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> st
 
 def retrain_started(arch: str, epochs: int, train_limit: int | None) -> str:
     data = f"the first {train_limit:,} MNIST training images" if train_limit else "MNIST"
-    return (f"Retraining: {escape(arch)}, {epochs} epoch{'s' if epochs != 1 else ''} on {data}.\n"
+    return (f"Retraining: {escape(arch)}, {plural(epochs, 'epoch')} on {data}.\n"
             "Starting the training process… photos are still answered meanwhile.")
 
 

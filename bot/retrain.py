@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,8 @@ def parse_epochs(arguments: list[str], default: int) -> int:
 def training_process(request: TrainingRequest, messages: Any) -> None:
     """Entry point of the spawned process: train one candidate and report over `messages`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when training stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(10)  # training yields the CPU to the bot's inference threads
     try:
@@ -173,21 +176,26 @@ async def start_retrain(
 
 
 async def supervise(state: BotState, bot: Bot, job: RetrainJob) -> None:
-    """Follow the training process to its end and act on the outcome; never raises."""
+    """Follow the training process to its end, act on the outcome, then tell the admin.
+
+    The /retrain slot is freed and leftovers are removed before the admin hears the result, so
+    "you can /retrain again" is true the moment it is read. Never raises (except cancellation).
+    """
     try:
         staging = Path(await _follow(bot, job))
-        await _decide(state, bot, job, staging)
+        text = await _decide(state, staging)
     except TrainingFailed as failure:
         logger.warning("retrain failed: %s", failure)
-        await _reply(bot, job, replies.retrain_failed(str(failure)))
+        text = replies.retrain_failed(str(failure))
     except asyncio.CancelledError:
         logger.info("retrain cancelled (the bot is stopping)")
         raise
     except Exception as error:
         logger.exception("retrain supervision failed")
-        await _reply(bot, job, replies.retrain_failed(f"{type(error).__name__}: {error}"))
+        text = replies.retrain_failed(f"{type(error).__name__}: {error}")
     finally:
         await asyncio.shield(_finish(state, job))
+    await _reply(bot, job, text)
 
 
 async def _follow(bot: Bot, job: RetrainJob) -> str:
@@ -218,28 +226,29 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
             raise TrainingFailed(f"unexpected message from the training process: {kind!r}")
 
 
-async def _decide(state: BotState, bot: Bot, job: RetrainJob, staging: Path) -> bool:
-    """Promote the candidate if it is good enough (then reload), else discard it."""
+async def _decide(state: BotState, staging: Path) -> str:
+    """Promote the candidate if it is good enough (then reload), else discard it; -> reply."""
     settings = state.settings
-    candidate = registry.read_metadata(staging.parent, staging.name)
-    new_accuracy = float(candidate["test_accuracy"])
+    try:
+        candidate = registry.read_metadata(staging.parent, staging.name)
+        new_accuracy = float(candidate["test_accuracy"])
+    except (registry.RegistryError, KeyError, TypeError, ValueError):
+        registry.discard(staging)
+        raise
     current = state.classifier.metadata.get("test_accuracy")
     old_accuracy = None if current is None else float(current)
     tolerance = settings.retrain_tolerance
     # A tiny epsilon so that "equal within float noise" counts as equal.
-    if old_accuracy is None or new_accuracy >= old_accuracy - tolerance / 100 - 1e-12:
-        version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
-        served = await asyncio.to_thread(state.classifier.reload)
-        logger.info("retrain promoted %s (test accuracy %.4f, previous %s); serving %s",
-                    version, new_accuracy, old_accuracy, served)
-        await _reply(bot, job, replies.retrain_promoted(version, new_accuracy, old_accuracy,
-                                                        tolerance))
-        return True
-    registry.discard(staging)
-    logger.info("retrain rejected: %.4f < %.4f - %g points", new_accuracy, old_accuracy,
-                tolerance)
-    await _reply(bot, job, replies.retrain_rejected(new_accuracy, old_accuracy, tolerance))
-    return False
+    if old_accuracy is not None and new_accuracy < old_accuracy - tolerance / 100 - 1e-12:
+        registry.discard(staging)
+        logger.info("retrain rejected: %.4f < %.4f - %g points", new_accuracy, old_accuracy,
+                    tolerance)
+        return replies.retrain_rejected(new_accuracy, old_accuracy, tolerance)
+    version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
+    served = await asyncio.to_thread(state.classifier.reload)
+    logger.info("retrain promoted %s (test accuracy %.4f, previous %s); serving %s",
+                version, new_accuracy, old_accuracy, served)
+    return replies.retrain_promoted(version, new_accuracy, old_accuracy, tolerance)
 
 
 async def _finish(state: BotState, job: RetrainJob) -> None:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Feedback store
     database_url: str = "sqlite:///data/feedback.sqlite3"
     feedback_salt: SecretStr = SecretStr("change-me")
+    feedback_max_per_day: int = Field(100, ge=1, description="confirmations per user per 24 h")
+    feedback_max_total: int = Field(2000, ge=1, description="confirmations per user, ever")
+    feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
 
     log_level: str = "INFO"
     # The running bot touches this file every few seconds; `digitbot health` checks it is fresh.

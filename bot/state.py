@@ -85,7 +85,7 @@ class BotState:
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     predictions_served: int = 0
-    total_answer_seconds: float = 0.0  # from receiving the update to the reply being sent
+    total_answer_seconds: float = 0.0  # handler start to answer ready (download + model)
     total_model_seconds: float = 0.0  # preprocessing + inference only
     retrain: RetrainJob | None = None
     retrain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

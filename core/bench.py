@@ -1,0 +1,232 @@
+"""Benchmarks that print numbers: serving speed and memory, and accuracy on synthetic photos.
+
+`serving_benchmark` measures, side by side with the notebook's path (Keras `model.predict` on one
+image at a time): photo latency (decode + preprocess + predict) of 1024x768 JPEGs, model-only
+latency, batch throughput, and a fresh serving process's memory and time to first answer.
+`photo_benchmark` renders MNIST test digits as phone photos (core.photos) and reports accuracy
+per condition.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.data import Mnist
+
+# Run in a fresh interpreter: what a serving process costs from nothing to its first answer.
+_SERVING_PROBE = """
+import json, resource, sys, time
+started = time.perf_counter()
+from core.serving import Classifier
+classifier = Classifier(sys.argv[1], backend=sys.argv[2])
+result = classifier.classify(open(sys.argv[3], "rb").read())
+seconds = time.perf_counter() - started
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "max_rss_mb": rss_mb, "digit": result.number,
+                  "tensorflow_imported": "tensorflow" in sys.modules}))
+"""
+
+
+def plain_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = (1024, 768),
+                quality: int = 90) -> bytes:
+    """A dark MNIST digit on light paper at a random place and size: a clean phone-like JPEG."""
+    height = int(rng.uniform(0.25, 0.6) * size[1])
+    ink = Image.fromarray(255 - digit).resize((height, height), Image.Resampling.BICUBIC)
+    paper = Image.new("L", size, int(rng.integers(200, 245)))
+    page = np.asarray(paper, np.float32)
+    x = int(rng.integers(0, size[0] - height))
+    y = int(rng.integers(0, size[1] - height))
+    region = page[y : y + height, x : x + height]
+    page[y : y + height, x : x + height] = np.minimum(region, np.asarray(ink, np.float32))
+    page += rng.normal(0, 3, page.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB").save(
+        buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def percentiles_ms(samples: list[float]) -> tuple[float, float]:
+    values = np.asarray(samples) * 1000
+    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def time_calls(function: Callable[[], Any], repeat: int) -> list[float]:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def serving_probe(model_dir: Path, backend: str, photo: Path) -> dict[str, Any]:
+    """Start a fresh Python that loads the model and answers one photo; what did it cost?"""
+    root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", _SERVING_PROBE, str(model_dir), backend, str(photo)],
+        capture_output=True, text=True, env=environment, check=False, timeout=300)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"serving probe failed: {completed.stderr.strip()[-500:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = wall  # includes the interpreter's own start
+    return result
+
+
+def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
+                      keras_photos: int = 50, seed: int = 0,
+                      print_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """Latency, throughput, memory and start-up: LiteRT serving vs the notebook's Keras path."""
+    from core.preprocess import prepare
+    from core.serving import Classifier
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(mnist.x_test), size=photos, replace=False)
+    jpegs = [plain_photo(mnist.x_test[index], rng) for index in picks]
+    labels = mnist.y_test[picks]
+    results: dict[str, Any] = {}
+
+    litert = Classifier(model_dir, backend="litert")
+    litert.classify(jpegs[0])
+    photo_times, correct = [], 0
+    for jpeg, label in zip(jpegs, labels, strict=True):
+        started = time.perf_counter()
+        answer = litert.classify(jpeg)
+        photo_times.append(time.perf_counter() - started)
+        correct += answer.number == str(label)
+    results["litert_photo_ms"] = percentiles_ms(photo_times)
+    results["photo_accuracy"] = correct / len(jpegs)
+    preprocess_times = time_calls(lambda: prepare(jpegs[1]), 100)
+    results["preprocess_ms"] = percentiles_ms(preprocess_times)
+
+    single = (mnist.x_test[:1].astype(np.float32) / 255.0)
+    batch = mnist.x_test[:1000].astype(np.float32) / 255.0
+    litert.predict(single)
+    results["litert_model_ms"] = percentiles_ms(time_calls(lambda: litert.predict(single), 2000))
+    litert.predict(batch)
+    batch_seconds = min(time_calls(lambda: litert.predict(batch), 3))
+    results["litert_batch_per_s"] = len(batch) / batch_seconds
+    litert.predict(single)  # back to batch size 1 for the bot's path
+
+    # The notebook's path: Keras model.predict on one preprocessed image at a time.
+    import keras
+
+    from core import registry
+
+    model = keras.models.load_model(registry.version_dir(model_dir) / registry.KERAS_FILE,
+                                    compile=False)
+    model.predict(single[..., None], verbose=0)
+
+    def notebook_photo(jpeg: bytes) -> None:
+        crops = prepare(jpeg).digits
+        if crops:
+            model.predict(np.stack([c.image for c in crops])[..., None], verbose=0)
+
+    keras_photo_times = [
+        time_calls(lambda jpeg=jpeg: notebook_photo(jpeg), 1)[0] for jpeg in jpegs[:keras_photos]
+    ]
+    results["keras_photo_ms"] = percentiles_ms(keras_photo_times)
+    results["keras_model_ms"] = percentiles_ms(
+        time_calls(lambda: model.predict(single[..., None], verbose=0), 100))
+    batch_seconds = min(time_calls(lambda: model.predict(batch[..., None], verbose=0), 3))
+    results["keras_batch_per_s"] = len(batch) / batch_seconds
+
+    photo_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"digitbot-bench-{os.getpid()}.jpg"
+    photo_path.write_bytes(jpegs[0])
+    try:
+        results["litert_process"] = serving_probe(model_dir, "litert", photo_path)
+        results["keras_process"] = serving_probe(model_dir, "keras", photo_path)
+    finally:
+        photo_path.unlink(missing_ok=True)
+
+    lite_process, keras_process = results["litert_process"], results["keras_process"]
+    rows = [
+        ("photo latency p50 / p99 (decode+preprocess+predict)",
+         "{:.2f} / {:.2f} ms".format(*results["litert_photo_ms"]),
+         "{:.2f} / {:.2f} ms".format(*results["keras_photo_ms"]), "p50 <= 3 ms"),
+        ("model only, one image, p50 / p99",
+         "{:.3f} / {:.3f} ms".format(*results["litert_model_ms"]),
+         "{:.2f} / {:.2f} ms".format(*results["keras_model_ms"]), "<= 0.1 ms"),
+        ("batch of 1000 throughput", f"{results['litert_batch_per_s']:,.0f} img/s",
+         f"{results['keras_batch_per_s']:,.0f} img/s", ""),
+        ("serving process: start to first answer",
+         f"{lite_process['seconds']:.2f} s ({lite_process['process_seconds']:.2f} s wall)",
+         f"{keras_process['seconds']:.2f} s ({keras_process['process_seconds']:.2f} s wall)",
+         "<= 2 s"),
+        ("serving process: peak RSS", f"{lite_process['max_rss_mb']:.0f} MB",
+         f"{keras_process['max_rss_mb']:.0f} MB", "<= 150 MB"),
+        ("TensorFlow imported by serving", str(lite_process["tensorflow_imported"]),
+         str(keras_process["tensorflow_imported"]), "no"),
+    ]
+    print_line(f"model {litert.version}; {photos} photos 1024x768 JPEG "
+               f"({keras_photos} for Keras); accuracy on them {results['photo_accuracy']:.1%}")
+    print_line(f"preprocess alone p50 / p99: {results['preprocess_ms'][0]:.2f} / "
+               f"{results['preprocess_ms'][1]:.2f} ms")
+    print_line(format_table(("measure", "LiteRT (bot)", "Keras predict (notebook)", "target"),
+                            rows))
+    return results
+
+
+def format_table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
+    """A Markdown table, so the output pastes straight into the README."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, seed: int = 0,
+                    print_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """Accuracy on synthetic phone photos of MNIST test digits, per condition and overall."""
+    from core.photos import CONDITIONS, benchmark_numbers, benchmark_photos
+    from core.serving import Classifier
+
+    classifier = Classifier(model_dir)
+    correct = dict.fromkeys(CONDITIONS, 0)
+    found = dict.fromkeys(CONDITIONS, 0)
+    total = dict.fromkeys(CONDITIONS, 0)
+    timings = []
+    for condition, label, jpeg in benchmark_photos(mnist.x_test, mnist.y_test,
+                                                   per_condition=per_condition, seed=seed):
+        started = time.perf_counter()
+        answer = classifier.classify(jpeg)
+        timings.append(time.perf_counter() - started)
+        total[condition] += 1
+        found[condition] += bool(answer.digits)
+        correct[condition] += answer.number == str(label)
+    rows = [
+        (condition, str(total[condition]), f"{found[condition] / total[condition]:.1%}",
+         f"{correct[condition] / total[condition]:.1%}")
+        for condition in CONDITIONS
+    ]
+    overall = sum(correct.values()) / sum(total.values())
+    rows.append(("**overall**", str(sum(total.values())), "",
+                 f"**{overall:.1%}**"))
+    numbers_total = max(per_condition // 2, 10)
+    numbers_correct = sum(
+        classifier.classify(jpeg).number == label
+        for label, jpeg in benchmark_numbers(mnist.x_test, mnist.y_test, count=numbers_total,
+                                             seed=seed)
+    )
+    print_line(f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
+               f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo")
+    print_line(format_table(("condition", "photos", "digit found", "correct"), rows))
+    print_line(f"multi-digit numbers read exactly: {numbers_correct}/{numbers_total} "
+               f"({numbers_correct / numbers_total:.1%})")
+    return {
+        "overall": overall,
+        "per_condition": {c: correct[c] / total[c] for c in CONDITIONS},
+        "numbers": numbers_correct / numbers_total,
+    }

@@ -1,0 +1,1090 @@
+"""Synthetic phone photos of handwritten MNIST test digits, for benchmarking the photo pipeline.
+
+MNIST digits are clean 28x28 crops; users send phone photos of digits written on paper. This module
+closes that gap for evaluation: it turns MNIST **test** digits (never training digits) into JPEG
+photos with paper texture, ruling, uneven light, shadows, perspective, blur, sensor noise and JPEG
+artefacts, one named condition at a time, so a benchmark can report accuracy per condition.
+
+How a photo is made (all randomness from one ``numpy.random.Generator``: a seed fixes the bytes):
+1. Each digit is upscaled smoothly (bicubic, then a soft threshold) into a clean-edged stroke mask
+   at photo resolution; strokes are redrawn thinner along their centre lines (pen) or thickened
+   with a distance transform (marker).
+2. The strokes are laid out on a sheet of paper (texture, optional grid or ruled lines) as
+   subtractive ink, in "paper coordinates".
+3. A camera homography (roll, tilt, keystone) maps the sheet into the frame; then light (gradient,
+   vignetting, colour cast, shadow), optical blur, sensor noise, phone sharpening and JPEG encoding.
+   The `inverted` condition is a screenshot instead: flat dark background, light strokes, no camera.
+
+Pure numpy + Pillow + scipy: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage, signal, special
+
+FRAME_LANDSCAPE: tuple[int, int] = (1024, 768)
+FRAME_PORTRAIT: tuple[int, int] = (768, 1024)
+
+# What each condition changes; everything else keeps the mild random defaults described in
+# `_choose_look` (digit 15-50 % of the frame height, small offsets, slight roll and tilt,
+# gentle light falloff, slight noise, JPEG quality 70-95).
+CONDITION_NOTES: dict[str, str] = {
+    "clean": "dark ink on white paper, only the mild defaults",
+    "paper_tint": "cream, yellow (legal pad, sticky note) or grey recycled paper",
+    "light_gradient": "strongly uneven light: brightness falls off across the frame, vignetting",
+    "shadow": "a soft-edged shadow band (phone or hand) darkens part of the frame",
+    "blue_ink": "blue ballpoint or fountain-pen ink",
+    "thin_pen": "thin strokes, about 2.5-5 % of the digit height (fineliner, ballpoint)",
+    "thick_marker": "thick marker strokes, about 17-25 % of the digit height",
+    "grid_paper": "squared paper, light blue or grey lines every 5 mm",
+    "ruled_paper": "ruled paper, lines every 7-9 mm plus a red margin line",
+    "small_digit": "the digit is 10-20 % of the frame height",
+    "large_digit": "the digit is 45-60 % of the frame height",
+    "rotation": "camera rolled by 4-15 degrees either way",
+    "perspective": "camera tilted 12-28 degrees (keystone) and turned up to 12 degrees",
+    "blur": "slight defocus (disc) or motion blur (hand shake)",
+    "noise": "low light: darker exposure and strong sensor noise",
+    "low_jpeg": "JPEG quality 20-40",
+    "inverted": "a screenshot of a drawing app: light digit on a flat dark background",
+}
+CONDITIONS: tuple[str, ...] = tuple(CONDITION_NOTES)
+
+# The MNIST test split has 10,000 digits; the training split 60,000.
+MNIST_TEST_SIZE = 10_000
+# tests/fixtures/photos/ was written by write_fixture_sample with these defaults.
+FIXTURE_SEED = 2026
+FIXTURE_LONGEST_SIDE = 800
+
+# Ink reflectances (fraction of light an ink layer lets through, per RGB channel).
+_BLACK_INKS = ((0.10, 0.10, 0.12), (0.13, 0.13, 0.19), (0.16, 0.15, 0.17))
+_BLUE_INKS = ((0.12, 0.19, 0.58), (0.20, 0.30, 0.78), (0.10, 0.14, 0.45))
+_MARKER_INKS = ((0.07, 0.07, 0.08), (0.09, 0.17, 0.52), (0.70, 0.10, 0.12), (0.10, 0.42, 0.20))
+_WHITE_PAPERS = ((0.93, 0.93, 0.92), (0.95, 0.95, 0.95), (0.92, 0.92, 0.94))
+_TINTED_PAPERS = (
+    (0.96, 0.91, 0.76),  # cream
+    (0.98, 0.94, 0.66),  # yellow legal pad
+    (0.99, 0.93, 0.48),  # sticky note
+    (0.78, 0.78, 0.76),  # grey recycled
+    (0.88, 0.86, 0.80),  # greyish newsprint
+)
+_SCREEN_BACKGROUNDS = ((0, 0, 0), (18, 18, 18), (32, 33, 36), (22, 27, 44), (40, 44, 52))
+_SCREEN_INKS = ((255, 255, 255), (236, 236, 236), (255, 244, 170), (150, 220, 255))
+
+
+@dataclass(frozen=True)
+class _Look:
+    """Every random setting of one photo except geometry drawn later (line phases, shadow)."""
+
+    screenshot: bool
+    height_fraction: float  # digit ink height / frame height
+    stroke_fraction: float | None  # target stroke width / digit height; None keeps MNIST's own
+    ink_rgb: tuple[float, float, float]
+    ink_opacity: float
+    ink_variation: float  # how much pen pressure varies along the stroke
+    paper_rgb: tuple[float, float, float]
+    texture: float
+    ruling: str  # "none", "grid" or "ruled"
+    roll: float  # degrees
+    pitch: float
+    yaw: float
+    gradient: float  # fraction of light lost across the frame
+    vignette: float
+    exposure: float
+    cast: tuple[float, float, float]  # colour of the light
+    shadow: bool
+    blur_kind: str  # "none", "defocus" or "motion"
+    blur_size: float  # disc radius or motion length in pixels
+    noise_sigma: float  # luma noise in 8-bit levels
+    sharpen_percent: int
+    jpeg_quality: int
+
+
+def _pick(rng: np.random.Generator, options: tuple) -> tuple:
+    """One element of `options`, chosen by `rng`."""
+    return options[int(rng.integers(len(options)))]
+
+
+def _choose_look(condition: str, rng: np.random.Generator) -> _Look:
+    """Draw the photo settings: mild random defaults, then the condition's own change."""
+    if condition not in CONDITION_NOTES:
+        raise ValueError(
+            f"unknown photo condition {condition!r}; choose one of {', '.join(CONDITIONS)}"
+        )
+    screenshot = condition == "inverted"
+    height_fraction = float(rng.uniform(0.15, 0.50))
+    if condition == "small_digit":
+        height_fraction = float(rng.uniform(0.10, 0.20))
+    elif condition == "large_digit":
+        height_fraction = float(rng.uniform(0.45, 0.60))
+
+    # Default pens are ballpoints and felt tips; MNIST strokes are felt-tip thick.
+    stroke_fraction: float | None = float(rng.uniform(0.06, 0.13))
+    if condition == "thin_pen":
+        stroke_fraction = float(rng.uniform(0.025, 0.05))
+    elif condition == "thick_marker":
+        stroke_fraction = float(rng.uniform(0.17, 0.25))
+    elif screenshot:
+        stroke_fraction = float(rng.uniform(0.07, 0.16))
+
+    ink_rgb = _pick(rng, _BLACK_INKS)
+    ink_opacity = float(rng.uniform(0.85, 0.97))
+    ink_variation = float(rng.uniform(0.05, 0.2))
+    if condition == "blue_ink":
+        ink_rgb = _pick(rng, _BLUE_INKS)
+        ink_opacity = float(rng.uniform(0.8, 0.95))
+    elif condition == "thick_marker":
+        ink_rgb = _pick(rng, _MARKER_INKS)
+        ink_opacity = float(rng.uniform(0.9, 0.98))
+        ink_variation = float(rng.uniform(0.02, 0.08))
+    elif screenshot:
+        ink_rgb = tuple(channel / 255 for channel in _pick(rng, _SCREEN_INKS))
+        ink_opacity = 1.0
+        ink_variation = 0.0
+
+    paper_rgb = _pick(rng, _WHITE_PAPERS)
+    if condition == "paper_tint":
+        paper_rgb = _pick(rng, _TINTED_PAPERS)
+    elif screenshot:
+        paper_rgb = tuple(channel / 255 for channel in _pick(rng, _SCREEN_BACKGROUNDS))
+
+    ruling = {"grid_paper": "grid", "ruled_paper": "ruled"}.get(condition, "none")
+
+    roll = float(rng.uniform(-3, 3))
+    pitch = float(rng.uniform(0, 6)) * float(rng.choice([-1, 1]))
+    yaw = float(rng.uniform(-4, 4))
+    if condition == "rotation":
+        roll = float(rng.uniform(4, 15)) * float(rng.choice([-1, 1]))
+    elif condition == "perspective":
+        pitch = float(rng.uniform(12, 28)) * float(rng.choice([-1, 1]))
+        yaw = float(rng.uniform(-12, 12))
+
+    gradient = float(rng.uniform(0.0, 0.15))
+    vignette = float(rng.uniform(0.05, 0.2))
+    exposure = float(rng.uniform(0.82, 1.04))
+    if condition == "light_gradient":
+        gradient = float(rng.uniform(0.35, 0.6))
+        vignette = float(rng.uniform(0.25, 0.45))
+        exposure = float(rng.uniform(0.95, 1.1))
+    # Warm indoor bulbs, neutral daylight or a cool shade.
+    warmth = float(rng.uniform(-0.05, 0.12))
+    cast = (1.0, 1.0 - 0.4 * warmth, 1.0 - warmth)
+
+    blur_kind = "none"
+    blur_size = 0.0
+    if condition == "blur":
+        blur_kind = "defocus" if rng.random() < 0.5 else "motion"
+        blur_size = float(rng.uniform(2.0, 4.5) if blur_kind == "defocus" else rng.uniform(6, 14))
+
+    noise_sigma = float(rng.uniform(1.0, 3.0))
+    if condition == "noise":
+        noise_sigma = float(rng.uniform(8.0, 15.0))
+        exposure = float(rng.uniform(0.6, 0.8))
+
+    jpeg_quality = int(rng.integers(70, 96))
+    if condition == "low_jpeg":
+        jpeg_quality = int(rng.integers(20, 41))
+
+    return _Look(
+        screenshot=screenshot,
+        height_fraction=height_fraction,
+        stroke_fraction=stroke_fraction,
+        ink_rgb=ink_rgb,
+        ink_opacity=ink_opacity,
+        ink_variation=ink_variation,
+        paper_rgb=paper_rgb,
+        texture=float(rng.uniform(0.6, 1.4)),
+        ruling=ruling,
+        roll=roll,
+        pitch=pitch,
+        yaw=yaw,
+        gradient=gradient,
+        vignette=vignette,
+        exposure=exposure,
+        cast=cast,
+        shadow=condition == "shadow",
+        blur_kind=blur_kind,
+        blur_size=blur_size,
+        noise_sigma=noise_sigma,
+        sharpen_percent=int(rng.integers(30, 110)),
+        jpeg_quality=jpeg_quality,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Strokes
+
+
+def _check_digit(digit: np.ndarray) -> np.ndarray:
+    """The digit as float32 in [0, 1] (ink = 1), or ValueError."""
+    array = np.asarray(digit)
+    if array.shape != (28, 28):
+        raise ValueError(f"a digit must be a 28x28 MNIST image, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"a digit must hold numbers (0-255), got dtype {array.dtype}")
+    values = array.astype(np.float32)
+    if values.max() <= 1.0:
+        raise ValueError("a digit must be uint8-like with ink up to 255; this one has no ink")
+    return np.clip(values / 255.0, 0.0, 1.0)
+
+
+def _ink_box(digit: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the digit's ink, bottom/right exclusive."""
+    rows = np.flatnonzero(digit.max(axis=1) > 0.15)
+    columns = np.flatnonzero(digit.max(axis=0) > 0.15)
+    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std noise smooth on the scale `sigma` pixels (float32)."""
+    height, width = shape
+    if sigma <= 4:
+        noise = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
+    else:
+        # Cheap for large scales: smooth a small grid, then upscale it.
+        step = sigma / 2
+        small_shape = (max(2, math.ceil(height / step) + 2), max(2, math.ceil(width / step) + 2))
+        small = ndimage.gaussian_filter(rng.standard_normal(small_shape, dtype=np.float32), 2.0)
+        big = Image.fromarray(small, mode="F").resize(
+            (round(small_shape[1] * step), round(small_shape[0] * step)),
+            Image.Resampling.BICUBIC,
+        )
+        noise = np.asarray(big)[:height, :width]
+    return ((noise - noise.mean()) / (noise.std() + 1e-6)).astype(np.float32)
+
+
+def _skeleton(mask: np.ndarray) -> np.ndarray:
+    """One-pixel centre lines of a binary shape (Zhang-Suen thinning, vectorised)."""
+    image = np.pad(mask, 1).astype(np.uint8)
+    while True:
+        changed = False
+        for step in (0, 1):
+            centre = image[1:-1, 1:-1]
+            # Neighbours clockwise from north: p2 .. p9.
+            north, north_east = image[:-2, 1:-1], image[:-2, 2:]
+            east, south_east = image[1:-1, 2:], image[2:, 2:]
+            south, south_west = image[2:, 1:-1], image[2:, :-2]
+            west, north_west = image[1:-1, :-2], image[:-2, :-2]
+            ring = [north, north_east, east, south_east, south, south_west, west, north_west, north]
+            count = sum(ring[:8], start=np.zeros_like(centre))
+            transitions = sum(
+                ((ring[k] == 0) & (ring[k + 1] == 1)).astype(np.uint8) for k in range(8)
+            )
+            if step == 0:
+                side = ((north & east & south) == 0) & ((east & south & west) == 0)
+            else:
+                side = ((north & east & west) == 0) & ((north & south & west) == 0)
+            remove = (centre == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & side
+            if remove.any():
+                centre[remove] = 0
+                changed = True
+        if not changed:
+            return image[1:-1, 1:-1].astype(bool)
+
+
+def _upscaled_field(crop: np.ndarray, width: int, height: int, scale: float) -> np.ndarray:
+    """The 28-pixel crop resized to (width, height), smooth enough to threshold into strokes."""
+    field = np.asarray(
+        Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F").resize(
+            (width, height), Image.Resampling.BICUBIC
+        )
+    )
+    # Smooth away the 28-pixel grid so the threshold gives round, handwritten contours.
+    return ndimage.gaussian_filter(field, 0.4 * scale)
+
+
+def _stroke_alpha(
+    digit: np.ndarray,
+    height_px: float,
+    stroke_fraction: float | None,
+    rng: np.random.Generator,
+    *,
+    edge_noise: float = 1.0,
+) -> np.ndarray:
+    """Ink coverage (float32 0-1) of `digit` drawn with its ink box `height_px` tall.
+
+    The 28x28 digit is upscaled (bicubic, then a smoothing pass) and thresholded, so strokes
+    come out clean-edged, not as blurry blocks; then thinned along its centre lines (pen) or
+    thickened (marker). `edge_noise` 0 gives the perfectly smooth edges of a drawing app.
+    """
+    top, bottom, left, right = _ink_box(digit)
+    pad = 2
+    crop = np.pad(digit, pad)[top : bottom + 2 * pad, left : right + 2 * pad]
+    scale = height_px / (bottom - top)
+    out_height = max(4, round(crop.shape[0] * scale))
+    out_width = max(4, round(crop.shape[1] * scale))
+    field = _upscaled_field(crop, out_width, out_height, scale)
+    # A little edge wobble, as a real pen on paper fibres.
+    wobble = _smooth_noise(rng, field.shape, max(1.5, scale * 0.4)) * (0.02 * edge_noise)
+    mask = field + wobble > 0.4
+    if not mask.any():
+        mask = field >= field.max() * 0.5
+
+    inside = ndimage.distance_transform_edt(mask).astype(np.float32)
+    ridge = (inside == ndimage.maximum_filter(inside, size=3)) & (inside >= 1)
+    natural_width = 2 * float(np.median(inside[ridge])) if ridge.any() else 2.0
+    if stroke_fraction is not None:
+        target_width = max(1.8, stroke_fraction * height_px)
+        roughness = _smooth_noise(rng, mask.shape, 2.0) * (0.25 * edge_noise)
+        if target_width < 0.95 * natural_width:
+            # A pen line of `target_width` along the centre lines keeps every stroke connected;
+            # the eroded shape keeps blobs where the writer pressed or went over a stroke twice.
+            small_scale = min(scale, 112 / (bottom - top))
+            small_height = max(4, round(crop.shape[0] * small_scale))
+            small_width = max(4, round(crop.shape[1] * small_scale))
+            small_mask = _upscaled_field(crop, small_width, small_height, small_scale) > 0.4
+            centre_distance = ndimage.distance_transform_edt(~_skeleton(small_mask))
+            centre_distance = ndimage.gaussian_filter(centre_distance.astype(np.float32), 0.7)
+            centre_distance = np.asarray(
+                Image.fromarray(centre_distance, mode="F").resize(
+                    (out_width, out_height), Image.Resampling.BICUBIC
+                )
+            ) * (out_height / small_height)
+            pen_line = centre_distance + roughness <= target_width / 2
+            mask = pen_line
+            if target_width >= 0.5 * natural_width:
+                mask |= inside + roughness >= natural_width / 2 + target_width / 2
+        elif target_width > 1.05 * natural_width:
+            outside = ndimage.distance_transform_edt(~mask).astype(np.float32)
+            mask = outside + roughness <= (target_width - natural_width) / 2
+    alpha = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)
+    return alpha
+
+
+def _pressure(
+    rng: np.random.Generator, shape: tuple[int, int], variation: float, height_px: float
+) -> np.ndarray:
+    """Multiplier (<= 1) for ink density: pen pressure changes slowly along the strokes."""
+    if variation <= 0:
+        return np.ones(shape, dtype=np.float32)
+    noise = _smooth_noise(rng, shape, max(2.0, height_px / 10))
+    return np.clip(1.0 - variation * (0.5 + 0.5 * np.tanh(noise)), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A digit's ink coverage placed on the paper: top-left corner in paper pixels."""
+
+    alpha: np.ndarray
+    left: int
+    top: int
+
+
+def _layout(
+    digits: list[np.ndarray],
+    look: _Look,
+    frame: tuple[int, int],
+    rng: np.random.Generator,
+    touching: bool,
+) -> list[_Placed]:
+    """Write the digits left to right near the frame centre, in paper (= frame) pixels."""
+    frame_width, frame_height = frame
+    count = len(digits)
+    height = look.height_fraction * frame_height
+    boxes = [_ink_box(digit) for digit in digits]
+    aspects = [(right - left) / (bottom - top) for top, bottom, left, right in boxes]
+    # Shrink the number until its widest possible layout fits in 88 % of the frame width.
+    widest = sum(1.08 * aspect for aspect in aspects) + 0.35 * (count - 1)
+    height = min(height, 0.88 * frame_width / widest, 0.8 * frame_height)
+
+    patches: list[np.ndarray] = []
+    offsets: list[float] = []
+    for digit in digits:
+        size_jitter = float(rng.uniform(0.92, 1.08)) if count > 1 else 1.0
+        digit_height = height * size_jitter
+        alpha = _stroke_alpha(
+            digit,
+            digit_height,
+            look.stroke_fraction,
+            rng,
+            edge_noise=0.0 if look.screenshot else 1.0,
+        )
+        patches.append(alpha * _pressure(rng, alpha.shape, look.ink_variation, digit_height))
+        # Patches carry padding; align the ink's bottom, jittered, on a common baseline.
+        baseline_jitter = float(rng.uniform(-0.04, 0.04)) * height if count > 1 else 0.0
+        ink_rows = np.flatnonzero(alpha.max(axis=1) > 0.5)
+        offsets.append(-float(ink_rows[-1]) + baseline_jitter)
+
+    lefts: list[float] = [0.0]
+    for index in range(1, count):
+        previous, current = patches[index - 1], patches[index]
+        if touching:
+            # Overlap a fraction of a stroke where the two digits come closest: they touch.
+            stroke = max(2.0, (look.stroke_fraction or 0.12) * height)
+            gap = -float(rng.uniform(0.1, 0.5)) * stroke
+            advance = _advance(previous, offsets[index - 1], current, offsets[index], gap)
+        else:
+            # Writers space digits by their boxes, and never let them touch by accident.
+            box_gap = float(rng.uniform(0.05, 0.3)) * height
+            advance = max(
+                _box_advance(previous, current, box_gap),
+                _advance(previous, offsets[index - 1], current, offsets[index], 0.06 * height),
+            )
+        lefts.append(lefts[-1] + advance)
+
+    # Bounding box of the whole block relative to the first patch, then centre it with an offset.
+    block_left = min(lefts)
+    block_right = max(left + patch.shape[1] for left, patch in zip(lefts, patches, strict=True))
+    block_top = min(offsets)
+    block_bottom = max(
+        offset + patch.shape[0] for offset, patch in zip(offsets, patches, strict=True)
+    )
+    block_width, block_height = block_right - block_left, block_bottom - block_top
+    slack_x = max(0.0, (frame_width - block_width) / 2 - 0.04 * frame_width)
+    slack_y = max(0.0, (frame_height - block_height) / 2 - 0.04 * frame_height)
+    shift_x = float(rng.uniform(-1, 1)) * min(slack_x, 0.1 * frame_width)
+    shift_y = float(rng.uniform(-1, 1)) * min(slack_y, 0.1 * frame_height)
+    origin_x = frame_width / 2 + shift_x - (block_left + block_right) / 2
+    origin_y = frame_height / 2 + shift_y - (block_top + block_bottom) / 2
+    return [
+        _Placed(alpha=patch, left=round(origin_x + left), top=round(origin_y + offset))
+        for patch, left, offset in zip(patches, lefts, offsets, strict=True)
+    ]
+
+
+def _box_advance(previous: np.ndarray, current: np.ndarray, gap: float) -> float:
+    """How far right of `previous`'s left edge `current` starts so the ink boxes are `gap` apart."""
+    previous_right = float(np.flatnonzero((previous > 0.5).any(axis=0))[-1])
+    current_left = float(np.flatnonzero((current > 0.5).any(axis=0))[0])
+    return previous_right - current_left + 1 + gap
+
+
+def _advance(
+    previous: np.ndarray, previous_top: float, current: np.ndarray, current_top: float, gap: float
+) -> float:
+    """How far right of `previous`'s left edge `current` starts so the inks are `gap` apart.
+
+    Works row by row (like kerning), so a negative gap makes the inks overlap, i.e. touch.
+    """
+    top = math.floor(min(previous_top, current_top))
+    bottom = math.ceil(max(previous_top + previous.shape[0], current_top + current.shape[0]))
+    right_edge = np.full(bottom - top, -np.inf)
+    left_edge = np.full(bottom - top, np.inf)
+    for patch, patch_top, edges, pick_right in (
+        (previous, previous_top, right_edge, True),
+        (current, current_top, left_edge, False),
+    ):
+        ink = patch > 0.5
+        rows = np.flatnonzero(ink.any(axis=1))
+        start = round(patch_top) - top
+        for row in rows:
+            columns = np.flatnonzero(ink[row])
+            edges[start + row] = columns[-1] if pick_right else columns[0]
+    both = np.isfinite(right_edge) & np.isfinite(left_edge)
+    if not both.any():
+        # No shared rows (extreme baseline jitter): fall back to the ink boxes.
+        return _box_advance(previous, current, gap)
+    return float(np.max(right_edge[both] - left_edge[both])) + 1 + gap
+
+
+# ---------------------------------------------------------------------------------------------
+# Camera geometry
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map (n, 2) points through a 3x3 homography."""
+    homogeneous = np.column_stack([points, np.ones(len(points))]) @ matrix.T
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], dtype=float)
+
+
+def _scale(factor: float) -> np.ndarray:
+    return np.diag([factor, factor, 1.0])
+
+
+def _camera(look: _Look, frame: tuple[int, int], block: np.ndarray) -> np.ndarray:
+    """Homography paper -> frame for a camera rolled and tilted by the look's angles.
+
+    `block` is the (4, 2) corners of the written number on the paper; the camera keeps its centre
+    where it was and its size, then the whole block is shrunk/shifted back into the frame if needed.
+    """
+    width, height = frame
+    focal = 0.75 * max(width, height)  # a phone main camera: about 68 degrees across
+    intrinsics = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    roll, pitch, yaw = (math.radians(angle) for angle in (look.roll, look.pitch, look.yaw))
+    rotate_z = np.array(
+        [[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0], [0, 0, 1]]
+    )
+    rotate_x = np.array(
+        [[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]]
+    )
+    rotate_y = np.array(
+        [[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]]
+    )
+    camera = intrinsics @ rotate_z @ rotate_x @ rotate_y @ np.linalg.inv(intrinsics)
+
+    centre = block.mean(axis=0)
+    mapped_centre = _apply(camera, centre[None])[0]
+    step = 1.0
+    around = centre + np.array([[step, 0], [-step, 0], [0, step], [0, -step]])
+    moved = _apply(camera, around)
+    jacobian = np.column_stack([(moved[0] - moved[1]) / 2, (moved[2] - moved[3]) / 2]) / step
+    local_scale = math.sqrt(abs(np.linalg.det(jacobian)))
+    camera = _translate(*centre) @ _scale(1 / local_scale) @ _translate(*-mapped_centre) @ camera
+
+    corners = _apply(camera, block)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    margin = 0.03 * min(width, height)
+    fit = min(
+        1.0, (width - 2 * margin) / (high[0] - low[0]), (height - 2 * margin) / (high[1] - low[1])
+    )
+    middle = (low + high) / 2
+    camera = _translate(*middle) @ _scale(fit) @ _translate(*-middle) @ camera
+    corners = _apply(camera, block)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    shift_x = max(0.0, margin - low[0]) - max(0.0, high[0] - (width - margin))
+    shift_y = max(0.0, margin - low[1]) - max(0.0, high[1] - (height - margin))
+    return _translate(shift_x, shift_y) @ camera
+
+
+# ---------------------------------------------------------------------------------------------
+# Paper
+
+
+def _line_coverage(
+    positions: np.ndarray, spacing: float, phase: float, half_width: float
+) -> np.ndarray:
+    """Fraction of each 1-pixel cell covered by lines `half_width` wide every `spacing` pixels."""
+    distance = np.abs(np.mod(positions - phase + spacing / 2, spacing) - spacing / 2)
+    coverage = np.minimum(distance + 0.5, half_width) - np.maximum(distance - 0.5, -half_width)
+    return np.clip(coverage, 0.0, 1.0).astype(np.float32)
+
+
+def _ruling(
+    look: _Look,
+    rng: np.random.Generator,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    placed: list[_Placed],
+    digit_height: float,
+) -> np.ndarray | None:
+    """Per-channel transmittance (h, w, 3) of printed grid or ruled lines, or None for plain paper.
+
+    Physical sizes set the pixel scale: a handwritten digit is about 6-12 mm tall, so the 5 mm
+    squares or 7-9 mm rules come out at a believable size next to it.
+    """
+    if look.ruling == "none":
+        return None
+    ink_bottom = max(
+        item.top + float(np.flatnonzero(item.alpha.max(axis=1) > 0.5)[-1]) for item in placed
+    )
+    ink_left = min(item.left for item in placed)
+    if look.ruling == "grid":
+        pixels_per_mm = digit_height / float(rng.uniform(6.5, 11.0))
+        spacing = 5.0 * pixels_per_mm
+        half_width = max(0.45, float(rng.uniform(0.06, 0.12)) * pixels_per_mm)
+        color = np.array(_pick(rng, ((0.55, 0.75, 0.95), (0.65, 0.78, 0.88), (0.7, 0.7, 0.72))))
+        strength = float(rng.uniform(0.45, 0.85))
+        columns = _line_coverage(xs, spacing, float(rng.uniform(0, spacing)), half_width)
+        rows = _line_coverage(ys, spacing, float(rng.uniform(0, spacing)), half_width)
+        coverage = np.maximum(rows[:, None], columns[None, :])
+        return 1.0 - strength * coverage[..., None] * (1.0 - color).astype(np.float32)
+
+    # Ruled paper: the digits mostly sit between two rules, some writers span two lines.
+    line_span = (
+        float(rng.uniform(0.65, 0.95)) if rng.random() < 0.8 else float(rng.uniform(1.1, 1.5))
+    )
+    spacing = digit_height / line_span
+    pixels_per_mm = spacing / float(rng.uniform(7.0, 9.0))
+    half_width = max(0.45, float(rng.uniform(0.07, 0.13)) * pixels_per_mm)
+    baseline = ink_bottom + float(rng.uniform(-0.08, 0.12)) * spacing
+    color = np.array(_pick(rng, ((0.55, 0.7, 0.92), (0.6, 0.72, 0.85), (0.68, 0.68, 0.72))))
+    strength = float(rng.uniform(0.45, 0.8))
+    rows = _line_coverage(ys, spacing, baseline, half_width)
+    transmittance = 1.0 - strength * rows[:, None, None] * (1.0 - color).astype(np.float32)
+    transmittance = np.broadcast_to(transmittance, (len(ys), len(xs), 3)).copy()
+    # The red margin: 10-40 mm left of the writing; only drawn when that is on the paper.
+    margin_x = ink_left - float(rng.uniform(10, 40)) * pixels_per_mm
+    margin_color = np.array((0.95, 0.5, 0.55), dtype=np.float32)
+    margin = _line_coverage(xs, 1e9, margin_x, half_width * 1.3)
+    transmittance *= 1.0 - 0.8 * margin[None, :, None] * (1.0 - margin_color)
+    return transmittance
+
+
+def _paper(
+    look: _Look, rng: np.random.Generator, shape: tuple[int, int], unit: float
+) -> np.ndarray:
+    """Paper reflectance (h, w, 3): base colour with slow mottling and fine fibres."""
+    height, width = shape
+    mottling = _smooth_noise(rng, shape, max(8.0, unit * 0.6)) * 0.012
+    # Fibres: pixel noise on a half-resolution grid, upscaled, is about 1.5 pixels wide.
+    small = rng.standard_normal(((height + 1) // 2, (width + 1) // 2), dtype=np.float32)
+    fibres = np.asarray(
+        Image.fromarray(small, mode="F").resize(
+            (small.shape[1] * 2, small.shape[0] * 2), Image.Resampling.BICUBIC
+        )
+    )[:height, :width]
+    texture = 1.0 + look.texture * (mottling + fibres * 0.012)
+    return texture[..., None] * np.array(look.paper_rgb, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Light and camera noise (frame coordinates)
+
+
+# Light varies slowly: compute it on a grid this many times coarser than the frame.
+_LIGHT_STEP = 4
+
+
+def _illumination(
+    look: _Look, rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray
+) -> np.ndarray:
+    """Light on each frame pixel per channel (h, w, 3): falloff, exposure, colour, shadow."""
+    width, height = frame
+    coarse = (math.ceil(width / _LIGHT_STEP) + 1, math.ceil(height / _LIGHT_STEP) + 1)
+    light = _lighting(look, rng, coarse) * look.exposure
+    channels = [light * factor for factor in look.cast]
+    if look.shadow:
+        shade = _shadow(rng, coarse, block / _LIGHT_STEP)
+        # Inside the shadow only the room/sky lights the paper, so it is darker and a bit bluer.
+        depth = float(rng.uniform(0.35, 0.6))
+        channels = [
+            channel * (1.0 + shade * ((1.0 - depth) * tint - 1.0))
+            for channel, tint in zip(channels, (0.95, 0.98, 1.04), strict=True)
+        ]
+    upscaled = [
+        np.asarray(
+            Image.fromarray(channel.astype(np.float32), mode="F").resize(
+                (coarse[0] * _LIGHT_STEP, coarse[1] * _LIGHT_STEP), Image.Resampling.BILINEAR
+            )
+        )[:height, :width]
+        for channel in channels
+    ]
+    return np.stack(upscaled, axis=2)
+
+
+def _lighting(look: _Look, rng: np.random.Generator, frame: tuple[int, int]) -> np.ndarray:
+    """Light falling on each pixel (h, w) of a grid the frame's shape, about 1 at its brightest."""
+    width, height = frame
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs = (xs - width / 2) / (max(width, height) / 2)
+    ys = (ys - height / 2) / (max(width, height) / 2)
+    angle = float(rng.uniform(0, 2 * math.pi))
+    along = xs * math.cos(angle) + ys * math.sin(angle)
+    along = (along - along.min()) / (along.max() - along.min() + 1e-6)
+    light = 1.0 - look.gradient * along
+    light *= 1.0 - look.vignette * (xs**2 + ys**2) / 2.0
+    if look.gradient > 0.3:
+        # A desk lamp: a soft bright spot somewhere on the brighter side.
+        spot_x, spot_y = -math.cos(angle) * 0.7, -math.sin(angle) * 0.7
+        radius = float(rng.uniform(0.4, 0.8))
+        light *= 1.0 + float(rng.uniform(0.05, 0.2)) * np.exp(
+            -((xs - spot_x) ** 2 + (ys - spot_y) ** 2) / (2 * radius**2)
+        )
+    return light / light.max()
+
+
+def _shadow(rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray) -> np.ndarray:
+    """Shadow darkness (h, w) in [0, 1]: a band cast by a phone or hand, soft but distinct edges.
+
+    One edge passes near the written number, so the shadow often covers part of it.
+    """
+    width, height = frame
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = float(rng.uniform(0, 2 * math.pi))
+    normal = np.array([math.cos(angle), math.sin(angle)])
+    along = xs * normal[0] + ys * normal[1]
+    # Hands are not straight edges: bend the band slightly.
+    diagonal = math.hypot(width, height)
+    along += _smooth_noise(rng, (height, width), diagonal / 6) * 0.015 * diagonal
+    centre = block.mean(axis=0) @ normal
+    extent = float(np.ptp(block @ normal))
+    edge = centre + float(rng.uniform(-0.6, 0.6)) * extent
+    band_width = float(rng.uniform(0.25, 0.6)) * diagonal
+    softness = float(rng.uniform(0.005, 0.02)) * diagonal
+    side = float(rng.choice([-1, 1]))
+    inside_first = special.ndtr(side * (along - edge) / softness)
+    inside_second = special.ndtr(side * (edge + side * band_width - along) / softness)
+    return (inside_first * inside_second).astype(np.float32)
+
+
+def _blur_kernel(look: _Look, rng: np.random.Generator) -> np.ndarray | None:
+    """A normalised defocus disc or motion streak, or None."""
+    if look.blur_kind == "none":
+        return None
+    if look.blur_kind == "defocus":
+        radius = look.blur_size
+        reach = math.ceil(radius) + 1
+        ys, xs = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+        kernel = np.clip(radius + 0.5 - np.hypot(xs, ys), 0, 1)
+    else:
+        length = look.blur_size
+        reach = math.ceil(length / 2) + 1
+        kernel = np.zeros((2 * reach + 1, 2 * reach + 1))
+        angle = float(rng.uniform(0, math.pi))
+        # Shaky hands move along a slightly curved path.
+        for t in np.linspace(-0.5, 0.5, 4 * round(length) + 1):
+            bend = 0.15 * length * (t**2 - 0.083)
+            x = reach + t * length * math.cos(angle) - bend * math.sin(angle)
+            y = reach + t * length * math.sin(angle) + bend * math.cos(angle)
+            kernel[round(y), round(x)] += 1.0
+        kernel = ndimage.gaussian_filter(kernel, 0.5)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _sensor_noise(look: _Look, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Add luma and chroma noise, brighter pixels noisier, slightly correlated by demosaicing."""
+    height, width, _ = image.shape
+    luma = ndimage.gaussian_filter(
+        rng.standard_normal((height, width), dtype=np.float32), 0.6, truncate=2.5
+    )
+    luma *= 1.0 / (luma.std() + 1e-6)
+    # Colour noise is blotchier than luma noise: draw it on a 2x2 grid.
+    chroma = rng.standard_normal(((height + 1) // 2, (width + 1) // 2, 3), dtype=np.float32)
+    chroma = np.repeat(np.repeat(chroma, 2, axis=0), 2, axis=1)[:height, :width]
+    brightness = np.clip(_brightness(image), 0, 1)[..., None]
+    level = np.sqrt(0.25 + 0.75 * brightness) * np.float32(look.noise_sigma / 255.0)
+    chroma *= 0.5
+    chroma += luma[..., None]
+    chroma *= level
+    return image + chroma
+
+
+def _brightness(image: np.ndarray) -> np.ndarray:
+    """Channel mean of an (h, w, 3) float32 image (a matrix product: far faster than .mean)."""
+    return image @ np.full(3, 1 / 3, dtype=np.float32)
+
+
+def _sharpen(image: np.ndarray, amount: float) -> np.ndarray:
+    """Phone-style unsharp masking on brightness only (halos on edges, sharper noise)."""
+    brightness = _brightness(image)
+    detail = brightness - ndimage.gaussian_filter(brightness, 1.5, truncate=2.5)
+    detail *= np.float32(amount)
+    return image + detail[..., None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole photos
+
+
+def _encode(image: np.ndarray, look: _Look) -> bytes:
+    """Float RGB (h, w, 3) in [0, 1] -> JPEG bytes at the look's quality (4:2:0 like phones)."""
+    pixels = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    picture = Image.fromarray(pixels, mode="RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=look.jpeg_quality, subsampling=2)
+    return buffer.getvalue()
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) as ints, or ValueError."""
+    try:
+        width, height = (int(value) for value in size)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"size must be (width, height), got {size!r}") from error
+    if not (64 <= width <= 4096 and 64 <= height <= 4096):
+        raise ValueError(f"size must be between 64 and 4096 pixels each way, got {size!r}")
+    return width, height
+
+
+def _render(
+    digits: list[np.ndarray],
+    condition: str,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    touching: bool,
+) -> bytes:
+    """Draw `digits` as one number in a photo under `condition`; JPEG bytes."""
+    frame = _check_size(size)
+    if not digits:
+        raise ValueError("a number needs at least one digit")
+    inks = [_check_digit(digit) for digit in digits]
+    look = _choose_look(condition, rng)
+    width, height = frame
+    placed = _layout(inks, look, frame, rng, touching)
+    digit_height = look.height_fraction * height
+
+    if look.screenshot:
+        alpha = np.zeros((height, width), dtype=np.float32)
+        _stamp(alpha, placed, 0, 0)
+        background = np.array(look.paper_rgb, dtype=np.float32)
+        ink = np.array(look.ink_rgb, dtype=np.float32)
+        image = background + alpha[..., None] * (ink - background)
+        return _encode(image, look)
+
+    block = _block_corners(placed)
+    camera = _camera(look, frame, block)
+    # The paper area the camera sees: the frame's corners mapped back onto the paper.
+    to_paper = np.linalg.inv(camera)
+    frame_corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=float)
+    seen = _apply(to_paper, frame_corners)
+    paper_left, paper_top = np.floor(seen.min(axis=0)) - 4
+    paper_right, paper_bottom = np.ceil(seen.max(axis=0)) + 4
+    paper_shape = (int(paper_bottom - paper_top), int(paper_right - paper_left))
+    if paper_shape[0] > 4 * height or paper_shape[1] > 4 * width:
+        raise ValueError("camera tilt too strong: the paper would be far larger than the frame")
+
+    reflectance = _paper(look, rng, paper_shape, digit_height)
+    xs = np.arange(paper_shape[1], dtype=np.float32) + paper_left
+    ys = np.arange(paper_shape[0], dtype=np.float32) + paper_top
+    lines = _ruling(look, rng, xs, ys, placed, digit_height)
+    if lines is not None:
+        reflectance *= lines
+    alpha = np.zeros(paper_shape, dtype=np.float32)
+    _stamp(alpha, placed, int(paper_left), int(paper_top))
+    # Ink is a subtractive layer: it filters whatever paper and print lie underneath.
+    ink = np.array(look.ink_rgb, dtype=np.float32)
+    reflectance *= 1.0 - (look.ink_opacity * alpha)[..., None] * (1.0 - ink)
+
+    # PIL wants the inverse map: frame pixel -> paper-array pixel.
+    inverse = _translate(-paper_left, -paper_top) @ to_paper
+    inverse /= inverse[2, 2]
+    coefficients = tuple(float(value) for value in inverse.flatten()[:8])
+    # 8 bits are plenty for reflectance (sensor noise dithers later) and warp 3x faster.
+    pixels = np.clip(reflectance * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    warped = Image.fromarray(pixels, mode="RGB").transform(
+        frame, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BILINEAR
+    )
+    image = np.asarray(warped, dtype=np.float32) * np.float32(1 / 255)
+
+    image *= _illumination(look, rng, frame, _apply(camera, block))
+    kernel = _blur_kernel(look, rng)
+    if kernel is not None:
+        image = signal.fftconvolve(image, kernel[..., None], mode="same", axes=(0, 1))
+    image = _sensor_noise(look, rng, image)
+    image = _sharpen(image, look.sharpen_percent / 100)
+    return _encode(image, look)
+
+
+def _block_corners(placed: list[_Placed]) -> np.ndarray:
+    """(4, 2) corners of the box around all placed digits, in paper pixels."""
+    left = min(item.left for item in placed)
+    top = min(item.top for item in placed)
+    right = max(item.left + item.alpha.shape[1] for item in placed)
+    bottom = max(item.top + item.alpha.shape[0] for item in placed)
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=float)
+
+
+def _stamp(target: np.ndarray, placed: list[_Placed], origin_x: int, origin_y: int) -> None:
+    """Draw each placed coverage into `target` (max, so touching digits merge)."""
+    for item in placed:
+        top, left = item.top - origin_y, item.left - origin_x
+        source_top, source_left = max(0, -top), max(0, -left)
+        bottom = min(target.shape[0], top + item.alpha.shape[0])
+        right = min(target.shape[1], left + item.alpha.shape[1])
+        if bottom <= max(top, 0) or right <= max(left, 0):
+            continue
+        region = target[max(top, 0) : bottom, max(left, 0) : right]
+        source = item.alpha[
+            source_top : source_top + region.shape[0], source_left : source_left + region.shape[1]
+        ]
+        np.maximum(region, source, out=region)
+
+
+def render_photo(
+    digit: np.ndarray,
+    condition: str,
+    rng: np.random.Generator,
+    *,
+    size: tuple[int, int] = FRAME_LANDSCAPE,
+) -> bytes:
+    """A JPEG phone photo (`size` = (width, height)) of one MNIST digit under `condition`.
+
+    `digit` is a 28x28 MNIST image (uint8, ink = 255). Raises ValueError for an unknown condition,
+    a digit of another shape or without ink. The same generator state gives the same bytes.
+    """
+    return _render([digit], condition, rng, size, touching=False)
+
+
+def render_number(
+    digits: list[np.ndarray],
+    condition: str,
+    rng: np.random.Generator,
+    *,
+    touching: bool = False,
+    size: tuple[int, int] = FRAME_LANDSCAPE,
+) -> bytes:
+    """A JPEG phone photo of a number written left to right, one MNIST digit per place.
+
+    Natural spacing with slight baseline and size jitter; `touching=True` makes neighbouring
+    digits overlap slightly so their inks touch. Same errors as `render_photo`.
+    """
+    return _render(list(digits), condition, rng, size, touching=touching)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+def _check_test_split(x_test: np.ndarray, y_test: np.ndarray) -> None:
+    """ValueError unless the arrays look like (a part of) the MNIST test split."""
+    if x_test.ndim != 3 or x_test.shape[1:] != (28, 28):
+        raise ValueError(f"x_test must have shape (n, 28, 28), got {x_test.shape}")
+    if y_test.shape != (x_test.shape[0],):
+        raise ValueError(f"y_test must have shape ({x_test.shape[0]},), got {y_test.shape}")
+    if not 0 < len(x_test) <= MNIST_TEST_SIZE:
+        raise ValueError(
+            f"x_test holds {len(x_test)} digits; pass the MNIST test split "
+            f"({MNIST_TEST_SIZE} digits) — benchmark photos must never show training digits"
+        )
+
+
+def plan_photos(test_count: int, per_condition: int, seed: int = 0) -> list[tuple[str, int]]:
+    """(condition, test index) for every benchmark photo, condition by condition.
+
+    Each condition draws its own permutation of the test split, so a larger `per_condition`
+    extends the same list (the first photos never change).
+    """
+    if per_condition < 0:
+        raise ValueError(f"per_condition must be >= 0, got {per_condition}")
+    if per_condition > test_count:
+        raise ValueError(f"per_condition {per_condition} exceeds the {test_count} test digits")
+    plan: list[tuple[str, int]] = []
+    for condition_index, condition in enumerate(CONDITIONS):
+        order = np.random.default_rng([seed, condition_index, 0]).permutation(test_count)
+        plan.extend((condition, int(index)) for index in order[:per_condition])
+    return plan
+
+
+@dataclass(frozen=True)
+class NumberPlan:
+    """One benchmark number: which test digits, under which condition, touching or not."""
+
+    condition: str
+    indices: tuple[int, ...]
+    touching: bool
+
+
+def plan_numbers(test_count: int, count: int, seed: int = 0) -> list[NumberPlan]:
+    """The multi-digit benchmark: 2-5 random test digits each, random condition, 25 % touching."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    plans = []
+    for number_index in range(count):
+        rng = np.random.default_rng([seed, len(CONDITIONS), number_index, 0])
+        length = int(rng.choice([2, 3, 4, 5], p=[0.3, 0.25, 0.3, 0.15]))
+        plans.append(
+            NumberPlan(
+                condition=_pick(rng, CONDITIONS),
+                indices=tuple(int(index) for index in rng.integers(0, test_count, size=length)),
+                touching=bool(rng.random() < 0.25),
+            )
+        )
+    return plans
+
+
+def _photo_rng(seed: int, key: int, number: int) -> np.random.Generator:
+    """An independent generator per photo, so each photo is reproducible on its own."""
+    return np.random.default_rng([seed, key, number, 1])
+
+
+def _check_longest_side(longest_side: int) -> None:
+    """ValueError unless `longest_side` is a sensible photo size."""
+    if not 64 <= longest_side <= 4096:
+        raise ValueError(f"longest_side must be 64-4096 pixels, got {longest_side}")
+
+
+def _frame(rng: np.random.Generator, landscape_share: float, longest_side: int) -> tuple[int, int]:
+    """(width, height) of a 4:3 photo, landscape with probability `landscape_share`."""
+    shortest_side = round(longest_side * 3 / 4)
+    if rng.random() < landscape_share:
+        return longest_side, shortest_side
+    return shortest_side, longest_side
+
+
+def benchmark_photos(
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    per_condition: int,
+    seed: int = 0,
+    *,
+    longest_side: int = 1024,
+) -> Iterator[tuple[str, int, bytes]]:
+    """Yield (condition, label, jpeg) for `per_condition` test digits under every condition.
+
+    Digits are chosen deterministically from the test split (see `plan_photos`); half the photos
+    are landscape 1024x768, half portrait 768x1024 (`longest_side` scales both).
+    """
+    # Check everything now, not at the first next(): this is not a generator function.
+    x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+    _check_test_split(x_test, y_test)
+    _check_longest_side(longest_side)
+    plan = plan_photos(len(x_test), per_condition, seed)
+
+    def photos() -> Iterator[tuple[str, int, bytes]]:
+        counters: dict[str, int] = {}
+        for condition, index in plan:
+            number = counters.get(condition, 0)
+            counters[condition] = number + 1
+            rng = _photo_rng(seed, CONDITIONS.index(condition), number)
+            size = _frame(rng, 0.5, longest_side)
+            jpeg = render_photo(x_test[index], condition, rng, size=size)
+            yield condition, int(y_test[index]), jpeg
+
+    return photos()
+
+
+def benchmark_numbers(
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    count: int,
+    seed: int = 0,
+    *,
+    longest_side: int = 1024,
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (label such as "2026", jpeg) for `count` multi-digit numbers (see `plan_numbers`).
+
+    Three in four photos are landscape: people turn the phone for a long number.
+    """
+    x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+    _check_test_split(x_test, y_test)
+    _check_longest_side(longest_side)
+    plans = plan_numbers(len(x_test), count, seed)
+
+    def numbers() -> Iterator[tuple[str, bytes]]:
+        for number, plan in enumerate(plans):
+            rng = _photo_rng(seed, len(CONDITIONS), number)
+            size = _frame(rng, 0.75, longest_side)
+            label = "".join(str(int(y_test[index])) for index in plan.indices)
+            digits = [x_test[index] for index in plan.indices]
+            yield (
+                label,
+                render_number(digits, plan.condition, rng, touching=plan.touching, size=size),
+            )
+
+    return numbers()
+
+
+def write_fixture_sample(
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    folder: Path | str,
+    per_condition: int = 2,
+    seed: int = FIXTURE_SEED,
+    *,
+    numbers: int = 4,
+    longest_side: int = FIXTURE_LONGEST_SIDE,
+) -> list[Path]:
+    """Write a small regression sample of benchmark photos into `folder`; return the paths.
+
+    Single digits are `<condition>-<test index>-label<d>.jpg` (the index into the MNIST test
+    split), numbers `number-<label>-<i>.jpg`. The photos are exactly what `benchmark_photos` and
+    `benchmark_numbers` yield for the same seed and `longest_side` (800 by default, one of
+    Telegram's photo sizes, which keeps tests/fixtures/photos/ under 3 MB).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+    paths: list[Path] = []
+    plan = plan_photos(len(x_test), per_condition, seed)
+    photos = benchmark_photos(x_test, y_test, per_condition, seed, longest_side=longest_side)
+    for (condition, index), (_, label, jpeg) in zip(plan, photos, strict=True):
+        path = folder / f"{condition}-{index}-label{label}.jpg"
+        path.write_bytes(jpeg)
+        paths.append(path)
+    numbered = benchmark_numbers(x_test, y_test, numbers, seed, longest_side=longest_side)
+    for number, (label, jpeg) in enumerate(numbered):
+        path = folder / f"number-{label}-{number}.jpg"
+        path.write_bytes(jpeg)
+        paths.append(path)
+    return paths

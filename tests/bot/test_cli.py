@@ -1,0 +1,80 @@
+"""The `digitbot` CLI: predict's JSON lines and error objects, explore, evaluate, summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import ROOT, digit_photo
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *arguments], cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_predict_json(tmp_path: Path, mnist) -> None:
+    paths = []
+    for index in range(3):
+        path = tmp_path / f"digit{index}.jpg"
+        path.write_bytes(digit_photo(mnist.x_test[index], image_format="JPEG"))
+        paths.append(path)
+    text = tmp_path / "notes.png"
+    text.write_text("not really a png")
+    missing = tmp_path / "missing.png"
+    result = run_cli("predict", "--json", str(paths[0]), str(text), str(missing), *map(str,
+                     paths[1:]))
+    assert result.returncode == 1  # some files failed, the rest were answered
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(p) for p in (paths[0], text, missing,
+                                                                 *paths[1:])]
+    answers = [lines[0], lines[3], lines[4]]
+    for index, answer in enumerate(answers):
+        assert answer["digit"] == int(mnist.y_test[index])
+        probabilities = [probability for _, probability in answer["top3"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1.0 + 1e-6 and len(answer["top3"]) == 3
+    assert "not an image" in lines[1]["error"]
+    assert "No such file" in lines[2]["error"]
+
+
+def test_predict_no_digit_and_plain_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 255).save(blank)
+    assert main(["predict", "--json", str(blank)]) == 0
+    assert json.loads(capsys.readouterr().out)["digit"] is None
+    assert main(["predict", str(blank)]) == 0
+    assert "no digit found" in capsys.readouterr().out
+
+
+def test_explore_counts_and_images(tmp_path: Path, mnist_path: Path) -> None:
+    result = run_cli("explore", "--mnist-path", str(mnist_path), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "train: {0: 5923, 1: 6742" in result.stdout
+    assert "test: {0: 980, 1: 1135" in result.stdout
+    assert (tmp_path / "digits_grid.png").stat().st_size > 10_000
+    assert (tmp_path / "digit_colorbar.png").stat().st_size > 5_000
+
+
+def test_bad_mnist_path_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_cli("explore", "--mnist-path", str(tmp_path / "nope.npz"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: MNIST not found at")
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_and_summary(tmp_path: Path, mnist_path: Path) -> None:
+    result = run_cli("evaluate", "--mnist-path", str(mnist_path), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy: 99." in result.stdout
+    assert (tmp_path / "confusion.png").exists()
+    summary = run_cli("summary")
+    assert summary.returncode == 0, summary.stderr
+    assert "Total params" in summary.stdout
