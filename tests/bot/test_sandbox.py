@@ -386,7 +386,8 @@ async def test_digitbot_start_without_a_token_serves_the_sandbox_until_ctrl_c(
 ) -> None:
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("TELEGRAM_", "SANDBOX_", "ADMIN_"))}
-    environment.update(MODEL_DIR=str(model_dir), SANDBOX_PORT="0", HEARTBEAT_FILE="")
+    environment.update(MODEL_DIR=str(model_dir), SANDBOX_PORT="0",
+                       HEARTBEAT_FILE=str(tmp_path / "beat"))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", "start", cwd=tmp_path, env=environment,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -7,7 +7,9 @@
 
 const API = "/sandbox/api";
 const MAX_MESSAGES_PER_CHAT = 1000; // the emulator keeps at most this many per chat as well
-const TYPING_MS = 5500; // Telegram shows a chat action for about five seconds
+const TYPING_MS = 5500;
+const MAX_PHOTO_WIDTH = 480; // CSS pixels, as Telegram's desktop clients roughly do
+const MAX_PHOTO_HEIGHT = 420; // Telegram shows a chat action for about five seconds
 const AVATAR_COLORS = ["#e17076", "#faa774", "#a695e7", "#7bc862", "#6ec9cb", "#65aadd", "#ee7aae"];
 
 const state = {
@@ -300,8 +302,10 @@ function photoNode(sizes) {
   const largest = photoFor(sizes, Infinity);
   const image = el("img", "photo");
   image.src = fileUrl(shown.file_id);
-  image.width = shown.width;
-  image.height = shown.height;
+  // A fixed box before the image loads, so that scrolling to the newest message stays exact.
+  const width = Math.min(shown.width, MAX_PHOTO_WIDTH, (MAX_PHOTO_HEIGHT * shown.width) / shown.height);
+  image.style.width = `${Math.round(width)}px`;
+  image.style.aspectRatio = `${shown.width} / ${shown.height}`;
   image.alt = "photo";
   image.loading = "lazy";
   image.addEventListener("click", () => openLightbox(fileUrl(largest.file_id)));
@@ -868,6 +872,7 @@ function setUpControls() {
   $("draw-button").addEventListener("click", () => {
     $("draw-panel").hidden = !$("draw-panel").hidden;
     $("draw-button").classList.toggle("active", !$("draw-panel").hidden);
+    $("messages").scrollTop = $("messages").scrollHeight; // keep the last answer in view
   });
   $("lightbox").addEventListener("click", () => { $("lightbox").hidden = true; });
   document.addEventListener("keydown", (event) => {
