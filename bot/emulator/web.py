@@ -36,9 +36,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/sandbox/api"
 GUARD_HEADER = "X-Sandbox"
 DEFAULT_MESSAGES_PER_CHAT = 200  # what the state endpoint returns per chat unless asked otherwise
-MAX_STREAMS = 16  # open event streams (browser tabs) at once
+MAX_STREAMS = 32  # open event streams (browser tabs) at once
 STREAM_QUEUE_EVENTS = 500
-KEEPALIVE_SECONDS = 15.0
+KEEPALIVE_SECONDS = 10.0  # also how soon a closed tab's stream is noticed and freed
 # Only these image types are served inline; anything else is a download (no HTML from uploads).
 IMAGE_MIME_TYPES = {
     "JPEG": "image/jpeg",

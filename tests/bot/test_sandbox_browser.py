@@ -142,3 +142,25 @@ async def test_admin_stats_and_a_refused_non_admin(page: Page, sandbox: Sandbox)
     assert not await page.locator("#admin-toggle").is_checked()
     _, first_line = await answered(page, lambda: send_text(page, "/stats"))
     assert first_line == "Sorry, this command is for the bot's admins only."
+
+
+async def test_bot_html_is_rendered_from_entities_and_nothing_else_runs(
+    page: Page, sandbox: Sandbox,
+) -> None:
+    # What the bot may send in HTML parse mode: allowed tags become formatting, escaped markup
+    # stays text, and a link to a script URL is not made clickable.
+    await sandbox.application.bot.send_message(
+        ADMIN_USER_ID,
+        "<b>bold</b> <i>it</i> <code>x</code> &lt;img src=x onerror=window.pwned=1&gt; "
+        '<a href="javascript:window.pwned=1">link</a> <a href="https://example.org/">web</a>',
+        parse_mode="HTML")
+    text = page.locator("#messages .msg.bot .text").last
+    await text.wait_for()
+    assert await text.locator("strong").inner_text() == "bold"
+    assert await text.locator("em").inner_text() == "it"
+    assert await text.locator("code").inner_text() == "x"
+    assert "<img src=x onerror=window.pwned=1>" in await text.inner_text()
+    assert await text.locator("img").count() == 0
+    assert await text.locator("a").count() == 1
+    assert await text.locator("a").get_attribute("href") == "https://example.org/"
+    assert await page.evaluate("window.pwned") is None

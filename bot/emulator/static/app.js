@@ -128,8 +128,16 @@ async function loadState() {
 function connectEvents() {
   const events = new EventSource(`${API}/events`);
   // On every (re)connection, reload everything: events missed while disconnected are in it.
-  events.onopen = () => { loadState().catch(() => {}); };
+  events.onopen = () => {
+    $("connection").hidden = true;
+    loadState().catch(() => {});
+  };
   events.onmessage = (event) => handleEvent(JSON.parse(event.data));
+  events.onerror = () => {
+    $("connection").hidden = false;
+    // The browser retries by itself unless the server answered with an error status.
+    if (events.readyState === EventSource.CLOSED) setTimeout(connectEvents, 3000);
+  };
 }
 
 function handleEvent(event) {
