@@ -1,4 +1,4 @@
-"""The sandbox page in headless Chromium: upload a digit, draw one, ask /stats as the admin.
+"""The sandbox page in headless Chromium: upload, drop and draw digits; /stats as the admin.
 
 Uses Debian's chromium (/usr/bin/chromium; CI installs it with apt) driven by Python playwright:
 never a browser download. The sandbox runs in this test's event loop on a free port, so the page
@@ -7,6 +7,7 @@ talks to the real bot through the emulator exactly as a person's browser would.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -83,7 +84,7 @@ async def send_text(page: Page, text: str) -> None:
     await page.locator("#text").press("Enter")
 
 
-async def test_upload_a_photo_and_draw_a_digit(
+async def test_upload_drop_and_draw_digits(
     page: Page, sandbox: Sandbox, mnist: Any, tmp_path: Path,
 ) -> None:
     # A real MNIST test digit, dark on a light page, through the file picker.
@@ -103,6 +104,26 @@ async def test_upload_a_photo_and_draw_a_digit(
     quote = page.locator(f'.msg.bot[data-reply-to="{message_id}"] .quote')
     assert await quote.locator(".quote-name").inner_text() == PEOPLE[0][1]
     assert await quote.locator("img.quote-thumb").count() == 1
+
+    # Another test digit dropped onto the chat and sent as a file (a document, uncompressed).
+    index = 1
+    encoded = base64.b64encode(digit_photo(mnist.x_test[index])).decode("ascii")
+    transfer = await page.evaluate_handle(
+        """encoded => {
+            const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+            return transfer;
+        }""", encoded)
+    await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})
+    await page.locator("#attachment-bar").wait_for()
+    assert "dropped.png" in await page.locator("#attachment-name").inner_text()
+    await page.locator("#as-document").check()
+    message_id, first_line = await answered(page, page.locator("#send-button").click)
+    assert first_line.split()[0] == str(int(mnist.y_test[index])), first_line
+    stored = next(m for m in sandbox.emulator.messages(ADMIN_USER_ID)
+                  if m["message_id"] == int(message_id))
+    assert stored["document"]["file_name"] == "dropped.png"
 
     # A "1" drawn with the mouse: one vertical stroke down the middle of the canvas.
     await page.locator("#draw-button").click()
