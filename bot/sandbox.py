@@ -58,7 +58,8 @@ class Sandbox:
 
 
 def populate(emulator: BotApiEmulator) -> None:
-    """The simulated people (each with a private chat) and one group with all of them in it."""
+    """The simulated people (each with a private chat with the bot) and one group, Alice its admin;
+    the others join the group when they first write there."""
     for user_id, first_name, username in PEOPLE:
         emulator.add_user(user_id, first_name, username)
     emulator.add_group(

@@ -114,7 +114,7 @@ def _with_page(
             return _error(403, f"missing the {GUARD_HEADER}: 1 header")
         try:
             return await handler(page, request)
-        except (ValueError, KeyError) as error:  # ApiError is a ValueError too
+        except ValueError as error:  # ApiError is a ValueError too
             description = error.description if isinstance(error, ApiError) else str(error)
             return _error(400, description)
 
