@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
                           "WEBHOOK_SECRET_TOKEN) instead of polling")
 
+    sandbox = add("sandbox", cmd_sandbox,
+                  "the real bot against a local Telegram emulator, with a chat page in the browser")
+    sandbox.add_argument("--host", help="address to serve on (SANDBOX_HOST, default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, help="port (SANDBOX_PORT, default 8080; 0: any free)")
+
     add("start", cmd_start,
         "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
     add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
@@ -239,6 +244,18 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     else:
         application.run_webhook(**webhook)
     return 0
+
+
+def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Serve the sandbox page and run the bot against the emulator until Ctrl-C."""
+    from bot.sandbox import run_sandbox
+
+    changes = {"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path}
+    if arguments.host is not None:
+        changes["sandbox_host"] = arguments.host
+    if arguments.port is not None:
+        changes["sandbox_port"] = arguments.port
+    return run_sandbox(settings.model_copy(update=changes))
 
 
 def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
