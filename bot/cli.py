@@ -19,18 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run one subcommand, return its exit status."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    settings = Settings()
-    if getattr(arguments, "model_dir", None) is None:
-        arguments.model_dir = settings.model_dir
-    if getattr(arguments, "mnist_path", None) is None:
-        arguments.mnist_path = settings.mnist_path
     try:
+        settings = Settings()
+        # --model-dir / --mnist-path override MODEL_DIR / MNIST_PATH for every subcommand.
+        overrides = {
+            name: getattr(arguments, name)
+            for name in ("model_dir", "mnist_path")
+            if getattr(arguments, name, None) is not None
+        }
+        settings = settings.model_copy(update=overrides)
+        arguments.model_dir, arguments.mnist_path = settings.model_dir, settings.mnist_path
         return int(arguments.handler(arguments, settings) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ValueError as error:  # DataError, ImageError, RegistryError: clear one-line messages
-        print(f"error: {error}", file=sys.stderr)
+    except ValueError as error:  # settings, DataError, ImageError, RegistryError: one clear line
+        message = str(error).replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
@@ -234,8 +239,6 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
                          "environment or in .env (or run `digitbot start` for the sandbox)")
     from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
 
-    settings = settings.model_copy(
-        update={"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path})
     webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
     application = build_application(settings)
@@ -250,10 +253,10 @@ def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
     """Serve the sandbox page and run the bot against the emulator until Ctrl-C."""
     from bot.sandbox import run_sandbox
 
-    changes = {"model_dir": arguments.model_dir, "mnist_path": arguments.mnist_path}
-    if arguments.host is not None:
+    changes = {}
+    if getattr(arguments, "host", None) is not None:
         changes["sandbox_host"] = arguments.host
-    if arguments.port is not None:
+    if getattr(arguments, "port", None) is not None:
         changes["sandbox_port"] = arguments.port
     return run_sandbox(settings.model_copy(update=changes))
 
@@ -262,9 +265,7 @@ def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
     """The bot when a token is configured, else the offline sandbox."""
     if settings.telegram_bot_token is not None:
         return cmd_run(arguments, settings)
-    from bot.sandbox import run_sandbox
-
-    return run_sandbox(settings)
+    return cmd_sandbox(arguments, settings)
 
 
 def cmd_health(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -82,9 +82,11 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("telegram_bot_token", mode="before")
+    @field_validator("telegram_bot_token", "webhook_url", "webhook_secret_token", "mnist_path",
+                     "heartbeat_file", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
+        """`NAME=` in .env means "not set", not an empty string or the current folder."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -220,13 +220,6 @@ def test_run_without_a_token_is_a_one_line_error(
     assert error.count("\n") == 1 and "TELEGRAM_BOT_TOKEN is not set" in error
 
 
-def test_start_without_a_token_goes_to_the_sandbox(
-    clean_environment: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["start"]) == 2
-    assert "the sandbox is not built yet" in capsys.readouterr().err
-
-
 def test_health_checks_the_heartbeat(
     clean_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
