@@ -19,18 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run one subcommand, return its exit status."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    settings = Settings()
-    if getattr(arguments, "model_dir", None) is None:
-        arguments.model_dir = settings.model_dir
-    if getattr(arguments, "mnist_path", None) is None:
-        arguments.mnist_path = settings.mnist_path
     try:
+        settings = Settings()
+        # --model-dir / --mnist-path override MODEL_DIR / MNIST_PATH for every subcommand.
+        overrides = {
+            name: getattr(arguments, name)
+            for name in ("model_dir", "mnist_path")
+            if getattr(arguments, name, None) is not None
+        }
+        settings = settings.model_copy(update=overrides)
+        arguments.model_dir, arguments.mnist_path = settings.model_dir, settings.mnist_path
         return int(arguments.handler(arguments, settings) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ValueError as error:  # DataError, ImageError, RegistryError: clear one-line messages
-        print(f"error: {error}", file=sys.stderr)
+    except ValueError as error:  # settings, DataError, ImageError, RegistryError: one clear line
+        message = str(error).replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
@@ -79,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accuracy on synthetic phone photos, per condition, instead")
     bench.add_argument("--per-condition", type=int, default=100)
     bench.add_argument("--seed", type=int, default=0)
+
+    run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
+    run.add_argument("--webhook", action="store_true",
+                     help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
+                          "WEBHOOK_SECRET_TOKEN) instead of polling")
+
+    sandbox = add("sandbox", cmd_sandbox,
+                  "the real bot against a local Telegram emulator, with a chat page in the browser")
+    sandbox.add_argument("--host", help="address to serve on (SANDBOX_HOST, default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, help="port (SANDBOX_PORT, default 8080; 0: any free)")
+
+    add("start", cmd_start,
+        "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
+    add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
 
 
@@ -211,6 +230,57 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(result.as_json(str(path))) if arguments.json
               else f"{path}: {result.describe()}", flush=True)
     return 1 if failed else 0
+
+
+def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Run the bot until interrupted: long polling, or a webhook server with --webhook."""
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
+                         "environment or in .env (or run `digitbot start` for the sandbox)")
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
+
+    webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
+    configure_logging(settings)
+    application = build_application(settings)
+    if webhook is None:
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+    else:
+        application.run_webhook(**webhook)
+    return 0
+
+
+def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Serve the sandbox page and run the bot against the emulator until Ctrl-C."""
+    from bot.sandbox import run_sandbox
+
+    changes = {}
+    if getattr(arguments, "host", None) is not None:
+        changes["sandbox_host"] = arguments.host
+    if getattr(arguments, "port", None) is not None:
+        changes["sandbox_port"] = arguments.port
+    return run_sandbox(settings.model_copy(update=changes))
+
+
+def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:
+    """The bot when a token is configured, else the offline sandbox."""
+    if settings.telegram_bot_token is not None:
+        return cmd_run(arguments, settings)
+    return cmd_sandbox(arguments, settings)
+
+
+def cmd_health(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Healthy when the running bot touched its heartbeat file recently."""
+    from bot.heartbeat import heartbeat_problem
+
+    if settings.heartbeat_file is None:
+        print("HEARTBEAT_FILE is not set; nothing to check", file=sys.stderr)
+        return 1
+    problem = heartbeat_problem(settings.heartbeat_file)
+    if problem:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print("healthy")
+    return 0
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     mnist_path: Path | None = None
     retrain_epochs: int = Field(3, ge=1, le=100)
     retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
+    retrain_arch: str | None = Field(
+        None, description="architecture /retrain trains; default: the served model's")
+    retrain_train_limit: int | None = Field(
+        None, ge=10, description="/retrain uses only the first N training images (small servers)")
 
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"
@@ -54,6 +58,8 @@ class Settings(BaseSettings):
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
 
     log_level: str = "INFO"
+    # The running bot touches this file every few seconds; `digitbot health` checks it is fresh.
+    heartbeat_file: Path | None = Path("/tmp/digitbot.heartbeat")
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod
@@ -76,9 +82,11 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("telegram_bot_token", mode="before")
+    @field_validator("telegram_bot_token", "webhook_url", "webhook_secret_token", "mnist_path",
+                     "heartbeat_file", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
+        """`NAME=` in .env means "not set", not an empty string or the current folder."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

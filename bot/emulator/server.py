@@ -600,6 +600,50 @@ class BotApiEmulator:
             raise ValueError(f"unknown or dropped file_id {file_id!r}")
         return stored.data
 
+    def group_settings(self, chat_id: int) -> dict[str, Any]:
+        """A group's privacy mode, whether the bot is an admin there, and its admin user ids."""
+        chat = self._chat(chat_id)
+        if chat.is_private:
+            raise ValueError(f"chat {chat_id} is a private chat, not a group")
+        return {
+            "privacy": chat.privacy,
+            "bot_is_admin": chat.bot_is_admin,
+            "admin_user_ids": sorted(chat.admin_user_ids),
+        }
+
+    def configure_group(
+        self,
+        chat_id: int,
+        *,
+        privacy: bool | None = None,
+        bot_is_admin: bool | None = None,
+        admin_user_ids: Iterable[int] | None = None,
+    ) -> dict[str, Any]:
+        """Change a group's settings (None keeps one), as a group owner can; returns them."""
+        chat = self._chat(chat_id)
+        if chat.is_private:
+            raise ValueError(f"chat {chat_id} is a private chat, not a group")
+        if privacy is not None:
+            chat.privacy = privacy
+        if bot_is_admin is not None:
+            chat.bot_is_admin = bot_is_admin
+        if admin_user_ids is not None:
+            admins = {self._user(user_id)["id"] for user_id in admin_user_ids}
+            chat.admin_user_ids = admins
+            chat.member_ids |= admins
+        return self.group_settings(chat_id)
+
+    def bot_commands(self, chat_id: int | None = None) -> list[dict[str, str]]:
+        """The command menu a client shows in a chat: the bot's commands for that chat's scope
+        if it set some (setMyCommands with BotCommandScopeChat), else its default commands."""
+        keys = [json.dumps({"type": "default"}, sort_keys=True)]
+        if chat_id is not None:
+            keys.insert(0, json.dumps({"chat_id": chat_id, "type": "chat"}, sort_keys=True))
+        for key in keys:
+            if (key, "") in self._commands:
+                return copy.deepcopy(self._commands[(key, "")])
+        return []
+
     def _store_message(
         self,
         chat: ChatState,

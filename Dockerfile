@@ -1,0 +1,37 @@
+# digitbot: the Telegram bot with the shipped model, as a small non-root container.
+#   docker build -t digitbot .
+#   docker run -d --name digitbot --env-file .env -v digitbot-models:/app/models digitbot
+# The token and every other setting come from --env-file at run time; nothing secret is baked in.
+# /retrain writes new versions into /app/models (a volume keeps them across restarts) and needs
+# MNIST: mount it and set MNIST_PATH (e.g. -v ./mnist.npz:/data/mnist.npz:ro
+# -e MNIST_PATH=/data/mnist.npz), otherwise Keras downloads it on the first /retrain.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MODEL_DIR=/app/models \
+    HEARTBEAT_FILE=/tmp/digitbot.heartbeat \
+    MPLCONFIGDIR=/tmp/matplotlib
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin digitbot
+WORKDIR /app
+
+# Dependencies and code first (tensorflow-cpu comes with the project on x86_64), the model last,
+# so that a new model does not reinstall anything.
+COPY pyproject.toml README.md* ./
+COPY core ./core
+COPY bot ./bot
+RUN pip install . && rm -rf /root/.cache
+
+COPY --chown=digitbot:digitbot models ./models
+USER digitbot
+
+# Healthy while the bot's event loop keeps touching its heartbeat file (every 10 s); a crashed
+# process ends the container anyway, a stuck one is caught here.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["digitbot", "health"]
+
+CMD ["digitbot", "run"]

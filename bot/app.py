@@ -1,0 +1,249 @@
+"""Build the python-telegram-bot Application: the one place where the bot is wired together.
+
+`build_application` sets the Bot API URLs (a self-hosted server or the local emulator works the
+same as api.telegram.org), concurrent update processing, the rate limiter, the handlers, the
+start-up work (command lists, model warm-up, one log line) and the error handler. Logging setup
+with token redaction lives here too, because the token is the one secret the bot handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from PIL import Image, ImageDraw
+from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    filters,
+)
+
+from bot import handlers
+from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
+from bot.retrain import cancel_retrain
+from bot.settings import Settings
+from bot.state import STATE_KEY, BotState, FloodGate, get_state
+from core.serving import Classifier
+
+logger = logging.getLogger(__name__)
+
+# Updates handled at the same time: enough to keep both inference threads and the network busy,
+# bounded so that a burst of 20 MB documents cannot exhaust memory.
+CONCURRENT_UPDATES = 32
+RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
+
+PUBLIC_COMMANDS = [
+    BotCommand("start", "what this bot does"),
+    BotCommand("help", "how to get good results, how groups work"),
+    BotCommand("predict", "read the digit in the photo you reply to"),
+]
+ADMIN_COMMANDS = [
+    *PUBLIC_COMMANDS,
+    BotCommand("stats", "model metrics and usage since start"),
+    BotCommand("retrain", "train a new model: /retrain [epochs]"),
+]
+
+
+def build_application(settings: Settings, classifier: Classifier | None = None) -> Application:
+    """The bot, ready for `run_polling`/`run_webhook` (or initialize/start in tests)."""
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
+                         "environment or in .env")
+    token = settings.telegram_bot_token.get_secret_value()
+    secret = settings.webhook_secret_token
+    install_redaction([token, secret.get_secret_value() if secret else ""])
+    if classifier is None:
+        classifier = Classifier(settings.model_dir)
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{settings.telegram_api_url}/bot")
+        .base_file_url(f"{settings.telegram_api_url}/file/bot")
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .defaults(Defaults(parse_mode=ParseMode.HTML,
+                           link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .post_init(on_post_init)
+        .post_stop(on_post_stop)
+        .post_shutdown(on_post_shutdown)
+        .build()
+    )
+    application.bot_data[STATE_KEY] = BotState(
+        settings=settings,
+        classifier=classifier,
+        executor=ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="digitbot-model"),
+        flood=FloodGate(settings.flood_limit, settings.flood_window_seconds),
+    )
+    new_messages = filters.UpdateType.MESSAGE
+    application.add_handlers([
+        CommandHandler("start", handlers.on_start, filters=new_messages),
+        CommandHandler("help", handlers.on_help, filters=new_messages),
+        CommandHandler("predict", handlers.on_predict, filters=new_messages),
+        CommandHandler("stats", handlers.on_stats, filters=new_messages),
+        CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
+        MessageHandler(new_messages & (filters.PHOTO | filters.Document.ALL), handlers.on_image),
+        MessageHandler(new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
+                       handlers.on_private_text),
+    ])
+    application.add_error_handler(handlers.on_error)
+    if settings.heartbeat_file is not None and application.job_queue is not None:
+        # The first beat is written by post_init; this one keeps it fresh.
+        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS,
+                                            first=HEARTBEAT_SECONDS, name="heartbeat")
+    return application
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of `run_webhook`/`start_webhook`: Telegram posts to WEBHOOK_URL, which a reverse
+    proxy forwards to WEBHOOK_LISTEN:WEBHOOK_PORT/<the URL's path>; the secret token proves that
+    a request comes from Telegram."""
+    if not settings.webhook_url:
+        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
+                         "will post updates to")
+    secret = settings.webhook_secret_token
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": secret.get_secret_value() if secret else None,
+        "allowed_updates": ALLOWED_UPDATES,
+    }
+
+
+async def on_post_init(application: Application) -> None:
+    """Set the command lists, warm the model, log one line with the version and accuracy."""
+    state = get_state(application.bot_data)
+    bot = application.bot
+    await bot.set_my_commands(PUBLIC_COMMANDS)
+    for admin_id in state.settings.admin_user_ids:
+        try:
+            await bot.set_my_commands(ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id))
+        except TelegramError as error:  # e.g. the admin has not opened a chat with the bot yet
+            logger.warning("cannot show admin commands to user %s: %s", admin_id, error)
+    loop = asyncio.get_running_loop()
+    warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
+    accuracy = state.classifier.metadata.get("test_accuracy")
+    accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
+    if state.settings.heartbeat_file is not None:
+        touch_heartbeat(state.settings.heartbeat_file)
+    logger.info("@%s serving model %s (%s), MNIST test accuracy %s, warmed in %.0f ms%s",
+                bot.username, state.classifier.version, state.classifier.backend, accuracy_text,
+                warm_seconds * 1000,
+                f"; FALL-BACK: {state.classifier.fallback_reason}"
+                if state.classifier.fallback_reason else "")
+
+
+async def on_post_stop(application: Application) -> None:
+    """Stop a running /retrain before the bot's connection closes."""
+    await cancel_retrain(get_state(application.bot_data))
+
+
+async def on_post_shutdown(application: Application) -> None:
+    """Release the inference threads."""
+    get_state(application.bot_data).executor.shutdown(wait=True, cancel_futures=True)
+
+
+def warm_up(classifier: Classifier) -> float:
+    """Run one drawn digit through preprocessing and the model; return the seconds it took."""
+    started = time.perf_counter()
+    page = Image.new("L", (160, 160), 255)
+    ImageDraw.Draw(page).line([(80, 30), (80, 130)], fill=0, width=12)
+    classifier.classify(page)
+    return time.perf_counter() - started
+
+
+async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Touch the heartbeat file while the bot is running (read by `digitbot health`)."""
+    state = get_state(context.bot_data)
+    path = state.settings.heartbeat_file
+    updater = context.application.updater
+    if path is None or (updater is not None and not updater.running):
+        return
+    touch_heartbeat(path)
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+class RedactSecrets(logging.Filter):
+    """Replace secrets (the bot token, raw and URL-encoded) in a record's message and traceback."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if secret:
+                self.secrets.update({secret, quote(secret, safe="")})
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return True
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
+    """Redact `secrets` from every log record created from now on, whichever handler gets it.
+
+    Installed as a record factory rather than on handlers so that handlers added later (pytest's
+    capture, a library's own) see only redacted records too. Calling it again adds secrets.
+    """
+    factory: Any = logging.getLogRecordFactory()
+    existing = getattr(factory, "redactor", None)
+    if isinstance(existing, RedactSecrets):
+        existing.add(secrets)
+        return existing
+    redactor = RedactSecrets(secrets)
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        redactor.filter(record)
+        return record
+
+    redacting_factory.redactor = redactor  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
+    return redactor
+
+
+def configure_logging(settings: Settings) -> None:
+    """One readable format; httpx quiet (it logs request URLs, which contain the token)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=settings.log_level.upper())
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if settings.telegram_bot_token is not None:
+        install_redaction([settings.telegram_bot_token.get_secret_value()])

@@ -1,0 +1,331 @@
+"""Telegram update callbacks: thin functions that pick the image, call the classifier, reply.
+
+Who gets an answer:
+- private chats: every photo and image file;
+- groups: a photo/image whose caption mentions the bot or starts with /predict, a photo sent as a
+  reply to one of the bot's messages, and /predict sent as a reply to a photo; with
+  `GROUP_MODE=all`, every photo the bot receives (Telegram only delivers every message when the
+  bot's privacy mode is off or the bot is a group admin).
+Every answer quotes the message it is about, so many people can post at once.
+
+Which photo size is downloaded: Telegram offers each photo at several sizes (longest side about
+90, 320, 800 and 1280 px). We take the smallest size whose longest side is at least 800 px, else
+the largest: preprocessing analyses the image at 400 px on its longest side, so 800 px leaves a 2x
+margin for a digit that fills only part of the frame, while the full-size original (often 1280 px
+or more) would only cost download time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from telegram import (
+    Chat,
+    InputMediaPhoto,
+    Message,
+    MessageEntity,
+    PhotoSize,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bot import replies
+from bot.retrain import parse_epochs, start_retrain
+from bot.state import BotState, FloodVerdict, get_state
+from core import registry
+from core.preprocess import ImageError
+
+logger = logging.getLogger(__name__)
+
+MIN_PHOTO_SIDE = 800  # see the module docstring
+IMAGE_MIME_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/pjpeg", "image/jpg", "image/webp", "image/bmp",
+    "image/x-bmp", "image/x-ms-bmp", "image/gif", "image/tiff", "image/tif",
+})
+IMAGE_EXTENSIONS = frozenset({
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff",
+})
+PREDICT_COMMAND = "predict"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """The file to download for one image message."""
+
+    file_id: str
+    file_size: int | None
+    width: int | None = None
+    height: int | None = None
+
+
+class Refusal(Exception):
+    """An image request we answer with an explanation instead of a digit."""
+
+
+# --- decisions (pure functions, tested directly) -----------------------------------------------
+
+def choose_photo_size(sizes: list[PhotoSize], min_side: int = MIN_PHOTO_SIDE) -> PhotoSize:
+    """The smallest size whose longest side is >= min_side, else the largest one."""
+    if not sizes:
+        raise ValueError("a photo message without sizes")
+    by_area = sorted(sizes, key=lambda size: size.width * size.height)
+    for size in by_area:
+        if max(size.width, size.height) >= min_side:
+            return size
+    return by_area[-1]
+
+
+def is_image_document(file_name: str | None, mime_type: str | None) -> bool:
+    mime = (mime_type or "").lower()
+    extension = PurePosixPath(file_name or "").suffix.lower()
+    return mime in IMAGE_MIME_TYPES or extension in IMAGE_EXTENSIONS
+
+
+def mentions_bot(message: Message, bot_id: int, bot_username: str) -> bool:
+    """The text or caption contains @bot_username (or a text mention of the bot)."""
+    wanted = f"@{bot_username}".lower()
+    entities = message.parse_caption_entities() if message.caption else message.parse_entities()
+    for entity, text in entities.items():
+        if entity.type == MessageEntity.MENTION and text.lower() == wanted:
+            return True
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot_id:
+            return True
+    return False
+
+
+def caption_command(message: Message, bot_username: str) -> str | None:
+    """The command a caption starts with (`/predict` or `/predict@this_bot`), else None."""
+    if not message.caption:
+        return None
+    for entity, text in message.parse_caption_entities([MessageEntity.BOT_COMMAND]).items():
+        if entity.offset != 0:
+            continue
+        command, _, addressee = text[1:].partition("@")
+        if addressee and addressee.lower() != bot_username.lower():
+            return None
+        return command.lower()
+    return None
+
+
+def replies_to_bot(message: Message, bot_id: int) -> bool:
+    replied = message.reply_to_message
+    return bool(replied and replied.from_user and replied.from_user.id == bot_id)
+
+
+def should_answer_image(message: Message, *, bot_id: int, bot_username: str,
+                        group_mode: str) -> bool:
+    """Whether an image message is for us (private: always; groups: see the module docstring)."""
+    if message.chat.type == Chat.PRIVATE or group_mode == "all":
+        return True
+    return (
+        mentions_bot(message, bot_id, bot_username)
+        or caption_command(message, bot_username) == PREDICT_COMMAND
+        or replies_to_bot(message, bot_id)
+    )
+
+
+def image_file(message: Message, state: BotState) -> ImageFile:
+    """What to download for this message; Refusal (with the reply) when it cannot be used."""
+    settings = state.settings
+    if message.photo:
+        size = choose_photo_size(list(message.photo))
+        if size.width * size.height > settings.max_image_pixels:
+            raise Refusal(replies.too_many_pixels(size.width, size.height,
+                                                  settings.max_image_pixels))
+        chosen = ImageFile(size.file_id, size.file_size, size.width, size.height)
+    elif message.document:
+        document = message.document
+        if not is_image_document(document.file_name, document.mime_type):
+            if (document.mime_type or "").lower().startswith("image/"):
+                raise Refusal(replies.unsupported_image_format(document.mime_type))
+            raise Refusal(replies.not_an_image(document.file_name, document.mime_type))
+        chosen = ImageFile(document.file_id, document.file_size)
+    else:
+        raise Refusal(replies.predict_usage())
+    if chosen.file_size is not None and chosen.file_size > settings.max_download_bytes:
+        raise Refusal(replies.too_large_download(chosen.file_size, settings.max_download_bytes))
+    return chosen
+
+
+def is_admin(update: Update, state: BotState) -> bool:
+    user = update.effective_user
+    return user is not None and user.id in state.settings.admin_user_ids
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def state_of(context: ContextTypes.DEFAULT_TYPE) -> BotState:
+    return get_state(context.bot_data)
+
+
+async def reply(message: Message, text: str) -> Message:
+    """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
+    return await message.reply_text(
+        text, parse_mode=ParseMode.HTML,
+        reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+    )
+
+
+async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
+                       user_id: int | None) -> None:
+    """Flood check, size checks, download, classify off the event loop, reply to the image."""
+    started = time.perf_counter()
+    state = state_of(context)
+    settings = state.settings
+    if user_id is not None:
+        verdict = state.flood.check(user_id)
+        if verdict is FloodVerdict.DROP:
+            return
+        if verdict is FloodVerdict.WARN:
+            wait = state.flood.seconds_until_free(user_id)
+            await reply(image_message, replies.flood(settings.flood_limit,
+                                                     settings.flood_window_seconds, wait))
+            return
+    try:
+        chosen = image_file(image_message, state)
+        telegram_file = await context.bot.get_file(chosen.file_id)
+        if (telegram_file.file_size is not None
+                and telegram_file.file_size > settings.max_download_bytes):
+            raise Refusal(replies.too_large_download(telegram_file.file_size,
+                                                     settings.max_download_bytes))
+        data = bytes(await telegram_file.download_as_bytearray())
+        if len(data) > settings.max_download_bytes:
+            raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
+        loop = asyncio.get_running_loop()
+        classification = await loop.run_in_executor(
+            state.executor,
+            functools.partial(state.classifier.classify, data,
+                              max_pixels=settings.max_image_pixels),
+        )
+    except Refusal as refusal:
+        await reply(image_message, str(refusal))
+        return
+    except ImageError as error:
+        await reply(image_message, replies.image_error(str(error)))
+        return
+    # Counted before sending, so that /stats right after an answer includes it.
+    state.record_prediction(time.perf_counter() - started, classification.seconds)
+    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start: greet and explain what to send."""
+    user = update.effective_user
+    await reply(update.effective_message,
+                replies.start(user.first_name if user else None, context.bot.username,
+                              state_of(context).settings.group_mode))
+
+
+async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/help: what to send, tips for good photos, how groups work."""
+    await reply(update.effective_message,
+                replies.help_text(context.bot.username, state_of(context).settings.group_mode))
+
+
+async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo or a document: answer it if it is addressed to the bot."""
+    message = update.effective_message
+    state = state_of(context)
+    if not should_answer_image(message, bot_id=context.bot.id, bot_username=context.bot.username,
+                               group_mode=state.settings.group_mode):
+        return
+    user = update.effective_user
+    await answer_image(context, message, user.id if user else None)
+
+
+async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/predict as a reply to an image: answer that image; otherwise explain how to use it."""
+    message = update.effective_message
+    target = message.reply_to_message
+    if target is None or not (target.photo or target.document):
+        await reply(message, replies.predict_usage())
+        return
+    user = update.effective_user
+    await answer_image(context, target, user.id if user else None)
+
+
+async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Plain text in a private chat: say what the bot expects."""
+    await reply(update.effective_message, replies.private_text_hint())
+
+
+async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/stats (admins): model metrics, counters since start, confusion matrix and curves."""
+    state = state_of(context)
+    message = update.effective_message
+    if not is_admin(update, state):
+        await reply(message, replies.admin_only())
+        return
+    classifier = state.classifier
+    served = state.predictions_served
+    text = replies.stats(
+        metadata=classifier.metadata, backend=classifier.backend,
+        fallback_reason=classifier.fallback_reason, predictions_served=served,
+        average_answer_seconds=state.total_answer_seconds / served if served else None,
+        average_model_seconds=state.total_model_seconds / served if served else None,
+        uptime_seconds=state.uptime_seconds,
+    )
+    await reply(message, text)
+    folder = registry.version_dir(state.settings.model_dir, classifier.version)
+    media = [
+        InputMediaPhoto((folder / name).read_bytes(), caption=caption)
+        for name, caption in zip(("confusion.png", "curves.png"),
+                                 replies.stats_image_captions(), strict=True)
+        if (folder / name).is_file()
+    ]
+    if len(media) > 1:
+        await message.reply_media_group(
+            media, reply_parameters=ReplyParameters(message.message_id,
+                                                    allow_sending_without_reply=True))
+    elif media:
+        await message.reply_photo(
+            media[0].media, caption=media[0].caption,
+            reply_parameters=ReplyParameters(message.message_id,
+                                             allow_sending_without_reply=True))
+
+
+async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/retrain [epochs] (admins): train a candidate in the background, promote it if good."""
+    state = state_of(context)
+    message = update.effective_message
+    if not is_admin(update, state):
+        await reply(message, replies.admin_only())
+        return
+    async with state.retrain_lock:  # two /retrain at once: exactly one starts
+        if state.retrain is not None:
+            await reply(message, replies.retrain_busy(state.retrain.progress_text()))
+            return
+        try:
+            epochs = parse_epochs(list(context.args or []), state.settings.retrain_epochs)
+        except ValueError as error:
+            await reply(message, str(error))
+            return
+        await start_retrain(state, context.bot, chat_id=message.chat_id,
+                            command_message_id=message.message_id,
+                            user_id=update.effective_user.id, epochs=epochs)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the error with its context; tell the user something went wrong (no traceback)."""
+    where = "no update"
+    if isinstance(update, Update):
+        chat = update.effective_chat
+        user = update.effective_user
+        where = (f"update {update.update_id} chat {chat.id if chat else None} "
+                 f"({chat.type if chat else '-'}) user {user.id if user else None}")
+    logger.error("error while handling %s: %s", where, context.error, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message:
+        try:
+            await reply(update.effective_message, replies.something_went_wrong())
+        except TelegramError as error:
+            logger.warning("could not tell the user about the error: %s", error)

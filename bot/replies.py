@@ -1,0 +1,270 @@
+"""Every text the bot sends, in one place (HTML parse mode; user-provided text is escaped here)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from core.serving import Classification, DigitPrediction
+
+if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
+    from core.train import EpochReport
+
+def escape(text: str) -> str:
+    """User-provided text for HTML parse mode (quotes need no escaping outside attributes)."""
+    return html.escape(text, quote=False)
+
+
+TIP = ("Tip: one dark digit on plain light paper, filling a good part of the photo, "
+       "sharp and evenly lit, works best.")
+
+
+def percent(probability: float) -> str:
+    """0.981 -> '98.1 %'."""
+    return f"{probability * 100:.1f} %"
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: '45 s', '3 min 05 s', '2 h 07 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def ordinal(position: int) -> str:
+    suffix = "th" if 10 <= position % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+        position % 10, "th")
+    return f"{position}{suffix}"
+
+
+def _top3_line(prediction: DigitPrediction) -> str:
+    return "  ".join(f"{digit}: {percent(probability)}" for digit, probability in prediction.top3)
+
+
+# --- answers to images -------------------------------------------------------------------------
+
+def answer(classification: Classification, confidence_threshold: float) -> str:
+    """The reply to an image: the digit (or number) in bold first, then the percentages."""
+    if not classification.digits:
+        return no_digit()
+    if len(classification.digits) == 1:
+        prediction = classification.digits[0]
+        lines = [f"<b>{prediction.digit}</b>", _top3_line(prediction)]
+        if prediction.confidence < confidence_threshold:
+            lines[0] += "  <i>(not sure)</i>"
+            lines.append(f"I am not sure about this one. {TIP}")
+        return "\n".join(lines)
+    return _number_answer(classification.digits, confidence_threshold)
+
+
+def _number_answer(digits: Sequence[DigitPrediction], confidence_threshold: float) -> str:
+    """Several digits: the number, then each digit's confidence; alternatives where unsure."""
+    number = "".join(str(prediction.digit) for prediction in digits)
+    lines = [f"<b>{number}</b>",
+             "  ".join(f"{p.digit}: {percent(p.confidence)}" for p in digits)]
+    unsure = [(position, p) for position, p in enumerate(digits, start=1)
+              if p.confidence < confidence_threshold]
+    if unsure:
+        lines[0] += "  <i>(not sure)</i>"
+        for position, prediction in unsure:
+            options = " or ".join(f"{digit} ({percent(probability)})"
+                                  for digit, probability in prediction.top3)
+            lines.append(f"{ordinal(position)} digit: {options}?")
+        lines.append(TIP)
+    return "\n".join(lines)
+
+
+def no_digit() -> str:
+    return f"I could not find a digit in this picture.\n{TIP}"
+
+
+def image_error(message: str) -> str:
+    """Core's ImageError messages are written for people; add what to do next."""
+    return f"{escape(message)}\nSend a photo (or a PNG/JPEG file) of a handwritten digit."
+
+
+def not_an_image(file_name: str | None, mime_type: str | None) -> str:
+    what = escape(file_name or mime_type or "This file")
+    return (f"{what} is not an image, so I cannot read a digit from it. "
+            "Send a photo, or an image file: PNG, JPEG, WebP, BMP, GIF or TIFF.")
+
+
+def unsupported_image_format(mime_type: str | None) -> str:
+    kind = escape(mime_type or "this image format")
+    return (f"I cannot read {kind} files. "
+            "Send a photo, or an image file: PNG, JPEG, WebP, BMP, GIF or TIFF.")
+
+
+def too_large_download(size: int, limit: int) -> str:
+    return (f"This file is too large for me ({size / 1e6:.1f} MB; the limit is "
+            f"{limit / 1e6:.0f} MB). Send it as a photo, or a smaller image.")
+
+
+def too_many_pixels(width: int, height: int, limit: int) -> str:
+    return (f"This image is too large: {width}x{height} pixels (the limit is {limit:,} pixels). "
+            "Send it as a photo, or a smaller image.")
+
+
+def flood(limit: int, window_seconds: float, wait_seconds: float) -> str:
+    return (f"You are sending images faster than I read them: at most {limit} every "
+            f"{duration(window_seconds)}. I will skip the extra ones; try again in "
+            f"{duration(max(wait_seconds, 1))}.")
+
+
+def predict_usage() -> str:
+    return ("Use /predict as a reply to a photo (or image file), or send a photo with /predict "
+            "in its caption.")
+
+
+def private_text_hint() -> str:
+    return "Send me a photo of a handwritten digit and I will tell you which one it is. /help"
+
+
+def something_went_wrong() -> str:
+    return "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def start(first_name: str | None, bot_username: str, group_mode: str = "mention") -> str:
+    name = f", {escape(first_name)}" if first_name else ""
+    return (f"Hello{name}! I read handwritten digits.\n"
+            "Send me a photo of a digit (0-9) and I answer with the digit and how sure I am. "
+            "A photo with several digits gives the number.\n\n"
+            + help_text(bot_username, group_mode))
+
+
+def help_text(bot_username: str, group_mode: str = "mention") -> str:
+    mention = f"@{escape(bot_username)}"
+    groups = (f"• In groups, I answer a photo whose caption mentions {mention} or says /predict, "
+              "a photo sent as a reply to one of my messages, and /predict sent as a reply to "
+              "a photo.")
+    if group_mode == "all":
+        groups += (" Where I can read every message (privacy mode off, or I am an admin), "
+                   "I answer every photo.")
+    return (
+        "<b>How to use me</b>\n"
+        "• Send a photo of one handwritten digit, or an image file "
+        "(PNG, JPEG, WebP, BMP, GIF, TIFF).\n"
+        "• I reply with the digit first, then my three best guesses with percentages.\n"
+        f"{groups}\n\n"
+        "<b>For good results</b>\n"
+        "• Dark ink on plain light paper (white on black works too).\n"
+        "• The digit fills a good part of the photo, sharp, evenly lit, no other marks near it.\n"
+        "• One digit per photo; several digits in a row are read as a number.\n\n"
+        "I was trained on MNIST, 70,000 handwritten digits; I am not perfect, so a "
+        "low percentage means I am guessing."
+    )
+
+
+def admin_only() -> str:
+    return "Sorry, this command is for the bot's admins only."
+
+
+def stats(
+    *,
+    metadata: dict[str, Any],
+    backend: str,
+    fallback_reason: str | None,
+    predictions_served: int,
+    average_answer_seconds: float | None,
+    average_model_seconds: float | None,
+    uptime_seconds: float,
+) -> str:
+    """The /stats text: the served model's metrics, then this process's counters."""
+    version = escape(str(metadata.get("version", "?")))
+    created = metadata.get("created")
+    try:
+        created_text = datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M %Z").strip()
+    except (TypeError, ValueError):
+        created_text = escape(str(created or "unknown date"))
+    lines = [f"<b>Model</b> {version} ({escape(backend)}), trained {created_text}"]
+    if fallback_reason:
+        lines.append(f"⚠ serving a fall-back version: {escape(fallback_reason)}")
+    details = [escape(str(metadata.get("arch", "?")))]
+    if isinstance(metadata.get("params"), int):
+        details.append(f"{metadata['params']:,} parameters")
+    if isinstance(metadata.get("epochs"), int):
+        details.append(plural(metadata["epochs"], "epoch"))
+    lines.append("Architecture " + ", ".join(details))
+    accuracy, loss = metadata.get("test_accuracy"), metadata.get("test_loss")
+    if isinstance(accuracy, int | float) and isinstance(loss, int | float):
+        lines.append(f"MNIST test: accuracy <b>{accuracy * 100:.2f} %</b>, loss {loss:.4f}")
+    per_class = metadata.get("per_class_accuracy")
+    if isinstance(per_class, list) and len(per_class) == 10:
+        lines.append("Per digit: " + "  ".join(
+            f"{digit}: {value * 100:.1f}" for digit, value in enumerate(per_class)) + " (%)")
+    lines.append("")
+    lines.append(f"<b>Since start</b> (up {duration(uptime_seconds)})")
+    served = f"Predictions served: {predictions_served:,}"
+    if average_answer_seconds is not None and average_model_seconds is not None:
+        served += (f", average time to answer {average_answer_seconds * 1000:.0f} ms "
+                   f"(download + model; the model alone {average_model_seconds * 1000:.1f} ms)")
+    lines.append(served)
+    return "\n".join(lines)
+
+
+def stats_image_captions() -> tuple[str, str]:
+    return "Confusion matrix on the MNIST test set", "Training curves"
+
+
+# --- /retrain ----------------------------------------------------------------------------------
+
+def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> str:
+    return (f"{escape(argument)!s} is not a number of epochs. Use /retrain or /retrain N with N "
+            f"from {minimum} to {maximum} (default {default}).")
+
+
+def retrain_started(arch: str, epochs: int, train_limit: int | None) -> str:
+    data = f"the first {train_limit:,} MNIST training images" if train_limit else "MNIST"
+    return (f"Retraining: {escape(arch)}, {plural(epochs, 'epoch')} on {data}.\n"
+            "Starting the training process… photos are still answered meanwhile.")
+
+
+def retrain_progress(arch: str, report: EpochReport, train_limit: int | None) -> str:
+    data = f" on {train_limit:,} images" if train_limit else ""
+    line = f"Epoch {report.epoch}/{report.epochs}: loss {report.loss:.4f}"
+    if report.val_accuracy is not None:
+        line += f", validation accuracy {report.val_accuracy * 100:.2f} %"
+    if report.epoch < report.epochs:
+        line += f", about {duration(report.seconds_left)} left"
+    else:
+        line += "\nEvaluating on the MNIST test set…"
+    return f"Retraining ({escape(arch)}{data})\n{line}"
+
+
+def retrain_busy(progress: str) -> str:
+    return f"A retraining is already running; one at a time.\n\n{progress}"
+
+
+def retrain_promoted(version: str, new_accuracy: float, old_accuracy: float | None,
+                     tolerance_points: float) -> str:
+    old = "unknown" if old_accuracy is None else f"{old_accuracy * 100:.2f} %"
+    return (f"✅ New model {escape(version)} is now serving.\n"
+            f"MNIST test accuracy: new {new_accuracy * 100:.2f} %, previous {old} "
+            f"(tolerance {tolerance_points:g} points).")
+
+
+def retrain_rejected(new_accuracy: float, old_accuracy: float, tolerance_points: float) -> str:
+    return (f"❌ Candidate not promoted: MNIST test accuracy {new_accuracy * 100:.2f} % against "
+            f"{old_accuracy * 100:.2f} % for the current model (it may be at most "
+            f"{tolerance_points:g} points lower). The current model keeps serving.")
+
+
+def retrain_failed(reason: str) -> str:
+    return (f"⚠ Retraining failed: {escape(reason)}\n"
+            "The current model keeps serving; nothing was left behind. You can /retrain again.")

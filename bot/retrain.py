@@ -1,0 +1,314 @@
+"""/retrain: train a candidate in a spawned process, show its progress, then promote or discard it.
+
+TensorFlow must not be forked, so the training runs in a `spawn`-context process that sends
+`("epoch", EpochReport)` messages and finally `("done", staging_path)` or `("error", text)` over a
+spawn-context queue. The event loop never waits on that process: the queue is read in a worker
+thread with a short timeout, so photos keep being answered while the model trains. The candidate
+replaces the served model (atomic `registry.promote`, then `Classifier.reload`) only if its MNIST
+test accuracy is at least the current one minus `settings.retrain_tolerance` points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, TelegramError
+
+from bot import replies
+from bot.state import BotState
+from core import registry
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from core.train import EpochReport
+
+logger = logging.getLogger(__name__)
+
+MIN_EPOCHS = 1
+MAX_EPOCHS = 100  # the bounds of Settings.retrain_epochs
+POLL_SECONDS = 0.5  # how long one queue read may block its worker thread
+JOIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What the spawned process needs (plain, picklable values only)."""
+
+    mnist_path: str | None
+    model_dir: str
+    arch: str
+    epochs: int
+    train_limit: int | None
+    seed: int
+    command: str
+
+
+@dataclass
+class RetrainJob:
+    """One running /retrain: its process, its queue and the status message it keeps editing."""
+
+    chat_id: int
+    command_message_id: int
+    status_message_id: int
+    request: TrainingRequest
+    process: BaseProcess
+    messages: Any  # a spawn-context multiprocessing Queue
+    staging_before: set[str]
+    started: float = field(default_factory=time.monotonic)
+    last_report: EpochReport | None = None
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False  # set when the bot shuts down
+    finished: bool = False
+
+    def progress_text(self) -> str:
+        """What the status message says now (also shown to a second /retrain)."""
+        if self.last_report is None:
+            return (replies.retrain_started(self.request.arch, self.request.epochs,
+                                            self.request.train_limit)
+                    + f"\n(running for {replies.duration(time.monotonic() - self.started)})")
+        return replies.retrain_progress(self.request.arch, self.last_report,
+                                        self.request.train_limit)
+
+
+class TrainingFailed(Exception):
+    """The training process raised or died; the message is shown to the admin."""
+
+
+def parse_epochs(arguments: list[str], default: int) -> int:
+    """`/retrain [epochs]` -> epochs; ValueError with the reply text when the argument is bad."""
+    if not arguments:
+        return default
+    text = arguments[0]
+    try:
+        epochs = int(text)
+    except ValueError:
+        epochs = 0
+    if len(arguments) > 1 or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
+        raise ValueError(replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS,
+                                               default))
+    return epochs
+
+
+def training_process(request: TrainingRequest, messages: Any) -> None:
+    """Entry point of the spawned process: train one candidate and report over `messages`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when training stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # training yields the CPU to the bot's inference threads
+    try:
+        from core.train import train_candidate
+
+        staging = train_candidate(
+            mnist_path=request.mnist_path, model_dir=Path(request.model_dir), arch=request.arch,
+            epochs=request.epochs, seed=request.seed, train_limit=request.train_limit,
+            progress=lambda report: messages.put(("epoch", report)),
+            command=request.command, verbose=0,
+        )
+    except BaseException as error:  # report everything, including KeyboardInterrupt
+        messages.put(("error", f"{type(error).__name__}: {error}"))
+        raise SystemExit(1) from None
+    messages.put(("done", str(staging)))
+
+
+def _staging_names(model_dir: Path) -> set[str]:
+    return {entry.name for entry in model_dir.glob(f"{registry.STAGING_PREFIX}*")}
+
+
+def remove_new_staging(model_dir: Path, before: set[str]) -> int:
+    """Delete staging folders that appeared since `before` (a killed run leaves one behind).
+
+    Only the new ones: a `digitbot train` writing into the same folder keeps its own.
+    """
+    removed = 0
+    for name in _staging_names(model_dir) - before:
+        registry.discard(model_dir / name)
+        removed += 1
+    return removed
+
+
+async def start_retrain(
+    state: BotState, bot: Bot, *, chat_id: int, command_message_id: int, user_id: int,
+    epochs: int,
+) -> RetrainJob:
+    """Send the status message, spawn the training process and supervise it in a task."""
+    settings = state.settings
+    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", "default"))
+    request = TrainingRequest(
+        mnist_path=None if settings.mnist_path is None else str(settings.mnist_path),
+        model_dir=str(settings.model_dir), arch=arch, epochs=epochs,
+        train_limit=settings.retrain_train_limit, seed=secrets.randbelow(2**31),
+        command=f"/retrain {epochs} (Telegram user {user_id})",
+    )
+    status = await bot.send_message(
+        chat_id, replies.retrain_started(arch, epochs, request.train_limit),
+        reply_parameters=ReplyParameters(command_message_id, allow_sending_without_reply=True),
+    )
+    context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked
+    messages = context.Queue()
+    process = context.Process(target=training_process, args=(request, messages),
+                              name="digitbot-retrain", daemon=True)
+    job = RetrainJob(chat_id=chat_id, command_message_id=command_message_id,
+                     status_message_id=status.message_id, request=request, process=process,
+                     messages=messages, staging_before=_staging_names(settings.model_dir))
+    state.retrain = job
+    try:
+        await asyncio.to_thread(process.start)
+    except BaseException:
+        state.retrain = None
+        raise
+    logger.info("retrain started: %s, %d epochs, pid %s", arch, epochs, process.pid)
+    job.task = asyncio.create_task(supervise(state, bot, job), name="digitbot-retrain")
+    return job
+
+
+async def supervise(state: BotState, bot: Bot, job: RetrainJob) -> None:
+    """Follow the training process to its end, act on the outcome, then tell the admin.
+
+    The /retrain slot is freed and leftovers are removed before the admin hears the result, so
+    "you can /retrain again" is true the moment it is read. Never raises (except cancellation).
+    """
+    try:
+        staging = Path(await _follow(bot, job))
+        text = await _decide(state, staging)
+    except TrainingFailed as failure:
+        logger.warning("retrain failed: %s", failure)
+        text = replies.retrain_failed(str(failure))
+    except asyncio.CancelledError:
+        logger.info("retrain cancelled (the bot is stopping)")
+        raise
+    except Exception as error:
+        logger.exception("retrain supervision failed")
+        text = replies.retrain_failed(f"{type(error).__name__}: {error}")
+    finally:
+        await asyncio.shield(_finish(state, job))
+    await _reply(bot, job, text)
+
+
+async def _follow(bot: Bot, job: RetrainJob) -> str:
+    """Relay epoch reports into the status message until the process says done (-> path)."""
+    while True:
+        try:
+            kind, payload = await asyncio.to_thread(job.messages.get, True, POLL_SECONDS)
+        except queue.Empty:
+            if job.process.is_alive():
+                continue
+            try:  # the last message may still be in the pipe when the process exits
+                kind, payload = await asyncio.to_thread(job.messages.get, True, POLL_SECONDS)
+            except queue.Empty:
+                if job.stopping:
+                    raise TrainingFailed("the bot is stopping, so the training was interrupted"
+                                         ) from None
+                raise TrainingFailed(
+                    f"the training process stopped unexpectedly (exit code "
+                    f"{job.process.exitcode})") from None
+        if kind == "epoch":
+            job.last_report = payload
+            await _edit_status(bot, job)
+        elif kind == "done":
+            return str(payload)
+        elif kind == "error":
+            raise TrainingFailed(str(payload))
+        else:
+            raise TrainingFailed(f"unexpected message from the training process: {kind!r}")
+
+
+async def _decide(state: BotState, staging: Path) -> str:
+    """Promote the candidate if it is good enough (then reload), else discard it; -> reply."""
+    settings = state.settings
+    try:
+        candidate = registry.read_metadata(staging.parent, staging.name)
+        new_accuracy = float(candidate["test_accuracy"])
+    except (registry.RegistryError, KeyError, TypeError, ValueError):
+        registry.discard(staging)
+        raise
+    current = state.classifier.metadata.get("test_accuracy")
+    old_accuracy = None if current is None else float(current)
+    tolerance = settings.retrain_tolerance
+    # A tiny epsilon so that "equal within float noise" counts as equal.
+    if old_accuracy is not None and new_accuracy < old_accuracy - tolerance / 100 - 1e-12:
+        registry.discard(staging)
+        logger.info("retrain rejected: %.4f < %.4f - %g points", new_accuracy, old_accuracy,
+                    tolerance)
+        return replies.retrain_rejected(new_accuracy, old_accuracy, tolerance)
+    version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
+    served = await asyncio.to_thread(state.classifier.reload)
+    logger.info("retrain promoted %s (test accuracy %.4f, previous %s); serving %s",
+                version, new_accuracy, old_accuracy, served)
+    return replies.retrain_promoted(version, new_accuracy, old_accuracy, tolerance)
+
+
+async def _finish(state: BotState, job: RetrainJob) -> None:
+    """Stop the process if needed, remove what a failed run left, free the /retrain slot."""
+    if job.finished:
+        return
+    job.finished = True
+    try:
+        await asyncio.to_thread(stop_process, job.process)
+        removed = remove_new_staging(state.settings.model_dir, job.staging_before)
+        if removed:
+            logger.info("removed %d unfinished staging folder(s)", removed)
+        job.messages.close()
+        job.messages.cancel_join_thread()
+    finally:
+        if state.retrain is job:
+            state.retrain = None
+
+
+def stop_process(process: BaseProcess) -> None:
+    """Join a finished process, or terminate (then kill) one that is still running."""
+    process.join(JOIN_SECONDS if not process.is_alive() else 0.1)
+    if process.is_alive():
+        process.terminate()
+        process.join(JOIN_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join(JOIN_SECONDS)
+
+
+async def cancel_retrain(state: BotState) -> None:
+    """On shutdown: stop a running training, tell the admin, clean up after it."""
+    job = state.retrain
+    if job is None:
+        return
+    job.stopping = True
+    await asyncio.to_thread(stop_process, job.process)
+    if job.task is not None:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(job.task, timeout=JOIN_SECONDS)
+    await _finish(state, job)  # idempotent; covers a task that never got that far
+
+
+async def _edit_status(bot: Bot, job: RetrainJob) -> None:
+    try:
+        await bot.edit_message_text(job.progress_text(), chat_id=job.chat_id,
+                                    message_id=job.status_message_id)
+    except BadRequest as error:
+        if "not modified" not in str(error).lower():
+            logger.warning("cannot edit the retrain status message: %s", error)
+    except TelegramError as error:  # progress is best effort; the training goes on
+        logger.warning("cannot edit the retrain status message: %s", error)
+
+
+async def _reply(bot: Bot, job: RetrainJob, text: str) -> None:
+    try:
+        await bot.send_message(
+            job.chat_id, text,
+            reply_parameters=ReplyParameters(job.command_message_id,
+                                             allow_sending_without_reply=True),
+        )
+    except TelegramError as error:
+        logger.error("cannot send the retrain result: %s", error)

@@ -1,0 +1,183 @@
+"""The offline sandbox (`digitbot sandbox`; `make run` without a token): the real bot in a browser.
+
+One process, one event loop: the local Bot API emulator serves a web chat page on
+SANDBOX_HOST:SANDBOX_PORT, a few simulated people and a group chat live in it, and the bot built by
+`build_application` polls it through TELEGRAM_API_URL exactly as it polls api.telegram.org. The
+bot has no idea it is in a sandbox: same handlers, same replies, same /stats and /retrain.
+
+The sandbox decides two things the bot reads from its settings: the token (a made-up one the
+emulator accepts) and ADMIN_USER_IDS (the sandbox admin, switchable on the page; the page changes
+the running bot's settings object, as editing .env and restarting would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from telegram.ext import Application
+
+from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+from bot.emulator import BotApiEmulator
+from bot.emulator.web import Page, add_page
+from bot.settings import Settings
+from bot.state import get_state
+from core.serving import Classifier
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_TOKEN = "7000000001:sandbox-local-token"  # accepted by the emulator only
+BOT_USERNAME = "digitbot_sandbox_bot"
+BOT_FIRST_NAME = "DigitBot"
+# (user id, first name, username); the first person is the bot admin at start.
+PEOPLE = (
+    (1001, "Alice", "alice"),
+    (1002, "Bob", "bob"),
+    (1003, "Carol", "carol"),
+    (1004, "Dan", "dan"),
+)
+ADMIN_USER_ID = PEOPLE[0][0]
+GROUP_CHAT_ID = -1001000000001
+GROUP_TITLE = "Digit fans"
+POLL_TIMEOUT_SECONDS = 10  # long polling against the local emulator; stop wakes it at once
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: the emulator with its page, and the bot application polling it."""
+
+    emulator: BotApiEmulator
+    page: Page
+    application: Application
+    bot_settings: Settings  # the settings the bot runs with (token, API URL, admins replaced)
+    url: str  # the page, e.g. http://127.0.0.1:8080/
+
+
+def populate(emulator: BotApiEmulator) -> None:
+    """The simulated people (each with a private chat with the bot) and one group, Alice its admin;
+    the others join the group when they first write there."""
+    for user_id, first_name, username in PEOPLE:
+        emulator.add_user(user_id, first_name, username)
+    emulator.add_group(
+        GROUP_CHAT_ID, GROUP_TITLE, privacy=True, bot_is_admin=False,
+        admin_user_ids=[ADMIN_USER_ID],
+    )
+
+
+def page_url(host: str, bound_url: str) -> str:
+    """The address to open: a wildcard bind address is reached through 127.0.0.1."""
+    port = bound_url.rsplit(":", 1)[1]
+    if host in ("0.0.0.0", "::", ""):
+        return f"http://127.0.0.1:{port}/"
+    return f"{bound_url}/"
+
+
+async def start_sandbox(settings: Settings, classifier: Classifier | None = None) -> Sandbox:
+    """Start the emulator and its page, then the bot polling it; the caller must `stop_sandbox`."""
+    emulator = BotApiEmulator(SANDBOX_TOKEN, BOT_USERNAME, bot_first_name=BOT_FIRST_NAME)
+    populate(emulator)
+    page = add_page(emulator, admin_user_ids=[ADMIN_USER_ID], current_user_id=ADMIN_USER_ID)
+    try:
+        bound_url = await emulator.start(settings.sandbox_host, settings.sandbox_port)
+    except OSError as error:
+        raise ValueError(
+            f"cannot serve the sandbox on {settings.sandbox_host}:{settings.sandbox_port} "
+            f"({error.strerror or error}); choose another port with SANDBOX_PORT"
+        ) from error
+    application: Application | None = None
+    try:
+        api_url = page_url(settings.sandbox_host, bound_url).rstrip("/")
+        bot_settings = settings.model_copy(
+            update={
+                "telegram_bot_token": SecretStr(SANDBOX_TOKEN),
+                "telegram_api_url": api_url,
+                "admin_user_ids": [ADMIN_USER_ID],
+            }
+        )
+        application = build_application(bot_settings, classifier)
+        # The handlers read the settings object kept in the bot's state: the admin switch on the
+        # page changes that very object.
+        running_settings = get_state(application.bot_data).settings
+
+        def set_admins(admin_user_ids: list[int]) -> None:
+            running_settings.admin_user_ids = list(admin_user_ids)
+
+        page.on_admins_changed = set_admins
+        await start_polling(application)
+    except BaseException:
+        if application is not None:
+            with contextlib.suppress(Exception):  # the original error matters more
+                await stop_application(application)
+        await emulator.stop()
+        raise
+    return Sandbox(
+        emulator=emulator,
+        page=page,
+        application=application,
+        bot_settings=running_settings,
+        url=f"{api_url}/",
+    )
+
+
+async def start_polling(application: Application) -> None:
+    """What `Application.run_polling` does before it waits, in the sandbox's own event loop."""
+    await application.initialize()
+    if application.post_init is not None:
+        await application.post_init(application)
+    await application.updater.start_polling(
+        timeout=POLL_TIMEOUT_SECONDS, allowed_updates=ALLOWED_UPDATES
+    )
+    await application.start()
+
+
+async def stop_application(application: Application) -> None:
+    """What `Application.run_polling` does on exit."""
+    if application.updater is not None and application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    if application.post_stop is not None:
+        await application.post_stop(application)
+    await application.shutdown()
+    if application.post_shutdown is not None:
+        await application.post_shutdown(application)
+
+
+async def stop_sandbox(sandbox: Sandbox) -> None:
+    """Stop the bot, then the emulator and its page."""
+    try:
+        await stop_application(sandbox.application)
+    finally:
+        await sandbox.emulator.stop()
+
+
+async def serve_sandbox(settings: Settings) -> None:
+    """Run the sandbox until cancelled (Ctrl-C or SIGTERM)."""
+    sandbox = await start_sandbox(settings)
+    print(f"Open {sandbox.url} in your browser  (sandbox bot @{BOT_USERNAME}; Ctrl-C stops)",
+          flush=True)
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if main_task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on Windows
+            loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+        await stop_sandbox(sandbox)
+
+
+def run_sandbox(settings: Settings) -> int:
+    """`digitbot sandbox`: serve the page and run the bot until Ctrl-C; returns the exit status."""
+    configure_logging(settings)
+    # Ctrl-C cancels serve_sandbox (which stops everything), then asyncio.run re-raises it.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(serve_sandbox(settings))
+    print("sandbox stopped", flush=True)
+    return 0

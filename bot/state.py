@@ -1,0 +1,108 @@
+"""The bot's runtime state, kept in `application.bot_data` (never in module globals).
+
+One `BotState` per Application: the settings, the served classifier, the inference thread pool,
+counters for /stats, the per-user flood gate and the running /retrain job, if any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from bot.settings import Settings
+from core.serving import Classifier
+
+if TYPE_CHECKING:
+    from bot.retrain import RetrainJob
+
+STATE_KEY = "digitbot"
+
+
+class FloodVerdict(Enum):
+    ALLOW = "allow"
+    WARN = "warn"  # over the limit: answer politely, once per window
+    DROP = "drop"  # over the limit and already warned: stay silent
+
+
+@dataclass
+class FloodGate:
+    """A sliding-window limit on image requests per user (`limit` per `window` seconds)."""
+
+    limit: int
+    window: float
+    max_tracked_users: int = 10_000
+    _events: dict[int, deque[float]] = field(default_factory=dict)
+    _warned_at: dict[int, float] = field(default_factory=dict)
+
+    def check(self, user_id: int, now: float | None = None) -> FloodVerdict:
+        """Count one request of `user_id` and say whether to serve it."""
+        now = time.monotonic() if now is None else now
+        if len(self._events) > self.max_tracked_users:
+            self._forget_idle(now)
+        events = self._events.setdefault(user_id, deque())
+        while events and now - events[0] >= self.window:
+            events.popleft()
+        if len(events) < self.limit:
+            events.append(now)
+            return FloodVerdict.ALLOW
+        warned_at = self._warned_at.get(user_id)
+        if warned_at is not None and now - warned_at < self.window:
+            return FloodVerdict.DROP
+        self._warned_at[user_id] = now
+        return FloodVerdict.WARN
+
+    def seconds_until_free(self, user_id: int, now: float | None = None) -> float:
+        """How long until `user_id` may send another image."""
+        now = time.monotonic() if now is None else now
+        events = self._events.get(user_id)
+        if not events or len(events) < self.limit:
+            return 0.0
+        return max(0.0, self.window - (now - events[0]))
+
+    def _forget_idle(self, now: float) -> None:
+        """Keep memory bounded: drop users with no request inside the window."""
+        idle = [user for user, events in self._events.items()
+                if not events or now - events[-1] >= self.window]
+        for user in idle:
+            self._events.pop(user, None)
+            self._warned_at.pop(user, None)
+
+
+@dataclass
+class BotState:
+    """Everything the handlers share; one instance in `application.bot_data[STATE_KEY]`."""
+
+    settings: Settings
+    classifier: Classifier
+    executor: ThreadPoolExecutor
+    flood: FloodGate
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    predictions_served: int = 0
+    total_answer_seconds: float = 0.0  # handler start to answer ready (download + model)
+    total_model_seconds: float = 0.0  # preprocessing + inference only
+    retrain: RetrainJob | None = None
+    retrain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def record_prediction(self, answer_seconds: float, model_seconds: float) -> None:
+        self.predictions_served += 1
+        self.total_answer_seconds += answer_seconds
+        self.total_model_seconds += model_seconds
+
+    @property
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+
+def get_state(bot_data: dict[str, Any]) -> BotState:
+    """The BotState stored by `bot.app.build_application`."""
+    state = bot_data.get(STATE_KEY)
+    if not isinstance(state, BotState):
+        raise ValueError("bot_data has no BotState: build the Application with build_application")
+    return state

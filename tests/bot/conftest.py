@@ -1,0 +1,108 @@
+"""Fixtures for the bot's end-to-end tests: the Bot API emulator on 127.0.0.1 and the real bot.
+
+`start_bot(**settings)` builds the Application with `bot.app.build_application`, exactly as
+`digitbot run` does, and runs it the way `run_polling` would (initialize, post_init, polling,
+start; then the reverse), against the emulator through TELEGRAM_API_URL and a private copy of the
+model folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram.ext import Application
+
+from bot.app import ALLOWED_UPDATES, build_application, webhook_options
+from bot.emulator import BotApiEmulator
+from bot.settings import Settings
+from bot.state import BotState, get_state
+
+TOKEN = "123456:TEST-TOKEN"
+BOT_USERNAME = "digitbot_test_bot"
+ADMIN_ID = 1001
+USER_ID = 2002
+OTHER_USER_ID = 3003
+GROUP_ID = -100123  # privacy mode on, bot not admin: Telegram's default
+OPEN_GROUP_ID = -100456  # privacy mode off: the bot receives every message
+
+
+@dataclass
+class RunningBot:
+    application: Application
+    emulator: BotApiEmulator
+    settings: Settings
+
+    @property
+    def state(self) -> BotState:
+        return get_state(self.application.bot_data)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BotApiEmulator]:
+    emulator = BotApiEmulator(token=TOKEN, bot_username=BOT_USERNAME)
+    await emulator.start(host="127.0.0.1", port=0)
+    emulator.add_user(ADMIN_ID, "Ada", "ada")
+    emulator.add_user(USER_ID, "Bob", "bob")
+    emulator.add_user(OTHER_USER_ID, "Cy <b>", "cy")
+    emulator.add_group(GROUP_ID, "Digits club", privacy=True, bot_is_admin=False)
+    emulator.add_group(OPEN_GROUP_ID, "Open digits", privacy=False, bot_is_admin=False)
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest.fixture
+def bot_settings(emulator: BotApiEmulator, model_dir: Path, mnist_path: Path,
+                 tmp_path: Path) -> dict[str, Any]:
+    """Settings for a test bot; tests override single fields through start_bot(**fields)."""
+    return {
+        "telegram_bot_token": TOKEN,
+        "telegram_api_url": emulator.url,
+        "admin_user_ids": [ADMIN_ID],
+        "model_dir": model_dir,
+        "mnist_path": mnist_path,
+        "heartbeat_file": tmp_path / "heartbeat",
+        "flood_limit": 1000,
+        "retrain_arch": "seed",
+        "retrain_epochs": 1,
+        "retrain_train_limit": 2000,
+    }
+
+
+@pytest.fixture
+async def start_bot(
+    emulator: BotApiEmulator, bot_settings: dict[str, Any]
+) -> AsyncIterator[Callable[..., Awaitable[RunningBot]]]:
+    """A factory: `await start_bot(group_mode="all")` -> a polling bot, stopped at teardown."""
+    running: list[Application] = []
+
+    async def start(*, webhook: bool = False, **overrides: Any) -> RunningBot:
+        settings = Settings(_env_file=None, **{**bot_settings, **overrides})
+        application = build_application(settings)
+        await application.initialize()
+        running.append(application)
+        await application.post_init(application)
+        if webhook:
+            await application.updater.start_webhook(**webhook_options(settings))
+        else:
+            await application.updater.start_polling(poll_interval=0.0, timeout=1,
+                                                    allowed_updates=ALLOWED_UPDATES)
+        await application.start()
+        return RunningBot(application, emulator, settings)
+
+    try:
+        yield start
+    finally:
+        for application in running:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+                await application.post_stop(application)
+            await application.shutdown()
+            await application.post_shutdown(application)
