@@ -48,6 +48,7 @@ PART_WIDTH = 0.2
 PAIR_EXTENT = 4.0
 PART_AREA = 0.15
 WIDE_NUMBER = 1.8
+SEGMENT_STROKES = 2.0
 TYPICAL_ASPECT = 0.55
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
 
@@ -434,27 +435,34 @@ def _fit_lines(
 def _pieces(
     stats: np.ndarray, count: int, shape: tuple[int, int], thickness: int
 ) -> list[_Group]:
-    """Components that may be (part of) a digit: not the page edge, not border litter."""
+    """Components that may be (part of) a digit: not specks, not what hugs the border."""
     height, width = shape
-    pieces = []
+    inner, border = [], []
     for label in range(1, count):
         left, top, box_width, box_height, area = (int(value) for value in stats[label])
         right, bottom = left + box_width, top + box_height
-        touches_border = left == 0 or top == 0 or right >= width or bottom >= height
-        if touches_border:
+        piece = _Group(left, top, right, bottom, area, [label])
+        if left == 0 or top == 0 or right >= width or bottom >= height:
             # Page edges and shadows hug the border; so do the ends of lines the line finder
             # left and the thin leftovers of a shadow's edge.
-            if box_width > 0.9 * width or box_height > 0.9 * height:
-                continue
             length = max(box_width, box_height)
-            if length > 0.1 * max(width, height) and area < 1.5 * thickness * length:
+            if box_width > 0.9 * width or box_height > 0.9 * height or (
+                length > 0.1 * max(width, height) and area < 1.5 * thickness * length
+            ):
                 continue
-        pieces.append(_Group(left, top, right, bottom, area, [label]))
-    if not pieces:
+            border.append(piece)
+        else:
+            inner.append(piece)
+    if not inner and not border:
         return []
-    largest = max(piece.area for piece in pieces)
+    largest = max(piece.area for piece in inner + border)
     minimum_area = max(12.0, 0.02 * largest, 0.0001 * height * width)
-    return [piece for piece in pieces if piece.area >= minimum_area]
+    inner = [piece for piece in inner if piece.area >= minimum_area]
+    # People frame what they photograph: what the border cuts is a shadow's corner, the edge
+    # of something else, or a digit cut off; it counts only when nothing else is there.
+    if inner:
+        return inner
+    return [piece for piece in border if piece.area >= minimum_area]
 
 
 def _overlap(first: _Group, second: _Group) -> int:
@@ -539,6 +547,13 @@ def _cut_costs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     each path took at each row (for tracing it back)."""
     height, width = digit.shape
     cost = digit.astype(np.float32)
+    # Paper enclosed by ink (inside a 0, the loop of a 6) is inside one digit: no cut goes
+    # through it. Small enclosures are left alone: two touching digits make those between them.
+    outside = np.pad(~digit, 1, constant_values=True).astype(np.uint8)
+    _, regions, stats = _components(outside)
+    loops = stats[:, cv2.CC_STAT_AREA] >= (0.25 * height) ** 2
+    loops[0] = loops[regions[0, 0]] = False  # the ink itself, the paper around it
+    cost[loops[regions[1:-1, 1:-1]]] = float(height)
     total = cost[0].copy()
     steps = np.zeros((height, width), dtype=np.int8)
     every = np.arange(width)
@@ -642,7 +657,9 @@ def _segment(group: _Group, digit: np.ndarray) -> list[_Group]:
     step = max(1, width // 120)  # candidate cut columns; enough for any digit width
     candidates = np.arange(step, width - step, step)
     positions = np.concatenate(([0], candidates, [width]))
+    # Cutting through two strokes (across a 0, the loop of a 6) is not where digits meet.
     cut_cost = np.concatenate(([0.0], strokes[candidates], [0.0]))
+    cut_cost[cut_cost > SEGMENT_STROKES] = np.inf
     # Ink rows and mass of each slice between candidate columns, to judge the parts.
     inked = digit.any(axis=1)
     rows = np.arange(height)[:, None]
@@ -659,14 +676,15 @@ def _segment(group: _Group, digit: np.ndarray) -> list[_Group]:
     for index in range(1, len(positions)):
         widths = (positions[index] - positions[:index]) / height
         # Digits of a number are about TYPICAL_ASPECT as wide as tall; far narrower or wider
-        # parts cost more, and so do parts that are short or hold little ink (a tail, a cap).
+        # parts cost more; parts that are short or hold little ink (a tail, a cap) are no digit.
         shape = ((widths - TYPICAL_ASPECT) / 0.2) ** 2
         tops = np.minimum.accumulate(slice_top[:index][::-1])[::-1]
         bottoms = np.maximum.accumulate(slice_bottom[:index][::-1])[::-1]
         masses = np.cumsum(slice_mass[:index][::-1])[::-1]
         short = (bottoms - tops + 1) < 0.6 * ink_height
         light = masses < 0.08 * slice_mass.sum()
-        scores = best[:index] + shape + cut_cost[index] + 10.0 * (short | light)
+        scores = best[:index] + shape + cut_cost[index]
+        scores[short | light] = np.inf
         previous[index] = int(np.argmin(scores))
         best[index] = scores[previous[index]]
     cuts = []
@@ -674,9 +692,19 @@ def _segment(group: _Group, digit: np.ndarray) -> list[_Group]:
     while index > 0:
         cuts.append(int(positions[index]))
         index = previous[index]
-    if not cuts:
-        return [group]
-    return _parts(group, digit, [_trace(steps, end) for end in sorted(cuts)])
+    paths = [_trace(steps, end) for end in sorted(cuts)]
+    # The paths wander, so check the parts they really cut; a part that is no digit goes back
+    # to its neighbour (its cut is dropped).
+    area = float(digit.sum())
+    while paths:
+        parts = _parts(group, digit, paths)
+        bad = [index for index, part in enumerate(parts)
+               if part.height < 0.6 * ink_height or part.area < 0.08 * area]
+        if not bad and len(parts) == len(paths) + 1:
+            return parts
+        drop = min(bad[0], len(paths) - 1) if bad else len(paths) - 1
+        del paths[drop]
+    return [group]
 
 
 def mnist_crop(
