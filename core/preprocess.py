@@ -42,7 +42,7 @@ MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the in
 # cut only at a neck thinner than CUT_STROKES strokes leaving parts PART_HEIGHT as tall; a group
 # WIDE_NUMBER times wider than tall holds several digits, each about TYPICAL_ASPECT as wide.
 WIDE_DIGIT = 1.1
-CUT_STROKES = 0.8
+CUT_STROKES = 0.7
 PART_HEIGHT = 0.8
 PART_WIDTH = 0.2
 PAIR_EXTENT = 4.0
