@@ -43,7 +43,7 @@ MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the in
 # WIDE_NUMBER times wider than tall holds several digits, each about TYPICAL_ASPECT as wide.
 WIDE_DIGIT = 1.1
 CUT_STROKES = 0.7
-PART_HEIGHT = 0.8
+PART_HEIGHT = 0.7
 PART_WIDTH = 0.2
 PAIR_EXTENT = 4.0
 PART_AREA = 0.15
@@ -612,15 +612,14 @@ def _cut_pair(group: _Group, digit: np.ndarray) -> list[_Group]:
     strokes[width - margin :] = np.inf
     area = float(digit.sum())
     stroke = _stroke_width(digit)
-    spacing = max(2, height // 10)
-    tried: list[int] = []
-    for end in np.argsort(strokes, kind="stable")[:40]:
+    # Try the bottom of each valley of the cost, cheapest first: the cheapest cut often just
+    # clips a stroke's end near the edge, the meeting point is further in.
+    window = max(3, height // 5) | 1
+    valleys = strokes <= _sliding_minimum(strokes, window)
+    for end in np.argsort(np.where(valleys, strokes, np.inf), kind="stable")[:8]:
         end = int(end)
-        if strokes[end] > CUT_STROKES or len(tried) == 4:
+        if strokes[end] > CUT_STROKES:
             break
-        if any(abs(end - other) <= spacing for other in tried):
-            continue
-        tried.append(end)
         path = _trace(steps, end)
         # Where digits meet, the ink along the cut is a short knot; a cut across the bottom
         # of an open 0 or the bar of a 4 runs along a stroke that goes on to both sides.
@@ -633,6 +632,13 @@ def _cut_pair(group: _Group, digit: np.ndarray) -> list[_Group]:
         ):
             return parts
     return [group]
+
+
+def _sliding_minimum(values: np.ndarray, window: int) -> np.ndarray:
+    """Minimum of `values` over a centred window (inf beyond the ends)."""
+    half = window // 2
+    padded = np.concatenate((np.full(half, np.inf), values, np.full(half, np.inf)))
+    return np.lib.stride_tricks.sliding_window_view(padded, window).min(axis=1)
 
 
 def _run_along(digit: np.ndarray, path: np.ndarray) -> float:
