@@ -11,6 +11,7 @@ from core.serving import Classification, DigitPrediction
 
 if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
     from bot.feedback import FeedbackStats
+    from bot.retrain import Comparison
     from core.train import EpochReport
 
 def escape(text: str) -> str:
@@ -247,14 +248,25 @@ def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> st
             f"from {minimum} to {maximum} (default {default}).")
 
 
-def retrain_started(arch: str, epochs: int, train_limit: int | None) -> str:
+def retrain_started(arch: str, epochs: int, train_limit: int | None, user_digits: int = 0,
+                    holdout_digits: int = 0, user_weight: float = 1.0) -> str:
     data = f"the first {train_limit:,} MNIST training images" if train_limit else "MNIST"
-    return (f"Retraining: {escape(arch)}, {plural(epochs, 'epoch')} on {data}.\n"
+    if user_digits:
+        users = (f" + {plural(user_digits, 'confirmed user digit')} "
+                 f"(weight {user_weight:g})")
+    else:
+        users = " (no confirmed user digits to learn from yet)"
+    held_out = (f"\n{plural(holdout_digits, 'more user digit')} held out to measure "
+                "accuracy on users' photos." if holdout_digits else "")
+    return (f"Retraining: {escape(arch)}, {plural(epochs, 'epoch')} on {data}{users}.{held_out}\n"
             "Starting the training process… photos are still answered meanwhile.")
 
 
-def retrain_progress(arch: str, report: EpochReport, train_limit: int | None) -> str:
+def retrain_progress(arch: str, report: EpochReport, train_limit: int | None,
+                     user_digits: int = 0) -> str:
     data = f" on {train_limit:,} images" if train_limit else ""
+    if user_digits:
+        data += f" + {plural(user_digits, 'user digit')}"
     line = f"Epoch {report.epoch}/{report.epochs}: loss {report.loss:.4f}"
     if report.val_accuracy is not None:
         line += f", validation accuracy {report.val_accuracy * 100:.2f} %"
@@ -269,18 +281,50 @@ def retrain_busy(progress: str) -> str:
     return f"A retraining is already running; one at a time.\n\n{progress}"
 
 
-def retrain_promoted(version: str, new_accuracy: float, old_accuracy: float | None,
-                     tolerance_points: float) -> str:
-    old = "unknown" if old_accuracy is None else f"{old_accuracy * 100:.2f} %"
-    return (f"✅ New model {escape(version)} is now serving.\n"
-            f"MNIST test accuracy: new {new_accuracy * 100:.2f} %, previous {old} "
-            f"(tolerance {tolerance_points:g} points).")
+def _accuracy_lines(comparison: Comparison, old_name: str) -> list[str]:
+    """MNIST and user-photo accuracy, the candidate ("new") against the model it would replace."""
+    old = ("unknown" if comparison.old_mnist is None
+           else f"{comparison.old_mnist * 100:.2f} %")
+    lines = [f"MNIST test accuracy: new {comparison.new_mnist * 100:.2f} %, {old_name} {old} "
+             f"(tolerance {comparison.mnist_tolerance:g} points)."]
+    if comparison.holdout_count == 0:
+        lines.append("Accuracy on users' photos: no held-out user digits yet.")
+    else:
+        new_user = ("unknown" if comparison.new_user is None
+                    else f"{comparison.new_user * 100:.1f} %")
+        old_user = ("unknown" if comparison.old_user is None
+                    else f"{comparison.old_user * 100:.1f} %")
+        rule = f"tolerance {comparison.user_tolerance:g} points"
+        if not comparison.user_enforced:
+            rule += (f"; not enforced below {comparison.user_min_holdout} held-out digits, "
+                     "too few to judge")
+        held_out = plural(comparison.holdout_count, "held-out digit")
+        lines.append(f"Accuracy on users' photos ({held_out}): new {new_user}, "
+                     f"{old_name} {old_user} ({rule}).")
+    if comparison.user_digits:
+        lines.append(f"Trained with {plural(comparison.user_digits, 'confirmed user digit')} "
+                     f"(weight {comparison.user_weight:g}).")
+    return lines
 
 
-def retrain_rejected(new_accuracy: float, old_accuracy: float, tolerance_points: float) -> str:
-    return (f"❌ Candidate not promoted: MNIST test accuracy {new_accuracy * 100:.2f} % against "
-            f"{old_accuracy * 100:.2f} % for the current model (it may be at most "
-            f"{tolerance_points:g} points lower). The current model keeps serving.")
+def retrain_promoted(version: str, comparison: Comparison) -> str:
+    return "\n".join([f"✅ New model {escape(version)} is now serving.",
+                      *_accuracy_lines(comparison, "previous")])
+
+
+def retrain_rejected(comparison: Comparison) -> str:
+    if not comparison.mnist_ok and comparison.old_mnist is not None:
+        reason = (f"MNIST test accuracy {comparison.new_mnist * 100:.2f} % against "
+                  f"{comparison.old_mnist * 100:.2f} % for the current model (it may be at most "
+                  f"{comparison.mnist_tolerance:g} points lower)")
+    else:
+        new_user = 0.0 if comparison.new_user is None else comparison.new_user
+        old_user = 0.0 if comparison.old_user is None else comparison.old_user
+        reason = (f"accuracy on users' photos {new_user * 100:.1f} % against "
+                  f"{old_user * 100:.1f} % for the current model (it may be at most "
+                  f"{comparison.user_tolerance:g} points lower)")
+    return "\n".join([f"❌ Candidate not promoted: {reason}. The current model keeps serving.",
+                      *_accuracy_lines(comparison, "current")])
 
 
 def retrain_failed(reason: str) -> str:
