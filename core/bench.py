@@ -26,13 +26,16 @@ from core.data import Mnist
 
 # Run in a fresh interpreter: what a serving process costs from nothing to its first answer.
 _SERVING_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter()
 from core.serving import Classifier
 classifier = Classifier(sys.argv[1], backend=sys.argv[2])
 result = classifier.classify(open(sys.argv[3], "rb").read())
 seconds = time.perf_counter() - started
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM (peak RSS of this process image); getrusage's maxrss would include the parent's, since
+# Linux keeps it across fork + exec.
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+rss_mb = int(status.split()[0]) / 1024
 print(json.dumps({"seconds": seconds, "max_rss_mb": rss_mb, "digit": result.number,
                   "tensorflow_imported": "tensorflow" in sys.modules}))
 """
