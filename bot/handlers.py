@@ -282,6 +282,13 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         average_model_seconds=state.total_model_seconds / served if served else None,
         uptime_seconds=state.uptime_seconds,
     )
+    from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
+
+    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", "default"))
+    if arch in RECIPES:
+        text += "\n" + replies.retrain_recipe(arch, state.settings.retrain_epochs,
+                                               RECIPES[arch].epochs,
+                                               state.settings.retrain_train_limit)
     feedback = await corrections.stats_text(state)
     if feedback:
         text += f"\n\n{feedback}"

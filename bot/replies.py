@@ -237,6 +237,14 @@ def stats(
     return "\n".join(lines)
 
 
+def retrain_recipe(arch: str, epochs: int, full_epochs: int, train_limit: int | None) -> str:
+    """One /stats line: what /retrain would train, and how it differs from the full recipe."""
+    data = f"the first {train_limit:,} MNIST images" if train_limit else "all of MNIST"
+    shorter = f" (the full {escape(arch)} recipe: {full_epochs})" if epochs != full_epochs else ""
+    return (f"/retrain trains {escape(arch)} with the same recipe on {data}: "
+            f"{plural(epochs, 'epoch')} by default{shorter}")
+
+
 def stats_image_captions() -> tuple[str, str]:
     return "Confusion matrix on the MNIST test set", "Training curves"
 
