@@ -6,7 +6,8 @@ Who gets an answer:
   reply to one of the bot's messages, and /predict sent as a reply to a photo; with
   `GROUP_MODE=all`, every photo the bot receives (Telegram only delivers every message when the
   bot's privacy mode is off or the bot is a group admin).
-Every answer quotes the message it is about, so many people can post at once.
+Every answer quotes the message it is about, so many people can post at once, and carries the
+correction buttons of bot/corrections.py (the answer is recorded in the feedback store first).
 
 Which photo size is downloaded: Telegram offers each photo at several sizes (longest side about
 90, 320, 800 and 1280 px). We take the smallest size whose longest side is at least 800 px, else
@@ -26,6 +27,7 @@ from pathlib import PurePosixPath
 
 from telegram import (
     Chat,
+    InlineKeyboardMarkup,
     InputMediaPhoto,
     Message,
     MessageEntity,
@@ -37,7 +39,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot import replies
+from bot import corrections, replies
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
@@ -166,11 +168,13 @@ def state_of(context: ContextTypes.DEFAULT_TYPE) -> BotState:
     return get_state(context.bot_data)
 
 
-async def reply(message: Message, text: str) -> Message:
+async def reply(message: Message, text: str,
+                reply_markup: InlineKeyboardMarkup | None = None) -> Message:
     """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
     return await message.reply_text(
         text, parse_mode=ParseMode.HTML,
         reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        reply_markup=reply_markup,
     )
 
 
@@ -213,7 +217,10 @@ async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Messag
         return
     # Counted before sending, so that /stats right after an answer includes it.
     state.record_prediction(time.perf_counter() - started, classification.seconds)
-    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
+    text = replies.answer(classification, settings.confidence_threshold)
+    sample_id = await corrections.record_answer(state, image_message, classification)
+    await corrections.send_answer(
+        state, sample_id, lambda keyboard: reply(image_message, text, reply_markup=keyboard))
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -275,6 +282,16 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         average_model_seconds=state.total_model_seconds / served if served else None,
         uptime_seconds=state.uptime_seconds,
     )
+    from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
+
+    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", "default"))
+    if arch in RECIPES:
+        text += "\n" + replies.retrain_recipe(arch, state.settings.retrain_epochs,
+                                               RECIPES[arch].epochs,
+                                               state.settings.retrain_train_limit)
+    feedback = await corrections.stats_text(state)
+    if feedback:
+        text += f"\n\n{feedback}"
     await reply(message, text)
     folder = registry.version_dir(state.settings.model_dir, classifier.version)
     media = [
