@@ -97,6 +97,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         CommandHandler("start", handlers.on_start, filters=new_messages),
         CommandHandler("help", handlers.on_help, filters=new_messages),
         CommandHandler("predict", handlers.on_predict, filters=new_messages),
+        CommandHandler("debug", handlers.on_debug, filters=new_messages),
         CommandHandler("stats", handlers.on_stats, filters=new_messages),
         CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
         CommandHandler("forget", corrections.on_forget, filters=new_messages),

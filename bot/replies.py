@@ -132,6 +132,29 @@ def predict_usage() -> str:
             "in its caption.")
 
 
+def debug_titles(classification: Classification) -> list[str]:
+    """A title above each crop: the digit read from it and its probability."""
+    return [f"{prediction.digit}: {percent(prediction.confidence)}"
+            for prediction in classification.digits]
+
+
+def debug_caption(classification: Classification) -> str:
+    """Caption of the crops photo: what they are and what was read from them."""
+    count = len(classification.digits)
+    what = "the 28x28 crop" if count == 1 else f"the {count} 28x28 crops, left to right,"
+    return (f"What the model saw: {what} enlarged. Read as <b>{classification.number}</b>.\n"
+            "Light ink on black, fitted into 20x20 and centred like MNIST digits.")
+
+
+def debug_no_digit() -> str:
+    return f"I found no digit in this picture, so there is no crop to show.\n{TIP}"
+
+
+def debug_usage() -> str:
+    return ("Use /debug as a reply to a photo (or image file) to see the 28x28 crops I "
+            "classified, or send a photo with the word debug in its caption.")
+
+
 def private_text_hint() -> str:
     return "Send me a photo of a handwritten digit and I will tell you which one it is. /help"
 
