@@ -199,6 +199,7 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
     classifier = Classifier(model_dir)
     correct = dict.fromkeys(CONDITIONS, 0)
     found = dict.fromkeys(CONDITIONS, 0)
+    several = 0  # single-digit photos read as more than one digit
     total = dict.fromkeys(CONDITIONS, 0)
     timings = []
     for condition, label, jpeg in benchmark_photos(mnist.x_test, mnist.y_test,
@@ -208,6 +209,7 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
         timings.append(time.perf_counter() - started)
         total[condition] += 1
         found[condition] += bool(answer.digits)
+        several += len(answer.digits) > 1
         correct[condition] += answer.number == str(label)
     rows = [
         (condition, str(total[condition]), f"{found[condition] / total[condition]:.1%}",
@@ -226,10 +228,14 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
     print_line(f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
                f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo")
     print_line(format_table(("condition", "photos", "digit found", "correct"), rows))
+    singles = sum(total.values())
+    print_line(f"single-digit photos read as several digits: {several}/{singles} "
+               f"({several / singles:.1%})")
     print_line(f"multi-digit numbers read exactly: {numbers_correct}/{numbers_total} "
                f"({numbers_correct / numbers_total:.1%})")
     return {
         "overall": overall,
         "per_condition": {c: correct[c] / total[c] for c in CONDITIONS},
         "numbers": numbers_correct / numbers_total,
+        "several_digits": several / singles,
     }
