@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+from core.model import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
@@ -60,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--seed", type=int, default=0)
 
     train = add("train", cmd_train, "train a model, evaluate it, and make it the served one")
-    train.add_argument("--arch", default="default", help="seed (the notebook's CNN) or default")
-    train.add_argument("--epochs", type=int, help="default: 10 for seed, 14 for default")
-    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for default")
+    train.add_argument("--arch", default=DEFAULT_ARCH,
+                       help="compact (default, shipped), seed (the notebook's CNN) or large")
+    train.add_argument("--epochs", type=int, help="default: 30 compact, 10 seed, 14 large")
+    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for the others")
     train.add_argument("--validation-split", type=float,
-                       help="held-out fraction of the training set (seed: 0.25, default: 1/12)")
+                       help="held-out fraction of the training set (seed: 0.25, others: 1/12)")
     train.add_argument("--seed", type=int, default=0, help="random seed (reproducible runs)")
     train.add_argument("--train-limit", type=int, help="use only the first N training images")
     train.add_argument("--no-promote", action="store_true",

@@ -49,6 +49,7 @@ from bot import corrections, replies
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
+from core.model import DEFAULT_ARCH
 from core.preprocess import ImageError
 from core.serving import Classification
 
@@ -349,7 +350,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
     from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
 
-    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", "default"))
+    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", DEFAULT_ARCH))
     if arch in RECIPES:
         text += "\n" + replies.retrain_recipe(arch, state.settings.retrain_epochs,
                                                RECIPES[arch].epochs,

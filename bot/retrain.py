@@ -37,6 +37,7 @@ from telegram.error import BadRequest, TelegramError
 from bot import replies
 from bot.state import BotState
 from core import registry
+from core.model import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -244,7 +245,7 @@ async def start_retrain(
 ) -> RetrainJob:
     """Send the status message, spawn the training process and supervise it in a task."""
     settings = state.settings
-    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", "default"))
+    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", DEFAULT_ARCH))
     user_data = await asyncio.to_thread(collect_user_data, state)
     request = TrainingRequest(
         mnist_path=None if settings.mnist_path is None else str(settings.mnist_path),
