@@ -52,6 +52,7 @@ PUBLIC_COMMANDS = [
     BotCommand("start", "what this bot does"),
     BotCommand("help", "how to get good results, how groups work"),
     BotCommand("predict", "read the digit in the photo you reply to"),
+    BotCommand("debug", "show the 28x28 crops I classified in the photo you reply to"),
     BotCommand("forget", "delete the digits and corrections you gave me"),
 ]
 ADMIN_COMMANDS = [

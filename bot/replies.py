@@ -190,7 +190,9 @@ def help_text(bot_username: str, group_mode: str = "mention") -> str:
         "<b>For good results</b>\n"
         "• Dark ink on plain light paper (white on black works too).\n"
         "• The digit fills a good part of the photo, sharp, evenly lit, no other marks near it.\n"
-        "• One digit per photo; several digits in a row are read as a number.\n\n"
+        "• One digit per photo; several digits in a row are read as a number.\n"
+        "• To see what I looked at, write <i>debug</i> in the caption, or reply /debug to a "
+        "photo: I send back the 28x28 crops I classified.\n\n"
         "I was trained on MNIST, 70,000 handwritten digits; I am not perfect, so a "
         "low percentage means I am guessing.\n\n"
         + corrections_help()

@@ -138,7 +138,7 @@ async def test_start_help_and_commands_menu(start_bot: Any, emulator: BotApiEmul
     everyone = [c for c in commands if "scope" not in c or c["scope"]["type"] == "default"]
     admins = [c for c in commands if c.get("scope", {}).get("type") == "chat"]
     assert [c["command"] for c in everyone[0]["commands"]] == ["start", "help", "predict",
-                                                               "forget"]
+                                                               "debug", "forget"]
     assert admins[0]["scope"]["chat_id"] == ADMIN_ID
     assert {"stats", "retrain"} <= {c["command"] for c in admins[0]["commands"]}
     assert bot.settings.heartbeat_file.is_file()
