@@ -84,7 +84,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
             ) from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageError("The image is too large (too many pixels).") from error
-        except OSError as error:
+        except (OSError, ValueError, SyntaxError, EOFError) as error:  # e.g. a bad PPM header
             raise ImageError(f"The image could not be read ({error}).") from error
     width, height = picture.size
     if width * height > max_pixels:
@@ -157,7 +157,10 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     # ink; then, so thick ink (a marker's junctions) cannot leak into that estimate, average only
     # the pixels that are clearly paper (normalised convolution).
     small_scale = min(1.0, 64 / max(gray.shape))
-    small = cv2.resize(gray, None, fx=small_scale, fy=small_scale, interpolation=cv2.INTER_AREA)
+    # Explicit size, at least 1 pixel each way: a 1x400 strip would otherwise round to 0 rows.
+    small_size = (max(1, round(gray.shape[1] * small_scale)),
+                  max(1, round(gray.shape[0] * small_scale)))
+    small = cv2.resize(gray, small_size, interpolation=cv2.INTER_AREA)
     kernel_size = max(3, int(max(small.shape) / 5) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_size, kernel_size))
     first = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
