@@ -36,13 +36,18 @@ from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
+from bot.updates import ImageSlotProcessor
 from core.serving import Classifier
 
 logger = logging.getLogger(__name__)
 
-# Updates handled at the same time: enough to keep both inference threads and the network busy,
-# bounded so that a burst of 20 MB documents cannot exhaust memory.
-CONCURRENT_UPDATES = 32
+# Image updates handled at the same time: enough to keep both inference threads and the network
+# busy, bounded so that a burst of 20 MB documents cannot exhaust memory. Other updates (commands,
+# buttons) do not wait for these slots (bot/updates.py).
+CONCURRENT_IMAGES = 32
+# How long a request may wait for a free connection of the pool (PTB's default, 1 s, turns a
+# burst into "Pool timeout" errors once the pool is smaller than the number of requests at once).
+POOL_TIMEOUT = 30.0
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
 
@@ -73,10 +78,15 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         .token(token)
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
-        .concurrent_updates(CONCURRENT_UPDATES)
+        .concurrent_updates(ImageSlotProcessor(CONCURRENT_IMAGES))
+        .connection_pool_size(settings.bot_api_connections)
+        .pool_timeout(POOL_TIMEOUT)
         .defaults(Defaults(parse_mode=ParseMode.HTML,
                            link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(AIORateLimiter(
+            overall_max_rate=settings.rate_limit_overall,
+            group_max_rate=settings.rate_limit_group_per_minute,
+            max_retries=RATE_LIMIT_RETRIES))
         .post_init(on_post_init)
         .post_stop(on_post_stop)
         .post_shutdown(on_post_shutdown)
