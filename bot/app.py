@@ -21,7 +21,6 @@ from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CommandHandler,
@@ -33,6 +32,7 @@ from telegram.ext import (
 
 from bot import handlers
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
+from bot.network import RetryingRateLimiter
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
@@ -83,7 +83,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         .pool_timeout(POOL_TIMEOUT)
         .defaults(Defaults(parse_mode=ParseMode.HTML,
                            link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(AIORateLimiter(
+        .rate_limiter(RetryingRateLimiter(
+            retries=settings.bot_api_retries,
             overall_max_rate=settings.rate_limit_overall,
             group_max_rate=settings.rate_limit_group_per_minute,
             max_retries=RATE_LIMIT_RETRIES))

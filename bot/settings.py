@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # httpx spends CPU per request in proportion to the connections its pool holds open (7 ms a
     # request at 64 connections, 1 ms at 8, measured here): a small pool is faster under load.
     bot_api_connections: int = Field(8, ge=1, le=256, description="HTTP connections to Bot API")
+    bot_api_retries: int = Field(
+        4, ge=0, le=10, description="retries of a request after a 5xx, timeout or lost connection")
     max_download_bytes: int = 20 * 1024 * 1024
     # Telegram's flood limits, enforced on our side by PTB's AIORateLimiter (0 switches one off:
     # only for a Bot API server without limits, such as the emulator in `digitbot bench --load`).
