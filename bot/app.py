@@ -215,9 +215,10 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string is logging's problem, not ours
             return True
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        # Always freeze the rendered text: the arguments may be objects that change after the
+        # call (PTB logs getFile's result dict, then writes the token-bearing download URL into
+        # it), and a handler that formats later (a queue, pytest, an error tracker) would see that.
+        record.msg, record.args = self.redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
