@@ -100,10 +100,11 @@ class LoadReport:
         spec = self.spec
         delays = sorted(self.start_delays)
         median = delays[len(delays) // 2] if delays else float("nan")
+        groups = spec.chats - spec.private_chats
         lines = [
             f"load: {spec.photos} photos ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG) from {spec.users} "
-            f"users in {spec.chats} chats ({spec.private_chats} private, "
-            f"{spec.chats - spec.private_chats} groups), sent at once",
+            f"users in {spec.chats} chats ({spec.private_chats} private, {groups} "
+            f"group{'' if groups == 1 else 's'}), sent at once",
             f"bot: {self.settings_line}",
             f"queued by the users in {self.send_seconds:.2f} s (not counted)",
             f"answered {self.answered}/{spec.photos} in {self.answer_seconds:.2f} s: "

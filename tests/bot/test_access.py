@@ -166,3 +166,25 @@ async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sen
     for secret in secrets:
         assert secret not in json.dumps(bot_messages)
         assert secret not in sent_params
+
+
+async def test_the_flood_limit_is_per_user_across_private_chats_and_groups(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    # (test_bot_e2e checks the limit in a private chat, its single warning and its reset.)
+    await start_bot(flood_limit=3, flood_window_seconds=30.0)
+    photo = digit_photo(mnist.x_test[0])
+    sent = [emulator.send_photo(USER_ID, USER_ID, photo),
+            emulator.send_photo(USER_ID, USER_ID, photo),
+            emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict"),
+            emulator.send_photo(GROUP_ID, USER_ID, photo, caption=f"@{BOT_USERNAME}"),
+            emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict")]
+    other = emulator.send_photo(GROUP_ID, ADMIN_ID, photo, caption="/predict")
+    reply = await emulator.wait_for_reply(GROUP_ID, other["message_id"])
+    assert reply["text"].splitlines()[0] == str(mnist.y_test[0])  # others are not limited
+    await emulator.wait_for(lambda m: "faster than I read them" in m.get("text", ""))
+    await settle(0.5)
+    texts = [m["text"] for s in sent
+             for m in replies_to(emulator, s["chat"]["id"], s["message_id"])]
+    assert len(texts) == 4  # three answers and one warning; the fifth photo is dropped quietly
+    assert sum("faster than I read them" in text for text in texts) == 1

@@ -94,3 +94,17 @@ async def test_start_is_answered_while_every_image_slot_is_busy(
         await emulator.wait_for_reply(USER_ID, photo["message_id"], timeout=30)
     await settle()
     assert all(len(replies_to(emulator, USER_ID, p["message_id"])) == 1 for p in photos)
+
+
+def test_digitbot_bench_load_prints_the_numbers(
+    model_dir: Path, mnist_path: Path, capsys: Any,
+) -> None:
+    from bot.cli import main
+
+    assert main(["bench", "--load", "--count", "12", "--users", "4", "--chats", "3",
+                 "--model-dir", str(model_dir), "--mnist-path", str(mnist_path)]) == 0
+    out = capsys.readouterr().out
+    assert "12 photos (800x600 JPEG) from 4 users in 3 chats (2 private, 1 group)" in out
+    assert "answered 12/12 in" in out and "photos/s" in out and "/start answered in" in out
+    assert "every photo answered exactly once, to the right message" in out
+    assert main(["bench", "--load", "--count", "5", "--users", "2", "--chats", "4"]) == 2
