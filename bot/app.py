@@ -31,6 +31,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
+from bot.aiohttp_request import AiohttpRequest
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.network import RetryingRateLimiter
 from bot.retrain import cancel_retrain
@@ -73,14 +74,23 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     install_redaction([token, secret.get_secret_value() if secret else ""])
     if classifier is None:
         classifier = Classifier(settings.model_dir)
-    application = (
+    builder = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .concurrent_updates(ImageSlotProcessor(CONCURRENT_IMAGES))
-        .connection_pool_size(settings.bot_api_connections)
-        .pool_timeout(POOL_TIMEOUT)
+    )
+    if settings.bot_api_client == "aiohttp":
+        builder = (builder
+                   .request(AiohttpRequest(settings.bot_api_connections,
+                                           pool_timeout=POOL_TIMEOUT))
+                   .get_updates_request(AiohttpRequest(1, pool_timeout=POOL_TIMEOUT)))
+    else:  # PTB's own httpx backend
+        builder = (builder.connection_pool_size(settings.bot_api_connections)
+                   .pool_timeout(POOL_TIMEOUT))
+    application = (
+        builder
         .defaults(Defaults(parse_mode=ParseMode.HTML,
                            link_preview_options=LinkPreviewOptions(is_disabled=True)))
         .rate_limiter(RetryingRateLimiter(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
-from bot.app import ALLOWED_UPDATES, build_application
+from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application
 from bot.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import get_state
@@ -177,7 +177,6 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
                                                     allowed_updates=ALLOWED_UPDATES)
             await application.start()
             await _burst(emulator, photos, spec, report)
-            report.answered = min(report.answered, spec.photos)
             served = get_state(application.bot_data).predictions_served
             if served != report.answered:
                 report.problems.append(f"the bot counted {served} predictions, "
@@ -196,13 +195,13 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
 
 
 def settings_summary(settings: Settings) -> str:
-    from bot.app import CONCURRENT_IMAGES
-
-    overall = settings.rate_limit_overall or "off"
-    group = settings.rate_limit_group_per_minute or "off"
+    """The settings that shape throughput, in one line."""
+    overall, group = settings.rate_limit_overall, settings.rate_limit_group_per_minute
+    limits = ("rate limits off" if not overall and not group
+              else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group")
     return (f"{settings.worker_threads} inference threads, {CONCURRENT_IMAGES} images at once, "
-            f"{settings.bot_api_connections} Bot API connections, "
-            f"rate limits {overall}/s overall, {group}/min per group")
+            f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
+            f"{limits}")
 
 
 async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], spec: LoadSpec,
@@ -283,7 +282,7 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
 
 def _check_answers(emulator: BotApiEmulator, expected: dict[tuple[int, int], int],
                    answers: dict[tuple[int, int], list[str]], report: LoadReport) -> None:
-    """Exactly one answer per photo, in its chat, quoting it, with a digit."""
+    """Exactly one answer per photo, in its chat, quoting it; count the right digits."""
     counts: dict[tuple[int, int], int] = {}
     for chat_id in {chat for chat, _ in expected}:
         for message in emulator.messages(chat_id):

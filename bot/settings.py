@@ -27,9 +27,12 @@ class Settings(BaseSettings):
     flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
     flood_window_seconds: float = Field(60.0, gt=0)
     worker_threads: int = Field(2, ge=1, description="threads that run preprocessing + inference")
-    # httpx spends CPU per request in proportion to the connections its pool holds open (7 ms a
-    # request at 64 connections, 1 ms at 8, measured here): a small pool is faster under load.
-    bot_api_connections: int = Field(8, ge=1, le=256, description="HTTP connections to Bot API")
+    # The HTTP client for the Bot API: aiohttp (bot/aiohttp_request.py) costs ~0.25 ms of CPU a
+    # request whatever the pool size; PTB's own httpx backend 1 ms with 8 open connections and
+    # 7 ms with 64 (measured here), most of the event loop's time under a burst of photos; with
+    # httpx, set BOT_API_CONNECTIONS=8.
+    bot_api_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    bot_api_connections: int = Field(32, ge=1, le=256, description="HTTP connections to Bot API")
     bot_api_retries: int = Field(
         4, ge=0, le=10, description="retries of a request after a 5xx, timeout or lost connection")
     max_download_bytes: int = 20 * 1024 * 1024

@@ -108,3 +108,18 @@ def test_digitbot_bench_load_prints_the_numbers(
     assert "answered 12/12 in" in out and "photos/s" in out and "/start answered in" in out
     assert "every photo answered exactly once, to the right message" in out
     assert main(["bench", "--load", "--count", "5", "--users", "2", "--chats", "4"]) == 2
+
+
+async def test_ptbs_own_httpx_backend_still_works(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    from tests.bot.conftest import ADMIN_ID
+
+    await start_bot(bot_api_client="httpx", bot_api_connections=8)
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert reply["text"].splitlines()[0] == str(mnist.y_test[0])
+    stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")  # a multipart upload of two images
+    await emulator.wait_for_reply(ADMIN_ID, stats["message_id"])
+    images = await emulator.wait_for(lambda m: m["chat"]["id"] == ADMIN_ID and "photo" in m)
+    assert len(images) == 2
