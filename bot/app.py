@@ -2,7 +2,8 @@
 
 `build_application` sets the Bot API URLs (a self-hosted server or the local emulator works the
 same as api.telegram.org), concurrent update processing, the rate limiter, the handlers, the
-start-up work (command lists, model warm-up, one log line) and the error handler. Logging setup
+start-up work (feedback store, command lists, model warm-up, one log line) and the error handler;
+the feedback store is opened in post_init and closed in post_shutdown. Logging setup
 with token redaction lives here too, because the token is the one secret the bot handles.
 """
 
@@ -23,6 +24,7 @@ from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     Defaults,
@@ -30,7 +32,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers
+from bot import corrections, handlers
 from bot.aiohttp_request import AiohttpRequest
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.network import RetryingRateLimiter
@@ -56,6 +58,8 @@ PUBLIC_COMMANDS = [
     BotCommand("start", "what this bot does"),
     BotCommand("help", "how to get good results, how groups work"),
     BotCommand("predict", "read the digit in the photo you reply to"),
+    BotCommand("debug", "show the 28x28 crops I classified in the photo you reply to"),
+    BotCommand("forget", "delete the digits and corrections you gave me"),
 ]
 ADMIN_COMMANDS = [
     *PUBLIC_COMMANDS,
@@ -71,7 +75,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
                          "environment or in .env")
     token = settings.telegram_bot_token.get_secret_value()
     secret = settings.webhook_secret_token
-    install_redaction([token, secret.get_secret_value() if secret else ""])
+    install_redaction([token, secret.get_secret_value() if secret else "",
+                       settings.feedback_salt.get_secret_value()])
     if classifier is None:
         classifier = Classifier(settings.model_dir)
     builder = (
@@ -114,11 +119,16 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         CommandHandler("start", handlers.on_start, filters=new_messages),
         CommandHandler("help", handlers.on_help, filters=new_messages),
         CommandHandler("predict", handlers.on_predict, filters=new_messages),
+        CommandHandler("debug", handlers.on_debug, filters=new_messages),
         CommandHandler("stats", handlers.on_stats, filters=new_messages),
         CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
+        CommandHandler("forget", corrections.on_forget, filters=new_messages),
         MessageHandler(new_messages & (filters.PHOTO | filters.Document.ALL), handlers.on_image),
+        MessageHandler(new_messages & filters.REPLY & filters.TEXT & ~filters.COMMAND
+                       & filters.Regex(corrections.TYPED_NUMBER), corrections.on_typed_correction),
         MessageHandler(new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                        handlers.on_private_text),
+        CallbackQueryHandler(corrections.on_button),  # every button, unknown ones included
     ])
     application.add_error_handler(handlers.on_error)
     if settings.heartbeat_file is not None and application.job_queue is not None:
@@ -150,6 +160,7 @@ async def on_post_init(application: Application) -> None:
     """Set the command lists, warm the model, log one line with the version and accuracy."""
     state = get_state(application.bot_data)
     bot = application.bot
+    await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
     await bot.set_my_commands(PUBLIC_COMMANDS)
     for admin_id in state.settings.admin_user_ids:
         try:
@@ -175,8 +186,10 @@ async def on_post_stop(application: Application) -> None:
 
 
 async def on_post_shutdown(application: Application) -> None:
-    """Release the inference threads."""
-    get_state(application.bot_data).executor.shutdown(wait=True, cancel_futures=True)
+    """Release the inference threads and the feedback store's connections."""
+    state = get_state(application.bot_data)
+    state.executor.shutdown(wait=True, cancel_futures=True)
+    await corrections.close_feedback(state)
 
 
 def warm_up(classifier: Classifier) -> float:

@@ -11,8 +11,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+from core.model import DEFAULT_ARCH
+
+if TYPE_CHECKING:
+    from bot.feedback import FeedbackStore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--seed", type=int, default=0)
 
     train = add("train", cmd_train, "train a model, evaluate it, and make it the served one")
-    train.add_argument("--arch", default="default", help="seed (the notebook's CNN) or default")
-    train.add_argument("--epochs", type=int, help="default: 10 for seed, 14 for default")
-    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for default")
+    train.add_argument("--arch", default=DEFAULT_ARCH,
+                       help="compact (default, shipped), seed (the notebook's CNN) or large")
+    train.add_argument("--epochs", type=int, help="default: 30 compact, 10 seed, 14 large")
+    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for the others")
     train.add_argument("--validation-split", type=float,
-                       help="held-out fraction of the training set (seed: 0.25, default: 1/12)")
+                       help="held-out fraction of the training set (seed: 0.25, others: 1/12)")
     train.add_argument("--seed", type=int, default=0, help="random seed (reproducible runs)")
     train.add_argument("--train-limit", type=int, help="use only the first N training images")
     train.add_argument("--no-promote", action="store_true",
@@ -101,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
                   "the real bot against a local Telegram emulator, with a chat page in the browser")
     sandbox.add_argument("--host", help="address to serve on (SANDBOX_HOST, default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, help="port (SANDBOX_PORT, default 8080; 0: any free)")
+
+    feedback = commands.add_parser(
+        "feedback", help="corrections from users: figures and an MNIST-format export",
+        description="corrections from users kept in the feedback store (DATABASE_URL)")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True,
+                                                metavar="ACTION")
+    feedback_stats = feedback_commands.add_parser(
+        "stats", help="the figures /stats shows", description="the figures /stats shows: "
+        "answers recorded, confirmed right/wrong, live accuracy, per-digit mistakes")
+    feedback_stats.set_defaults(handler=cmd_feedback_stats)
+    feedback_export = feedback_commands.add_parser(
+        "export", help="write the confirmed digits as an .npz in MNIST's format",
+        description="write the confirmed digits as an .npz with MNIST's keys (x_train y_train "
+        "x_test y_test; the held-out slice is the test part)")
+    feedback_export.add_argument("path", type=Path, metavar="PATH")
+    feedback_export.set_defaults(handler=cmd_feedback_export)
+    for sub in (feedback_stats, feedback_export):
+        sub.add_argument("--database-url", help="the store (DATABASE_URL)")
+        sub.add_argument("--model-dir", type=Path,
+                         help="model folder whose served version's live accuracy is shown "
+                              "(MODEL_DIR, default models)")
 
     add("start", cmd_start,
         "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
@@ -273,6 +300,40 @@ def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
     if getattr(arguments, "port", None) is not None:
         changes["sandbox_port"] = arguments.port
     return run_sandbox(settings.model_copy(update=changes))
+
+
+def _feedback_store(arguments: argparse.Namespace, settings: Settings) -> FeedbackStore:
+    """The store of DATABASE_URL, or of --database-url."""
+    from bot.feedback import open_store
+
+    if getattr(arguments, "database_url", None):
+        settings = settings.model_copy(update={"database_url": arguments.database_url})
+    return open_store(settings)
+
+
+def cmd_feedback_stats(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Print the corrections figures of /stats (plain text)."""
+    from bot import replies
+    from core import registry
+
+    try:
+        version: str | None = registry.current_version(arguments.model_dir)
+    except (OSError, ValueError):  # no model folder here: the figures for all models only
+        version = None
+    with _feedback_store(arguments, settings) as store:
+        overall = store.stats()
+        served = None if version is None else store.stats(model_version=version)
+    print(replies.feedback_stats(overall, served, version, html_format=False))
+    return 0
+
+
+def cmd_feedback_export(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Write the confirmed digits as an MNIST-format .npz (held-out slice = test)."""
+    with _feedback_store(arguments, settings) as store:
+        counts = store.export_npz(arguments.path)
+    print(f"wrote {arguments.path}: {counts.train:,} training and {counts.test:,} test digits "
+          "(x_train y_train x_test y_test, uint8, ink = 255)")
+    return 0
 
 
 def cmd_start(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,11 @@ Who gets an answer:
   reply to one of the bot's messages, and /predict sent as a reply to a photo; with
   `GROUP_MODE=all`, every photo the bot receives (Telegram only delivers every message when the
   bot's privacy mode is off or the bot is a group admin).
-Every answer quotes the message it is about, so many people can post at once.
+Every answer quotes the message it is about, so many people can post at once, and carries the
+correction buttons of bot/corrections.py (the answer is recorded in the feedback store first).
+Showing what the model saw: the word `debug` in a photo's caption (or `/debug` as its caption, which
+also reaches the bot in groups) adds a reply with the 28x28 crops it classified, enlarged; `/debug`
+sent as a reply to a photo sends just those crops.
 
 Which photo size is downloaded: Telegram offers each photo at several sizes (longest side about
 90, 320, 800 and 1280 px). We take the smallest size whose longest side is at least 800 px, else
@@ -19,13 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
+import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from telegram import (
     Chat,
+    InlineKeyboardMarkup,
     InputMediaPhoto,
     Message,
     MessageEntity,
@@ -37,12 +45,14 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot import replies
+from bot import corrections, replies
 from bot.network import with_retries
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
+from core.model import DEFAULT_ARCH
 from core.preprocess import ImageError
+from core.serving import Classification
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +65,9 @@ IMAGE_EXTENSIONS = frozenset({
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff",
 })
 PREDICT_COMMAND = "predict"
+DEBUG_COMMAND = "debug"
+DEBUG_WORD = re.compile(r"(?<![\w/])/?debug\b", re.IGNORECASE)
+_PLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time
 
 
 @dataclass(frozen=True)
@@ -128,9 +141,25 @@ def should_answer_image(message: Message, *, bot_id: int, bot_username: str,
         return True
     return (
         mentions_bot(message, bot_id, bot_username)
-        or caption_command(message, bot_username) == PREDICT_COMMAND
+        or caption_command(message, bot_username) in (PREDICT_COMMAND, DEBUG_COMMAND)
         or replies_to_bot(message, bot_id)
     )
+
+
+def wants_debug(message: Message) -> bool:
+    """The caption asks to see the crops: the word `debug` (or /debug) anywhere in it."""
+    return bool(message.caption and DEBUG_WORD.search(message.caption))
+
+
+def crops_png(classification: Classification) -> bytes:
+    """The 28x28 crops the model saw, enlarged side by side with their digits, as PNG bytes."""
+    from core import plots  # matplotlib loads only when someone asks for crops
+
+    buffer = io.BytesIO()
+    with _PLOT_LOCK:
+        plots.save_crops([digit.crop for digit in classification.digits], buffer,
+                         replies.debug_titles(classification))
+    return buffer.getvalue()
 
 
 def image_file(message: Message, state: BotState) -> ImageFile:
@@ -167,29 +196,31 @@ def state_of(context: ContextTypes.DEFAULT_TYPE) -> BotState:
     return get_state(context.bot_data)
 
 
-async def reply(message: Message, text: str) -> Message:
+async def reply(message: Message, text: str,
+                reply_markup: InlineKeyboardMarkup | None = None) -> Message:
     """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
     return await message.reply_text(
         text, parse_mode=ParseMode.HTML,
         reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        reply_markup=reply_markup,
     )
 
 
-async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
-                       user_id: int | None) -> None:
-    """Flood check, size checks, download, classify off the event loop, reply to the image."""
-    started = time.perf_counter()
+async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
+                         user_id: int | None) -> Classification | None:
+    """Flood check, size checks, download, classify off the event loop; None when the user got
+    another reply instead (flood warning, refusal, unreadable image)."""
     state = state_of(context)
     settings = state.settings
     if user_id is not None:
         verdict = state.flood.check(user_id)
         if verdict is FloodVerdict.DROP:
-            return
+            return None
         if verdict is FloodVerdict.WARN:
             wait = state.flood.seconds_until_free(user_id)
             await reply(image_message, replies.flood(settings.flood_limit,
                                                      settings.flood_window_seconds, wait))
-            return
+            return None
     try:
         chosen = image_file(image_message, state)
         telegram_file = await context.bot.get_file(chosen.file_id)
@@ -202,20 +233,48 @@ async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Messag
         if len(data) > settings.max_download_bytes:
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
         loop = asyncio.get_running_loop()
-        classification = await loop.run_in_executor(
+        return await loop.run_in_executor(
             state.executor,
             functools.partial(state.classifier.classify, data,
                               max_pixels=settings.max_image_pixels),
         )
     except Refusal as refusal:
         await reply(image_message, str(refusal))
-        return
     except ImageError as error:
         await reply(image_message, replies.image_error(str(error)))
+    return None
+
+
+async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
+                       user_id: int | None, *, debug: bool = False) -> None:
+    """Classify the image and reply with the digit(s); with `debug` also send the crops."""
+    started = time.perf_counter()
+    state = state_of(context)
+    classification = await classify_image(context, image_message, user_id)
+    if classification is None:
         return
     # Counted before sending, so that /stats right after an answer includes it.
     state.record_prediction(time.perf_counter() - started, classification.seconds)
-    await reply(image_message, replies.answer(classification, settings.confidence_threshold))
+    text = replies.answer(classification, state.settings.confidence_threshold)
+    sample_id = await corrections.record_answer(state, image_message, classification)
+    await corrections.send_answer(
+        state, sample_id, lambda keyboard: reply(image_message, text, reply_markup=keyboard))
+    if debug:
+        await send_crops(context, image_message, classification)
+
+
+async def send_crops(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
+                     classification: Classification) -> None:
+    """Reply to the image with the enlarged 28x28 crops the model classified."""
+    if not classification.digits:
+        await reply(image_message, replies.debug_no_digit())
+        return
+    loop = asyncio.get_running_loop()
+    png = await loop.run_in_executor(state_of(context).executor, crops_png, classification)
+    await image_message.reply_photo(
+        png, caption=replies.debug_caption(classification), parse_mode=ParseMode.HTML,
+        reply_parameters=ReplyParameters(image_message.message_id,
+                                         allow_sending_without_reply=True))
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -242,7 +301,8 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                                group_mode=state.settings.group_mode):
         return
     user = update.effective_user
-    await answer_image(context, message, user.id if user else None)
+    await answer_image(context, message, user.id if user else None,
+                       debug=wants_debug(message))
 
 
 async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -254,6 +314,19 @@ async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     user = update.effective_user
     await answer_image(context, target, user.id if user else None)
+
+
+async def on_debug(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/debug as a reply to an image: send the 28x28 crops the model saw, enlarged."""
+    message = update.effective_message
+    target = message.reply_to_message
+    if target is None or not (target.photo or target.document):
+        await reply(message, replies.debug_usage())
+        return
+    user = update.effective_user
+    classification = await classify_image(context, target, user.id if user else None)
+    if classification is not None:
+        await send_crops(context, target, classification)
 
 
 async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -277,6 +350,16 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         average_model_seconds=state.total_model_seconds / served if served else None,
         uptime_seconds=state.uptime_seconds,
     )
+    from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
+
+    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", DEFAULT_ARCH))
+    if arch in RECIPES:
+        text += "\n" + replies.retrain_recipe(arch, state.settings.retrain_epochs,
+                                               RECIPES[arch].epochs,
+                                               state.settings.retrain_train_limit)
+    feedback = await corrections.stats_text(state)
+    if feedback:
+        text += f"\n\n{feedback}"
     await reply(message, text)
     folder = registry.version_dir(state.settings.model_dir, classifier.version)
     media = [

@@ -3,9 +3,16 @@
 TensorFlow must not be forked, so the training runs in a `spawn`-context process that sends
 `("epoch", EpochReport)` messages and finally `("done", staging_path)` or `("error", text)` over a
 spawn-context queue. The event loop never waits on that process: the queue is read in a worker
-thread with a short timeout, so photos keep being answered while the model trains. The candidate
-replaces the served model (atomic `registry.promote`, then `Classifier.reload`) only if its MNIST
-test accuracy is at least the current one minus `settings.retrain_tolerance` points.
+thread with a short timeout, so photos keep being answered while the model trains.
+
+Confirmed user digits from the feedback store go to the process with the request (small arrays):
+the training part is mixed into MNIST with `settings.retrain_user_weight`, the held-out part gives
+the candidate's accuracy on users' photos. The candidate replaces the served model (atomic
+`registry.promote`, then `Classifier.reload`) only if neither figure drops too far below the
+current model's: MNIST test accuracy by at most `retrain_tolerance` points, accuracy on the
+held-out user digits by at most `retrain_user_tolerance` points. The current model's user figure is
+measured at decision time on the very same held-out digits (older metadata does not have it); with
+fewer than `retrain_user_min_holdout` of them it is reported but cannot block a promotion.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
 from bot import replies
 from bot.state import BotState
 from core import registry
+from core.model import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -44,6 +53,17 @@ JOIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
+class UserData:
+    """Confirmed user digits for one training run, in MNIST's format (uint8, ink = 255)."""
+
+    images: np.ndarray  # (n, 28, 28): mixed into training
+    labels: np.ndarray  # (n,)
+    holdout_images: np.ndarray  # (m, 28, 28): only for measuring accuracy on users' photos
+    holdout_labels: np.ndarray  # (m,)
+    weight: float
+
+
+@dataclass(frozen=True)
 class TrainingRequest:
     """What the spawned process needs (plain, picklable values only)."""
 
@@ -54,6 +74,58 @@ class TrainingRequest:
     train_limit: int | None
     seed: int
     command: str
+    user_data: UserData | None = None
+
+    @property
+    def user_digits(self) -> int:
+        return 0 if self.user_data is None else len(self.user_data.labels)
+
+    @property
+    def holdout_digits(self) -> int:
+        return 0 if self.user_data is None else len(self.user_data.holdout_labels)
+
+    def started_text(self) -> str:
+        weight = 1.0 if self.user_data is None else self.user_data.weight
+        return replies.retrain_started(self.arch, self.epochs, self.train_limit,
+                                       self.user_digits, self.holdout_digits, weight)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate against the current model on MNIST and on held-out user digits."""
+
+    new_mnist: float
+    old_mnist: float | None
+    mnist_tolerance: float  # percentage points
+    new_user: float | None
+    old_user: float | None
+    holdout_count: int
+    user_tolerance: float  # percentage points
+    user_min_holdout: int
+    user_digits: int  # user digits mixed into training
+    user_weight: float
+
+    @property
+    def mnist_ok(self) -> bool:
+        # A tiny epsilon so that "equal within float noise" counts as equal.
+        return (self.old_mnist is None
+                or self.new_mnist >= self.old_mnist - self.mnist_tolerance / 100 - 1e-12)
+
+    @property
+    def user_enforced(self) -> bool:
+        return self.holdout_count >= self.user_min_holdout
+
+    @property
+    def user_ok(self) -> bool:
+        if not self.user_enforced or self.old_user is None:
+            return True
+        if self.new_user is None:  # the candidate was not measured: do not take the risk
+            return False
+        return self.new_user >= self.old_user - self.user_tolerance / 100 - 1e-12
+
+    @property
+    def promote(self) -> bool:
+        return self.mnist_ok and self.user_ok
 
 
 @dataclass
@@ -76,11 +148,10 @@ class RetrainJob:
     def progress_text(self) -> str:
         """What the status message says now (also shown to a second /retrain)."""
         if self.last_report is None:
-            return (replies.retrain_started(self.request.arch, self.request.epochs,
-                                            self.request.train_limit)
+            return (self.request.started_text()
                     + f"\n(running for {replies.duration(time.monotonic() - self.started)})")
         return replies.retrain_progress(self.request.arch, self.last_report,
-                                        self.request.train_limit)
+                                        self.request.train_limit, self.request.user_digits)
 
 
 class TrainingFailed(Exception):
@@ -110,18 +181,46 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
     with contextlib.suppress(OSError):
         os.nice(10)  # training yields the CPU to the bot's inference threads
     try:
-        from core.train import train_candidate
+        from core.train import ExtraSamples, train_candidate
 
+        user = request.user_data
+        extra = None if user is None else ExtraSamples(
+            images=user.images, labels=user.labels, weight=user.weight,
+            holdout_images=user.holdout_images, holdout_labels=user.holdout_labels,
+        )
         staging = train_candidate(
             mnist_path=request.mnist_path, model_dir=Path(request.model_dir), arch=request.arch,
             epochs=request.epochs, seed=request.seed, train_limit=request.train_limit,
-            progress=lambda report: messages.put(("epoch", report)),
+            extra_samples=extra, progress=lambda report: messages.put(("epoch", report)),
             command=request.command, verbose=0,
         )
     except BaseException as error:  # report everything, including KeyboardInterrupt
         messages.put(("error", f"{type(error).__name__}: {error}"))
         raise SystemExit(1) from None
     messages.put(("done", str(staging)))
+
+
+def collect_user_data(state: BotState) -> UserData | None:
+    """The confirmed user digits to train with and to measure on (None: no store, no digits)."""
+    store = state.feedback
+    if store is None:
+        return None
+    train = store.training_samples()
+    holdout = store.holdout_samples()
+    if len(train.y) == 0 and len(holdout.y) == 0:
+        return None
+    return UserData(images=train.x, labels=train.y, holdout_images=holdout.x,
+                    holdout_labels=holdout.y, weight=state.settings.retrain_user_weight)
+
+
+def holdout_accuracy(state: BotState, user_data: UserData | None) -> float | None:
+    """The served model's accuracy on the held-out user digits (None when there are none)."""
+    if user_data is None or len(user_data.holdout_labels) == 0:
+        return None
+    batch = user_data.holdout_images.astype(np.float32) / 255.0
+    probabilities = state.classifier.predict(batch)
+    predicted = np.argmax(probabilities, axis=1)
+    return float(np.mean(predicted == user_data.holdout_labels.astype(np.int64)))
 
 
 def _staging_names(model_dir: Path) -> set[str]:
@@ -146,15 +245,16 @@ async def start_retrain(
 ) -> RetrainJob:
     """Send the status message, spawn the training process and supervise it in a task."""
     settings = state.settings
-    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", "default"))
+    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", DEFAULT_ARCH))
+    user_data = await asyncio.to_thread(collect_user_data, state)
     request = TrainingRequest(
         mnist_path=None if settings.mnist_path is None else str(settings.mnist_path),
         model_dir=str(settings.model_dir), arch=arch, epochs=epochs,
         train_limit=settings.retrain_train_limit, seed=secrets.randbelow(2**31),
-        command=f"/retrain {epochs} (Telegram user {user_id})",
+        command=f"/retrain {epochs} (Telegram user {user_id})", user_data=user_data,
     )
     status = await bot.send_message(
-        chat_id, replies.retrain_started(arch, epochs, request.train_limit),
+        chat_id, request.started_text(),
         reply_parameters=ReplyParameters(command_message_id, allow_sending_without_reply=True),
     )
     context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked
@@ -170,7 +270,8 @@ async def start_retrain(
     except BaseException:
         state.retrain = None
         raise
-    logger.info("retrain started: %s, %d epochs, pid %s", arch, epochs, process.pid)
+    logger.info("retrain started: %s, %d epochs, %d user digits (+%d held out), pid %s", arch,
+                epochs, request.user_digits, request.holdout_digits, process.pid)
     job.task = asyncio.create_task(supervise(state, bot, job), name="digitbot-retrain")
     return job
 
@@ -183,7 +284,7 @@ async def supervise(state: BotState, bot: Bot, job: RetrainJob) -> None:
     """
     try:
         staging = Path(await _follow(bot, job))
-        text = await _decide(state, staging)
+        text = await _decide(state, staging, job.request)
     except TrainingFailed as failure:
         logger.warning("retrain failed: %s", failure)
         text = replies.retrain_failed(str(failure))
@@ -226,29 +327,36 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
             raise TrainingFailed(f"unexpected message from the training process: {kind!r}")
 
 
-async def _decide(state: BotState, staging: Path) -> str:
+async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> str:
     """Promote the candidate if it is good enough (then reload), else discard it; -> reply."""
     settings = state.settings
     try:
         candidate = registry.read_metadata(staging.parent, staging.name)
         new_accuracy = float(candidate["test_accuracy"])
+        new_user = candidate.get("user_accuracy")
+        new_user = None if new_user is None else float(new_user)
     except (registry.RegistryError, KeyError, TypeError, ValueError):
         registry.discard(staging)
         raise
     current = state.classifier.metadata.get("test_accuracy")
-    old_accuracy = None if current is None else float(current)
-    tolerance = settings.retrain_tolerance
-    # A tiny epsilon so that "equal within float noise" counts as equal.
-    if old_accuracy is not None and new_accuracy < old_accuracy - tolerance / 100 - 1e-12:
+    loop = asyncio.get_running_loop()
+    old_user = await loop.run_in_executor(state.executor, holdout_accuracy, state,
+                                          request.user_data)
+    comparison = Comparison(
+        new_mnist=new_accuracy, old_mnist=None if current is None else float(current),
+        mnist_tolerance=settings.retrain_tolerance, new_user=new_user, old_user=old_user,
+        holdout_count=request.holdout_digits, user_tolerance=settings.retrain_user_tolerance,
+        user_min_holdout=settings.retrain_user_min_holdout, user_digits=request.user_digits,
+        user_weight=1.0 if request.user_data is None else request.user_data.weight,
+    )
+    if not comparison.promote:
         registry.discard(staging)
-        logger.info("retrain rejected: %.4f < %.4f - %g points", new_accuracy, old_accuracy,
-                    tolerance)
-        return replies.retrain_rejected(new_accuracy, old_accuracy, tolerance)
+        logger.info("retrain rejected: %s", comparison)
+        return replies.retrain_rejected(comparison)
     version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
     served = await asyncio.to_thread(state.classifier.reload)
-    logger.info("retrain promoted %s (test accuracy %.4f, previous %s); serving %s",
-                version, new_accuracy, old_accuracy, served)
-    return replies.retrain_promoted(version, new_accuracy, old_accuracy, tolerance)
+    logger.info("retrain promoted %s (%s); serving %s", version, comparison, served)
+    return replies.retrain_promoted(version, comparison)
 
 
 async def _finish(state: BotState, job: RetrainJob) -> None:

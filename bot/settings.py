@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         None, description="architecture /retrain trains; default: the served model's")
     retrain_train_limit: int | None = Field(
         None, ge=10, description="/retrain uses only the first N training images (small servers)")
+    retrain_user_weight: float = Field(
+        3.0, gt=0.0, description="training weight of a confirmed user digit (an MNIST image is 1)")
+    retrain_user_tolerance: float = Field(
+        2.0, ge=0.0, description="percentage points the candidate's accuracy on the held-out "
+                                 "user photos may be below the current model's")
+    retrain_user_min_holdout: int = Field(
+        20, ge=1, description="held-out user digits needed before the user-photo rule can "
+                              "block a promotion (fewer: reported, not enforced)")
 
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"

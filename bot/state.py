@@ -1,7 +1,8 @@
 """The bot's runtime state, kept in `application.bot_data` (never in module globals).
 
 One `BotState` per Application: the settings, the served classifier, the inference thread pool,
-counters for /stats, the per-user flood gate and the running /retrain job, if any.
+counters for /stats, the per-user flood gate, the feedback store (opened in post_init) and the
+running /retrain job, if any.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.settings import Settings
 from core.serving import Classifier
 
 if TYPE_CHECKING:
+    from bot.feedback import FeedbackStore
     from bot.retrain import RetrainJob
 
 STATE_KEY = "digitbot"
@@ -89,6 +91,9 @@ class BotState:
     total_model_seconds: float = 0.0  # preprocessing + inference only
     retrain: RetrainJob | None = None
     retrain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    feedback: FeedbackStore | None = None  # opened by post_init, closed by post_shutdown
+    # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
+    pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
 
     def record_prediction(self, answer_seconds: float, model_seconds: float) -> None:
         self.predictions_served += 1

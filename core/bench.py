@@ -26,13 +26,16 @@ from core.data import Mnist
 
 # Run in a fresh interpreter: what a serving process costs from nothing to its first answer.
 _SERVING_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter()
 from core.serving import Classifier
 classifier = Classifier(sys.argv[1], backend=sys.argv[2])
 result = classifier.classify(open(sys.argv[3], "rb").read())
 seconds = time.perf_counter() - started
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM (peak RSS of this process image); getrusage's maxrss would include the parent's, since
+# Linux keeps it across fork + exec.
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+rss_mb = int(status.split()[0]) / 1024
 print(json.dumps({"seconds": seconds, "max_rss_mb": rss_mb, "digit": result.number,
                   "tensorflow_imported": "tensorflow" in sys.modules}))
 """
@@ -196,6 +199,7 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
     classifier = Classifier(model_dir)
     correct = dict.fromkeys(CONDITIONS, 0)
     found = dict.fromkeys(CONDITIONS, 0)
+    several = 0  # single-digit photos read as more than one digit
     total = dict.fromkeys(CONDITIONS, 0)
     timings = []
     for condition, label, jpeg in benchmark_photos(mnist.x_test, mnist.y_test,
@@ -205,6 +209,7 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
         timings.append(time.perf_counter() - started)
         total[condition] += 1
         found[condition] += bool(answer.digits)
+        several += len(answer.digits) > 1
         correct[condition] += answer.number == str(label)
     rows = [
         (condition, str(total[condition]), f"{found[condition] / total[condition]:.1%}",
@@ -223,10 +228,14 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
     print_line(f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
                f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo")
     print_line(format_table(("condition", "photos", "digit found", "correct"), rows))
+    singles = sum(total.values())
+    print_line(f"single-digit photos read as several digits: {several}/{singles} "
+               f"({several / singles:.1%})")
     print_line(f"multi-digit numbers read exactly: {numbers_correct}/{numbers_total} "
                f"({numbers_correct / numbers_total:.1%})")
     return {
         "overall": overall,
         "per_condition": {c: correct[c] / total[c] for c in CONDITIONS},
         "numbers": numbers_correct / numbers_total,
+        "several_digits": several / singles,
     }

@@ -26,6 +26,7 @@ from telegram.ext import ExtBot
 
 from bot.emulator import BotApiEmulator
 from core import registry
+from core.train import RECIPES
 from tests.bot.conftest import (
     ADMIN_ID,
     BOT_USERNAME,
@@ -136,7 +137,8 @@ async def test_start_help_and_commands_menu(start_bot: Any, emulator: BotApiEmul
     commands = calls_named(emulator, "setMyCommands")
     everyone = [c for c in commands if "scope" not in c or c["scope"]["type"] == "default"]
     admins = [c for c in commands if c.get("scope", {}).get("type") == "chat"]
-    assert [c["command"] for c in everyone[0]["commands"]] == ["start", "help", "predict"]
+    assert [c["command"] for c in everyone[0]["commands"]] == ["start", "help", "predict",
+                                                               "debug", "forget"]
     assert admins[0]["scope"]["chat_id"] == ADMIN_ID
     assert {"stats", "retrain"} <= {c["command"] for c in admins[0]["commands"]}
     assert bot.settings.heartbeat_file.is_file()
@@ -374,6 +376,10 @@ async def test_admin_stats_shows_the_model_and_counters_with_two_images(
     assert f"{metadata['params']:,} parameters" in text
     assert "Per digit: 0: " in text and " 9: " in text
     assert "Predictions served: 1," in text and "average time to answer" in text
+    # /retrain's shorter recipe is spelled out (these tests retrain 1 epoch on 2000 images).
+    arch = bot.state.settings.retrain_arch or metadata["arch"]
+    assert (f"/retrain trains {arch} with the same recipe on the first 2,000 MNIST images: "
+            f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs})") in text
     assert bot.state.predictions_served == 1
     images = await emulator.wait_for(lambda m: m["chat"]["id"] == GROUP_ID and "photo" in m)
     assert len(images) == 2

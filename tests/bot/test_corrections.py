@@ -1,0 +1,548 @@
+"""Corrections from users, end to end: buttons, typed numbers, /forget, /stats, restarts, /retrain.
+
+The real bot polls the Bot API emulator; users press buttons with `emulator.press_button` and the
+tests read what the bot answered (answerCallbackQuery), how it edited its answer, and what the
+feedback store holds. The store is an SQLite file in tmp_path; the restart test also runs on the
+PostgreSQL server named by TEST_DATABASE_URL (failing under CI=true without it, else skipped).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
+
+from bot import replies
+from bot.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
+from bot.emulator import BotApiEmulator
+from bot.feedback import FeedbackStore, normalize_url
+from bot.retrain import Comparison
+from core import registry
+from tests.bot.conftest import ADMIN_ID, BOT_USERNAME, GROUP_ID, OTHER_USER_ID, TOKEN, USER_ID
+from tests.bot.test_feedback import postgres_base_url
+from tests.conftest import digit_photo
+
+RETRAIN_TIMEOUT = 120.0  # one spawned 1-epoch training on a busy 2-core machine
+NAMES = ("Ada", "Bob", "Cy", "ada", "bob", "cy")  # the test users' names: never in a group edit
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def keyboard(message: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """The inline keyboard as rows of (text, callback_data)."""
+    rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+    return [[(button["text"], button["callback_data"]) for button in row] for row in rows]
+
+
+def data_of(message: dict[str, Any], text: str) -> str:
+    """The callback data of the button labelled `text`."""
+    for row in keyboard(message):
+        for label, data in row:
+            if label == text:
+                return data
+    raise AssertionError(f"no button {text!r} in {keyboard(message)}")
+
+
+def current(emulator: BotApiEmulator, chat_id: int, message_id: int) -> dict[str, Any]:
+    return next(m for m in emulator.messages(chat_id) if m["message_id"] == message_id)
+
+
+async def edited(emulator: BotApiEmulator, message: dict[str, Any], check: Any,
+                 timeout: float = 10.0) -> dict[str, Any]:
+    """Wait until the bot's message satisfies `check` (after an edit); return it."""
+    chat_id, message_id = message["chat"]["id"], message["message_id"]
+    found = await emulator.wait_for(
+        lambda m: m["chat"]["id"] == chat_id and m["message_id"] == message_id and check(m),
+        timeout=timeout)
+    return found[0]
+
+
+async def press(emulator: BotApiEmulator, message: dict[str, Any], user_id: int,
+                data: str) -> dict[str, Any]:
+    """Press a button and return the bot's answerCallbackQuery parameters."""
+    query = emulator.press_button(message["chat"]["id"], message["message_id"], user_id, data)
+    return await emulator.wait_for_callback_answer(query["id"])
+
+
+def sample_id_of(message: dict[str, Any]) -> int:
+    action = parse_callback_data(data_of(message, replies.BUTTON_RIGHT))
+    assert action is not None
+    return action.sample_id
+
+
+def number_photo(digits: list[np.ndarray], scale: int = 140, gap: int = 60) -> bytes:
+    """Several MNIST digits side by side on a page: a number."""
+    page = Image.new("L", (len(digits) * (scale + gap) + gap, scale + 160), 255)
+    for index, digit in enumerate(digits):
+        ink = Image.fromarray(255 - digit).resize((scale, scale), Image.Resampling.BICUBIC)
+        page.paste(ink, (gap + index * (scale + gap), 80))
+    buffer = io.BytesIO()
+    page.convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def bot_api(emulator: BotApiEmulator, method: str, **params: Any) -> dict[str, Any]:
+    """Call the emulator as the bot would (to leave a message the running bot did not make)."""
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{emulator.url}/bot{TOKEN}/{method}", json=params) as response:
+        body = await response.json()
+    assert body["ok"], body
+    return body["result"]
+
+
+async def stop(bot: Any) -> None:
+    """Stop a running bot the way run_polling does on Ctrl-C (the store is closed last)."""
+    application = bot.application
+    await application.updater.stop()
+    await application.stop()
+    await application.post_stop(application)
+    await application.shutdown()
+    await application.post_shutdown(application)
+
+
+def other_digit(digit: str) -> str:
+    return str((int(digit) + 1) % 10)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store: an SQLite file, or a fresh schema on the PostgreSQL test server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restart.sqlite3'}"
+        return
+    base = normalize_url(postgres_base_url())
+    schema = f"test_corrections_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(CreateSchema(schema))
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.begin() as connection:
+            connection.execute(DropSchema(schema, cascade=True))
+    finally:
+        admin.dispose()
+
+
+# --- pure parts --------------------------------------------------------------------------------
+
+def test_callback_data_round_trips_and_fits_64_bytes() -> None:
+    biggest = 2**63 - 1  # the largest BIGINT sample id
+    longest = "9" * 12
+    for kind, fields in [("ok", {}), ("no", {}), ("back", {}), ("d", {"number": "7"}),
+                         ("e", {"number": longest}), ("n", {"number": longest}),
+                         ("p", {"number": longest, "position": 11})]:
+        data = callback_data(biggest, kind, **fields)
+        assert len(data.encode()) <= MAX_CALLBACK_BYTES
+        action = parse_callback_data(data)
+        assert action is not None and action.sample_id == biggest and action.kind == kind
+        assert action.number == fields.get("number") and action.position == fields.get("position")
+    for garbage in ["", "fb", "fb:0:ok", "fb:12:maybe", "fb:12:d:77", "fb:12:p:3:123",
+                    "fb:12:e:1234567890123", "fb:-1:ok", "xx:12:ok", "fb:12:ok:extra"]:
+        assert parse_callback_data(garbage) is None, garbage
+    with pytest.raises(ValueError, match="cannot encode"):
+        callback_data(5, "p", number="12", position=2)
+
+
+def test_footers_replace_each_other_and_never_touch_the_answer() -> None:
+    answer = "<b>7</b>\n7: 99.0 %  1: 0.5 %  2: 0.1 %"
+    asked = replies.with_footer(answer, replies.digit_question())
+    assert asked.startswith(answer + "\n\n")
+    done = replies.with_footer(asked, replies.confirmed_footer("7", "1"))
+    assert done == answer + "\n\n✏ Corrected: it is <b>1</b>, not 7."
+    assert replies.with_footer(done, None) == answer
+
+
+def comparison(**changes: Any) -> Comparison:
+    fields: dict[str, Any] = {
+        "new_mnist": 0.990, "old_mnist": 0.991, "mnist_tolerance": 0.2, "new_user": 0.80,
+        "old_user": 0.85, "holdout_count": 40, "user_tolerance": 2.0, "user_min_holdout": 20,
+        "user_digits": 160, "user_weight": 3.0,
+    }
+    return Comparison(**{**fields, **changes})
+
+
+def test_promotion_needs_both_mnist_and_user_photo_accuracy_within_tolerance() -> None:
+    assert not comparison().promote  # users' photos: 80 % < 85 % - 2 points
+    assert comparison(new_user=0.83).promote  # exactly at the tolerance
+    assert not comparison(new_user=0.95, new_mnist=0.985).promote  # MNIST dropped 0.6 points
+    assert comparison(holdout_count=19).promote  # too few held-out digits to judge
+    assert comparison(old_user=None, new_user=None, holdout_count=0).promote
+    assert not comparison(new_user=None).promote  # measured old, unmeasured new: no risk
+    assert comparison(old_mnist=None, new_user=0.9).promote  # first model without metadata
+    rejected = replies.retrain_rejected(comparison())
+    assert rejected.startswith("❌ Candidate not promoted: accuracy on users' photos 80.0 % "
+                               "against 85.0 %")
+    assert "MNIST test accuracy: new 99.00 %, current 99.10 % (tolerance 0.2 points)" in rejected
+    promoted = replies.retrain_promoted("v2", comparison(new_user=0.9, holdout_count=5))
+    assert ("Accuracy on users' photos (5 held-out digits): new 90.0 %, previous 85.0 % "
+            "(tolerance 2 points; not enforced below 20 held-out digits") in promoted
+    assert "Trained with 160 confirmed user digits (weight 3)." in promoted
+
+
+# --- private chats -----------------------------------------------------------------------------
+
+async def test_private_wrong_then_the_real_digit_edits_the_answer_and_stores_it(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    predicted = answer["text"].split()[0]
+    assert [[label for label, _ in row] for row in keyboard(answer)] == [
+        [replies.BUTTON_RIGHT, replies.BUTTON_WRONG]]
+    sample_id = sample_id_of(answer)
+    stored = bot.state.feedback.get(sample_id)
+    assert stored.predicted == predicted and stored.confirmed is None
+
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    assert reply["text"] is None  # answered, nothing to say
+    keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
+    assert [label for row in keyboard(keypad)[:2] for label, _ in row] == list("0123456789")
+    assert keypad["text"].endswith(replies.digit_question())
+
+    await press(emulator, keypad, USER_ID, data_of(keypad, replies.BUTTON_BACK))
+    back = await edited(emulator, answer, lambda m: len(keyboard(m)) == 1)
+    assert back["text"] == answer["text"]  # the question is gone again
+
+    await press(emulator, back, USER_ID, data_of(back, replies.BUTTON_WRONG))
+    keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
+    real = other_digit(predicted)
+    reply = await press(emulator, keypad, USER_ID, data_of(keypad, real))
+    assert reply["text"] == replies.thanks(predicted, real)
+    final = await edited(emulator, answer, lambda m: "Corrected" in m["text"])
+    assert final["text"].startswith(answer["text"] + "\n\n")  # the answer itself stays
+    assert final["text"].endswith(f"Corrected: it is {real}, not {predicted}.")
+    assert "reply_markup" not in final
+    assert any(entity["type"] == "bold" for entity in final["entities"])  # HTML kept
+    stored = bot.state.feedback.get(sample_id)
+    assert stored.confirmed == real and stored.correct is False
+    assert stored.model_version == bot.state.classifier.version
+    assert stored.chat_type == "private"
+    training = bot.state.feedback.training_samples(include_holdout=True)
+    assert training.y.tolist() == [int(real)] and training.x.shape == (1, 28, 28)
+
+
+async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    answers = []
+    for index in range(2):
+        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
+        answers.append(await emulator.wait_for_reply(USER_ID, photo["message_id"]))
+    first, second = answers
+    predicted = first["text"].split()[0]
+    reply = await press(emulator, first, USER_ID, data_of(first, replies.BUTTON_RIGHT))
+    assert reply["text"] == f"Thanks! Confirmed: {predicted}."
+    done = await edited(emulator, first, lambda m: "reply_markup" not in m)
+    assert done["text"].endswith(f"✅ Confirmed: it is {predicted}.")
+    stored = bot.state.feedback.get(sample_id_of(first))
+    assert stored.confirmed == predicted and stored.correct is True
+
+    forget = emulator.send_text(USER_ID, USER_ID, "/forget")
+    reply = await emulator.wait_for_reply(USER_ID, forget["message_id"])
+    assert reply["text"].startswith("Done: 2 items deleted")
+    assert bot.state.feedback.get(sample_id_of(first)) is None
+    assert bot.state.feedback.stats().collected == 0
+
+    # The second answer still shows its buttons; they name a sample that is gone.
+    reply = await press(emulator, second, USER_ID, data_of(second, replies.BUTTON_RIGHT))
+    assert reply["text"] == replies.stale_answer()
+    await edited(emulator, second, lambda m: "reply_markup" not in m)
+    again = emulator.send_text(USER_ID, USER_ID, "/forget")
+    reply = await emulator.wait_for_reply(USER_ID, again["message_id"])
+    assert "nothing was deleted" in reply["text"]
+
+
+async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    sample_id = sample_id_of(answer)
+    # A button left by an older bot version, and one whose data names another message's sample.
+    old = await bot_api(emulator, "sendMessage", chat_id=USER_ID, text="old menu", reply_markup={
+        "inline_keyboard": [[{"text": "old", "callback_data": "menu:v1:7"}]]})
+    forged = await bot_api(emulator, "sendMessage", chat_id=USER_ID, text="x", reply_markup={
+        "inline_keyboard": [[{"text": "ok", "callback_data": f"fb:{sample_id}:ok"}]]})
+    reply = await press(emulator, old, USER_ID, "menu:v1:7")
+    assert reply["text"] == replies.unknown_button()
+    reply = await press(emulator, forged, USER_ID, f"fb:{sample_id}:ok")
+    assert reply["text"] == replies.stale_answer()
+    assert bot.state.feedback.get(sample_id).confirmed is None
+    # The real answer still works afterwards.
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+    assert reply["text"].startswith("Thanks!")
+
+
+async def test_a_number_is_corrected_digit_by_digit(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    photo = emulator.send_photo(USER_ID, USER_ID, number_photo(list(mnist.x_test[:3])))
+    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    predicted = answer["text"].split()[0]
+    assert len(predicted) == 3, answer["text"]
+    await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    editor = await edited(emulator, answer, lambda m: replies.number_question() in m["text"])
+    assert [label for label, _ in keyboard(editor)[0]] == list(predicted)
+    assert [label for label, _ in keyboard(editor)[-1]] == [replies.BUTTON_BACK]  # no change yet
+
+    await press(emulator, editor, USER_ID, keyboard(editor)[0][1][1])  # the 2nd digit
+    keypad = await edited(emulator, answer, lambda m: "2nd digit" in m["text"])
+    real_digit = other_digit(predicted[1])
+    await press(emulator, keypad, USER_ID, data_of(keypad, real_digit))
+    real = predicted[0] + real_digit + predicted[2]
+    editor = await edited(emulator, answer, lambda m: replies.number_question() in m["text"]
+                          and len(keyboard(m)[-1]) == 2)
+    assert [label for label, _ in keyboard(editor)[0]] == [predicted[0], f"«{real_digit}»",
+                                                           predicted[2]]
+    reply = await press(emulator, editor, USER_ID, data_of(editor, replies.button_save(real)))
+    assert reply["text"] == replies.thanks(predicted, real)
+    final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
+    assert final["text"].endswith(f"Corrected: it is {real}, not {predicted}.")
+    training = bot.state.feedback.training_samples(include_holdout=True)
+    assert training.y.tolist() == [int(digit) for digit in real]
+
+
+async def test_a_typed_number_corrects_an_answer_and_replies_elsewhere_get_hints(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    photo = emulator.send_photo(USER_ID, USER_ID, number_photo(list(mnist.x_test[3:5])))
+    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    predicted = answer["text"].split()[0]
+    real = other_digit(predicted[0]) + predicted[1:]
+    typed = emulator.send_text(USER_ID, USER_ID, " ".join(real),
+                               reply_to_message_id=answer["message_id"])
+    reply = await emulator.wait_for_reply(USER_ID, typed["message_id"])
+    assert reply["text"] == replies.typed_saved(predicted, real)
+    final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
+    assert final["text"].endswith(f"Corrected: it is {real}, not {predicted}.")
+    assert bot.state.feedback.get(sample_id_of(answer)).confirmed == real
+
+    # A number replied to the bot's other messages, or to one's own, is not a correction.
+    help_message = emulator.send_text(USER_ID, USER_ID, "/help")
+    help_reply = await emulator.wait_for_reply(USER_ID, help_message["message_id"])
+    to_help = emulator.send_text(USER_ID, USER_ID, "5",
+                                 reply_to_message_id=help_reply["message_id"])
+    assert (await emulator.wait_for_reply(USER_ID, to_help["message_id"]))["text"] == (
+        replies.typed_not_an_answer())
+    to_self = emulator.send_text(USER_ID, USER_ID, "5", reply_to_message_id=typed["message_id"])
+    assert (await emulator.wait_for_reply(USER_ID, to_self["message_id"]))["text"] == (
+        replies.private_text_hint())
+    assert bot.state.feedback.stats().confirmed == 1
+
+
+async def test_a_failing_store_never_costs_the_answer(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot()
+
+    def broken(**fields: Any) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bot.state.feedback, "record", broken)
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert answer["text"].split()[0] == str(int(mnist.y_test[0]))
+    assert "reply_markup" not in answer  # no buttons for an answer that was not recorded
+    assert "could not record an answer" in caplog.text and "disk full" in caplog.text
+
+
+async def test_help_says_what_is_kept_and_why(start_bot: Any, emulator: BotApiEmulator) -> None:
+    await start_bot()
+    message = emulator.send_text(USER_ID, USER_ID, "/help")
+    text = (await emulator.wait_for_reply(USER_ID, message["message_id"]))["text"]
+    assert "28x28 digit crops" in text and "never your photo" in text
+    assert "salted hash of your user id" in text and "/forget" in text
+    assert "retrain" in text  # why it is kept
+
+
+# --- groups ------------------------------------------------------------------------------------
+
+async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobody_named(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+) -> None:
+    bot = await start_bot()
+    photo = emulator.send_photo(GROUP_ID, USER_ID, digit_photo(mnist.x_test[1]),
+                                caption=f"@{BOT_USERNAME}")
+    answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
+    predicted = answer["text"].split()[0]
+    # Someone other than the photo's author opens the keypad.
+    reply = await press(emulator, answer, OTHER_USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    assert reply["text"] is None
+    keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
+    # Two people tap a digit before the bot has updated the message: both taps reach it.
+    first_choice, second_choice = other_digit(predicted), other_digit(other_digit(predicted))
+    queries = [
+        emulator.press_button(GROUP_ID, keypad["message_id"], OTHER_USER_ID,
+                              data_of(keypad, first_choice)),
+        emulator.press_button(GROUP_ID, keypad["message_id"], ADMIN_ID,
+                              data_of(keypad, second_choice)),
+    ]
+    answers = [(await emulator.wait_for_callback_answer(query["id"]))["text"]
+               for query in queries]
+    stored = bot.state.feedback.get(sample_id_of(answer))
+    assert stored.confirmed in (first_choice, second_choice)
+    assert sorted(answers) == sorted([replies.thanks(predicted, stored.confirmed),
+                                      replies.already_confirmed(stored.confirmed)])
+    final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
+    assert final["text"].endswith(f"Corrected: it is {stored.confirmed}, not {predicted}.")
+    assert not any(name in final["text"] for name in NAMES)
+    # A later typed correction is acknowledged, not stored.
+    late = emulator.send_text(GROUP_ID, USER_ID, predicted,
+                              reply_to_message_id=answer["message_id"])
+    reply = await emulator.wait_for_reply(GROUP_ID, late["message_id"])
+    assert reply["text"] == replies.already_confirmed(stored.confirmed)
+    assert bot.state.feedback.get(sample_id_of(answer)).confirmed == stored.confirmed
+    assert stored.chat_type == "supergroup"  # the emulator's groups are supergroups
+
+    # The right button in a group, pressed by a third person.
+    photo = emulator.send_photo(GROUP_ID, OTHER_USER_ID, digit_photo(mnist.x_test[2]),
+                                caption="/predict")
+    answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+    assert reply["text"].startswith("Thanks! Confirmed")
+    final = await edited(emulator, answer, lambda m: "Confirmed" in m["text"])
+    assert not any(name in final["text"] for name in NAMES)
+
+
+# --- durability, figures -----------------------------------------------------------------------
+
+async def test_samples_and_buttons_survive_a_restart(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, database_url: str,
+) -> None:
+    first = await start_bot(database_url=database_url)
+    answers = []
+    for index in range(2):
+        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
+        answers.append(await emulator.wait_for_reply(USER_ID, photo["message_id"]))
+    predicted = answers[0]["text"].split()[0]
+    real = other_digit(predicted)
+    await press(emulator, answers[0], USER_ID, data_of(answers[0], replies.BUTTON_WRONG))
+    keypad = await edited(emulator, answers[0], lambda m: len(keyboard(m)) == 3)
+    await press(emulator, keypad, USER_ID, data_of(keypad, real))
+    await edited(emulator, answers[0], lambda m: "reply_markup" not in m)
+    await stop(first)
+    assert first.state.feedback is None  # closed on shutdown
+
+    second = await start_bot(database_url=database_url)
+    assert second.state.feedback.stats().confirmed == 1
+    # A button sent by the previous process still works.
+    reply = await press(emulator, answers[1], USER_ID, data_of(answers[1], replies.BUTTON_RIGHT))
+    assert reply["text"].startswith("Thanks! Confirmed")
+    stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
+    text = (await emulator.wait_for_reply(ADMIN_ID, stats["message_id"]))["text"]
+    assert "Corrections from users" in text
+    assert "Answers recorded: 2; confirmed: 2 (1 right, 1 wrong)" in text
+    version = second.state.classifier.version
+    assert f"Live accuracy of {version}: 50.0 % on 2 confirmed answers" in text
+    assert f"Mistakes users corrected: {real} read as {predicted} ×1" in text
+
+
+# --- /retrain ----------------------------------------------------------------------------------
+
+async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+) -> None:
+    bot = await start_bot(retrain_tolerance=100.0, retrain_user_tolerance=100.0,
+                          feedback_holdout_fraction=0.5)
+    for index in range(12):
+        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
+        answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+        label = str(int(mnist.y_test[index]))
+        if answer["text"].split()[0] == label:
+            await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+        else:
+            await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+            keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
+            await press(emulator, keypad, USER_ID, data_of(keypad, label))
+    store = bot.state.feedback
+    training, holdout = store.training_samples(), store.holdout_samples()
+    assert len(training.y) + len(holdout.y) == 12
+    assert len(training.y) > 0 and len(holdout.y) > 0, "the split should give both parts"
+
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
+    status = await emulator.wait_for_reply(ADMIN_ID, command["message_id"])
+    assert f"+ {len(training.y)} confirmed user digit" in status["text"]
+    assert f"{len(holdout.y)} more user digit" in status["text"]
+    result = await emulator.wait_for(
+        lambda m: m.get("reply_to_message", {}).get("message_id") == command["message_id"]
+        and "now serving" in m.get("text", ""), timeout=RETRAIN_TIMEOUT)
+    text = result[0]["text"]
+    metadata = registry.read_metadata(model_dir)
+    assert metadata["user_samples"] == len(training.y)
+    assert metadata["user_holdout_count"] == len(holdout.y)
+    assert f"MNIST test accuracy: new {metadata['test_accuracy'] * 100:.2f} %, previous " in text
+    assert (f"Accuracy on users' photos ({len(holdout.y)} held-out digit"
+            f"{'' if len(holdout.y) == 1 else 's'}): new {metadata['user_accuracy'] * 100:.1f} %,"
+            " previous ") in text
+    assert "previous unknown" not in text
+    assert f"Trained with {len(training.y)} confirmed user digit" in text
+    assert bot.state.classifier.version == metadata["version"]
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    version = registry.current_version(model_dir)
+    crops = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    with FeedbackStore(url, "cli-salt") as store:
+        for predicted, crop_slice, confirmed in (("7", crops[:1], "1"), ("42", crops[1:], None)):
+            sample_id = store.record(crops=crop_slice, predicted=predicted,
+                                     confidences=[0.9] * len(predicted), model_version=version,
+                                     chat_type="private", chat_id=5, user_id=5)
+            store.confirm(user_id=5, sample_id=sample_id, confirmed=confirmed)
+        store.record(crops=crops[:1], predicted="3", confidences=[0.5], model_version="old",
+                     chat_type="group", chat_id=-6, user_id=6)
+        expected = replies.feedback_stats(store.stats(), store.stats(model_version=version),
+                                          version, html_format=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("FEEDBACK_SALT", "cli-salt")
+    assert main(["feedback", "stats", "--model-dir", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == expected
+    assert "Answers recorded: 3; confirmed: 2 (1 right, 1 wrong)" in printed
+    assert f"Live accuracy of {version}: 50.0 % on 2 confirmed answers" in printed
+    assert "Mistakes users corrected: 1 read as 7 ×1" in printed
+    assert "<b>" not in printed
+
+    target = tmp_path / "out" / "user_digits.npz"
+    assert main(["feedback", "export", str(target), "--database-url", url]) == 0
+    written = re.search(r"(\d+) training and (\d+) test digits", capsys.readouterr().out)
+    assert written is not None and int(written[1]) + int(written[2]) == 3
+    with np.load(target) as exported:
+        assert sorted(exported.files) == ["x_test", "x_train", "y_test", "y_train"]
+        total = len(exported["y_train"]) + len(exported["y_test"])
+        assert total == 3 and exported["x_train"].dtype == np.uint8
+        assert sorted(exported["y_train"].tolist() + exported["y_test"].tolist()) == [1, 2, 4]
+
+
+async def test_stats_without_any_feedback_says_so(
+    start_bot: Any, emulator: BotApiEmulator,
+) -> None:
+    bot = await start_bot()
+    stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
+    text = (await emulator.wait_for_reply(ADMIN_ID, stats["message_id"]))["text"]
+    assert "Answers recorded: 0; confirmed: 0 (0 right, 0 wrong)" in text
+    assert f"Live accuracy of {bot.state.classifier.version}: no confirmed answers yet" in text

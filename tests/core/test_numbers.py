@@ -1,0 +1,118 @@
+"""Several digits in one photo: generated phone photos of numbers written with MNIST test digits
+(spaced and touching) are read left to right, and `digitbot predict --json` reports them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import main
+from core.photos import render_number, render_photo
+from core.serving import Classifier
+from tests.conftest import ROOT
+
+CONDITIONS = ("clean", "blue_ink", "paper_tint", "grid_paper", "ruled_paper", "shadow",
+              "light_gradient", "thick_marker", "rotation", "noise")
+SIZE = (800, 600)  # one of Telegram's photo sizes; smaller frames render faster
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier(ROOT / "models")
+
+
+def numbers(mnist, seed: int, *, touching: bool, lengths: tuple[int, ...]) -> list[
+    tuple[str, bytes]
+]:
+    """(label, jpeg) for one number per condition, digits drawn from the MNIST test split."""
+    rng = np.random.default_rng(seed)
+    photos = []
+    for condition, length in zip(CONDITIONS, lengths, strict=True):
+        indices = rng.integers(0, len(mnist.x_test), size=length)
+        label = "".join(str(int(mnist.y_test[index])) for index in indices)
+        jpeg = render_number([mnist.x_test[index] for index in indices], condition, rng,
+                             touching=touching, size=SIZE)
+        photos.append((label, jpeg))
+    return photos
+
+
+def test_spaced_numbers_are_read_left_to_right(classifier: Classifier, mnist) -> None:
+    photos = numbers(mnist, 7, touching=False, lengths=(4, 2, 2, 2, 2, 3, 3, 2, 3, 3))
+    answers = [(label, classifier.classify(jpeg).number) for label, jpeg in photos]
+    right = sum(label == number for label, number in answers)
+    # Measured 10 of 10 (and 9 of 10 with seed 6); one misread digit is the model's share.
+    assert right >= 9, answers
+
+
+def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
+    """Two MNIST digits written so close that their ink boxes overlap by one MNIST pixel (about
+    half a stroke): where their strokes meet they touch. Dark ink on a white page, JPEG."""
+    def ink_columns(digit: np.ndarray) -> np.ndarray:
+        return digit[:, np.flatnonzero(digit.max(axis=0) > 60)]
+
+    left, right = ink_columns(first), ink_columns(second)
+    canvas = np.zeros((28, left.shape[1] + right.shape[1] + 7), np.uint8)
+    canvas[:, 4 : 4 + left.shape[1]] = left
+    start = 3 + left.shape[1]
+    window = canvas[:, start : start + right.shape[1]]
+    np.maximum(window, right, out=window)
+    ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168),
+                                               Image.Resampling.BICUBIC)
+    page = Image.new("L", (640, 480), 255)
+    page.paste(ink, (80, 150))
+    buffer = io.BytesIO()
+    page.convert("RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_slightly_touching_digits_are_split(classifier: Classifier, mnist) -> None:
+    answers = []
+    for index in range(0, 40, 2):
+        label = f"{mnist.y_test[index]}{mnist.y_test[index + 1]}"
+        jpeg = touching_pair(mnist.x_test[index], mnist.x_test[index + 1])
+        answers.append((label, classifier.classify(jpeg).number))
+    # Measured 8 of 20 read exactly (9 as two digits). Cuts are made only at a neck thinner than
+    # a stroke that leaves two tall parts, so that a single wide 0 is never cut; pairs touching
+    # along a stroke stay one digit. Without cutting none of these is read.
+    assert sum(label == number for label, number in answers) >= 6, answers
+
+
+def test_touching_numbers_from_the_generator(classifier: Classifier, mnist) -> None:
+    photos = numbers(mnist, 6, touching=True, lengths=(2, 3, 4, 2, 3, 4, 2, 3, 4, 5))
+    answers = [(label, classifier.classify(jpeg).number) for label, jpeg in photos]
+    # The generator's touching digits overlap by 10-50 % of a stroke and often interlock; the
+    # model-free cuts read few of them exactly (measured 1 of 10), but most come out as
+    # several digits (measured 7 of 10), not as one blob.
+    assert sum(label == number for label, number in answers) >= 1, answers
+    assert sum(len(number) >= 2 for _, number in answers) >= 5, answers
+
+
+def test_predict_json_has_digits_and_number(
+    tmp_path: Path, mnist, capsys: pytest.CaptureFixture
+) -> None:
+    label, jpeg = numbers(mnist, 7, touching=False, lengths=(4, 2, 2, 2, 2, 3, 3, 2, 3, 3))[0]
+    number_path = tmp_path / "number.jpg"
+    number_path.write_bytes(jpeg)
+    single_path = tmp_path / "single.jpg"
+    single_path.write_bytes(render_photo(mnist.x_test[0], "clean", np.random.default_rng(1),
+                                         size=SIZE))
+    arguments = ["predict", "--json", "--model-dir", str(ROOT / "models")]
+    assert main([*arguments, str(number_path), str(single_path)]) == 0
+    number, single = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+
+    assert number["number"] == label and number["digit"] is None
+    assert [digit["digit"] for digit in number["digits"]] == [int(d) for d in label]
+    lefts = [digit["box"][0] for digit in number["digits"]]
+    assert lefts == sorted(lefts), "digits are reported left to right"
+    for digit in number["digits"]:
+        probabilities = [probability for _, probability in digit["top3"]]
+        assert len(digit["top3"]) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert digit["top3"][0][0] == digit["digit"]
+
+    assert single["digit"] == int(mnist.y_test[0]) and "number" not in single
+    assert len(single["top3"]) == 3 and len(single["digits"]) == 1
