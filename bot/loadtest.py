@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,9 +162,13 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
                               max_messages_per_chat=spec.photos * 2 + 1000,
                               max_calls=spec.photos * 10 + 1000)
     await emulator.start(host="127.0.0.1", port=0)
+    scratch = tempfile.TemporaryDirectory(prefix="digitbot-load-")
     overrides: dict[str, Any] = {
         "telegram_bot_token": SecretStr(TOKEN), "telegram_api_url": emulator.url,
         "admin_user_ids": [], "heartbeat_file": None, "group_mode": "mention",
+        # Answers are recorded as in production, but in a throwaway feedback store.
+        "database_url": f"sqlite:///{Path(scratch.name) / 'feedback.sqlite3'}",
+        "feedback_salt": SecretStr(secrets.token_hex(16)),
     }
     if spec.rate_limits_off:
         overrides |= {"rate_limit_overall": 0, "rate_limit_group_per_minute": 0}
@@ -191,6 +197,7 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
             await application.post_shutdown(application)
     finally:
         await emulator.stop()
+        scratch.cleanup()
     return report
 
 
