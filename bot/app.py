@@ -22,7 +22,6 @@ from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -34,17 +33,24 @@ from telegram.ext import (
 )
 
 from bot import corrections, handlers
+from bot.aiohttp_request import AiohttpRequest
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
+from bot.network import RetryingRateLimiter
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
+from bot.updates import ImageSlotProcessor
 from core.serving import Classifier
 
 logger = logging.getLogger(__name__)
 
-# Updates handled at the same time: enough to keep both inference threads and the network busy,
-# bounded so that a burst of 20 MB documents cannot exhaust memory.
-CONCURRENT_UPDATES = 32
+# Image updates handled at the same time: enough to keep both inference threads and the network
+# busy, bounded so that a burst of 20 MB documents cannot exhaust memory. Other updates (commands,
+# buttons) do not wait for these slots (bot/updates.py).
+CONCURRENT_IMAGES = 32
+# How long a request may wait for a free connection of the pool (PTB's default, 1 s, turns a
+# burst into "Pool timeout" errors once the pool is smaller than the number of requests at once).
+POOL_TIMEOUT = 30.0
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
 
@@ -73,15 +79,30 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
                        settings.feedback_salt.get_secret_value()])
     if classifier is None:
         classifier = Classifier(settings.model_dir)
-    application = (
+    builder = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
-        .concurrent_updates(CONCURRENT_UPDATES)
+        .concurrent_updates(ImageSlotProcessor(CONCURRENT_IMAGES))
+    )
+    if settings.bot_api_client == "aiohttp":
+        builder = (builder
+                   .request(AiohttpRequest(settings.bot_api_connections,
+                                           pool_timeout=POOL_TIMEOUT))
+                   .get_updates_request(AiohttpRequest(1, pool_timeout=POOL_TIMEOUT)))
+    else:  # PTB's own httpx backend
+        builder = (builder.connection_pool_size(settings.bot_api_connections)
+                   .pool_timeout(POOL_TIMEOUT))
+    application = (
+        builder
         .defaults(Defaults(parse_mode=ParseMode.HTML,
                            link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(RetryingRateLimiter(
+            retries=settings.bot_api_retries,
+            overall_max_rate=settings.rate_limit_overall,
+            group_max_rate=settings.rate_limit_group_per_minute,
+            max_retries=RATE_LIMIT_RETRIES))
         .post_init(on_post_init)
         .post_stop(on_post_stop)
         .post_shutdown(on_post_shutdown)
@@ -217,9 +238,10 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string is logging's problem, not ours
             return True
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        # Always freeze the rendered text: the arguments may be objects that change after the
+        # call (PTB logs getFile's result dict, then writes the token-bearing download URL into
+        # it), and a handler that formats later (a queue, pytest, an error tracker) would see that.
+        record.msg, record.args = self.redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

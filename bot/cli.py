@@ -85,11 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
     predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
     bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
-    bench.add_argument("--count", type=int, default=200, help="photos to time")
+    bench.add_argument("--count", type=int,
+                       help="photos to time (default 200; with --load, photos sent: 500)")
     bench.add_argument("--photos", action="store_true",
                        help="accuracy on synthetic phone photos, per condition, instead")
     bench.add_argument("--per-condition", type=int, default=100)
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--load", action="store_true",
+                       help="instead: the real bot against the local emulator, --count photos "
+                            "from --users users in --chats chats at once")
+    bench.add_argument("--users", type=int, default=50, help="with --load (default 50)")
+    bench.add_argument("--chats", type=int, default=5,
+                       help="with --load (default 5: 2 private chats, the rest groups)")
 
     run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
     run.add_argument("--webhook", action="store_true",
@@ -129,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
-    """Print the serving benchmark table, or with --photos the photo accuracy table."""
+    """Print the serving benchmark table, with --photos the photo accuracy table, with --load
+    the bot's burst numbers (exit 1 if a photo was lost or answered twice)."""
+    if arguments.load:
+        from bot.loadtest import LoadSpec, run_load_command
+
+        spec = LoadSpec(photos=arguments.count or 500, users=arguments.users,
+                        chats=arguments.chats, private_chats=min(2, arguments.chats - 1))
+        return run_load_command(settings, arguments.mnist_path, spec)
     from core.bench import serving_benchmark
     from core.data import load_mnist
 
@@ -140,7 +154,7 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
         photo_benchmark(arguments.model_dir, mnist, per_condition=arguments.per_condition,
                         seed=arguments.seed)
     else:
-        serving_benchmark(arguments.model_dir, mnist, photos=arguments.count)
+        serving_benchmark(arguments.model_dir, mnist, photos=arguments.count or 200)
     return 0
 
 

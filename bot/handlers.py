@@ -46,6 +46,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot import corrections, replies
+from bot.network import with_retries
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
@@ -227,7 +228,8 @@ async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Mess
                 and telegram_file.file_size > settings.max_download_bytes):
             raise Refusal(replies.too_large_download(telegram_file.file_size,
                                                      settings.max_download_bytes))
-        data = bytes(await telegram_file.download_as_bytearray())
+        data = bytes(await with_retries(telegram_file.download_as_bytearray,
+                                        settings.bot_api_retries, "download"))
         if len(data) > settings.max_download_bytes:
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
         loop = asyncio.get_running_loop()

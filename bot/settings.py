@@ -27,7 +27,20 @@ class Settings(BaseSettings):
     flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
     flood_window_seconds: float = Field(60.0, gt=0)
     worker_threads: int = Field(2, ge=1, description="threads that run preprocessing + inference")
+    # The HTTP client for the Bot API: aiohttp (bot/aiohttp_request.py) costs ~0.25 ms of CPU a
+    # request whatever the pool size; PTB's own httpx backend 1 ms with 8 open connections and
+    # 7 ms with 64 (measured here), most of the event loop's time under a burst of photos; with
+    # httpx, set BOT_API_CONNECTIONS=8.
+    bot_api_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    bot_api_connections: int = Field(32, ge=1, le=256, description="HTTP connections to Bot API")
+    bot_api_retries: int = Field(
+        4, ge=0, le=10, description="retries of a request after a 5xx, timeout or lost connection")
     max_download_bytes: int = 20 * 1024 * 1024
+    # Telegram's flood limits, enforced on our side by PTB's AIORateLimiter (0 switches one off:
+    # only for a Bot API server without limits, such as the emulator in `digitbot bench --load`).
+    rate_limit_overall: float = Field(30, ge=0, description="messages per second, all chats")
+    rate_limit_group_per_minute: float = Field(20, ge=0,
+                                               description="messages per minute, per group")
     max_image_pixels: int = 40_000_000
 
     # Webhook mode (`digitbot run --webhook`)

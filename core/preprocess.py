@@ -110,7 +110,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
             ) from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageError("The image is too large (too many pixels).") from error
-        except OSError as error:
+        except (OSError, ValueError, SyntaxError, EOFError) as error:  # e.g. a bad PPM header
             raise ImageError(f"The image could not be read ({error}).") from error
     width, height = picture.size
     if width * height > max_pixels:

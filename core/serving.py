@@ -123,13 +123,19 @@ def litert_available() -> bool:
     return True
 
 
-def load_model(folder: Path, backend: str = "auto") -> tuple[Any, str]:
-    """Load one version folder with the requested backend; return (callable, backend used)."""
+def model_file(folder: Path, backend: str = "auto") -> tuple[Path, str]:
+    """The file `load_model` reads for this backend, and the backend that reads it."""
     if backend not in ("auto", "litert", "keras"):
         raise ValueError(f"unknown backend {backend!r}; use auto, litert or keras")
     if backend == "litert" or (backend == "auto" and litert_available()):
-        return _LiteRTModel(folder / registry.TFLITE_FILE), "litert"
-    return _KerasModel(folder / registry.KERAS_FILE), "keras"
+        return folder / registry.TFLITE_FILE, "litert"
+    return folder / registry.KERAS_FILE, "keras"
+
+
+def load_model(folder: Path, backend: str = "auto") -> tuple[Any, str]:
+    """Load one version folder with the requested backend; return (callable, backend used)."""
+    path, used = model_file(folder, backend)
+    return (_LiteRTModel(path) if used == "litert" else _KerasModel(path)), used
 
 
 class Classifier:
@@ -152,13 +158,19 @@ class Classifier:
         errors = [] if wanted else [str(first_error)]
         for version in candidates:
             folder = self.model_dir / version
+            path, _ = model_file(folder, self.requested_backend)
             try:
                 metadata = registry.read_metadata(self.model_dir, version)
+            except registry.RegistryError as error:  # its message names metadata.json
+                errors.append(str(error))
+                logger.error("cannot load model %s: %s", folder, error)
+                continue
+            try:
                 model, backend = load_model(folder, self.requested_backend)
                 model(np.zeros((1, 28, 28, 1), np.float32))  # warm up, and prove it runs
             except Exception as error:  # a damaged file shows up as many different errors
-                errors.append(f"{folder}: {type(error).__name__}: {error}")
-                logger.error("cannot load model %s: %s", folder, error)
+                errors.append(f"{path}: {type(error).__name__}: {error}")
+                logger.error("cannot load model %s: %s", path, error)
                 continue
             self.fallback_reason = (
                 None if version == wanted else "; ".join(errors) or "CURRENT was missing"

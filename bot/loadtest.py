@@ -1,0 +1,320 @@
+"""`digitbot bench --load`: the real bot against the Bot API emulator on 127.0.0.1, under a burst.
+
+Many users in a few chats (private chats and groups) send photos at the same moment; the bot,
+built by `bot.app.build_application` exactly as `digitbot run` builds it, polls the emulator and
+answers. The run checks that every photo is answered exactly once, as a reply to that photo, with
+that photo's digit, and measures:
+- photos per second, from the moment every photo is waiting for the bot to its last answer;
+- how long a /start waits for its answer meanwhile (one queued in the middle of the burst, then
+  one every `probe_interval` seconds while the photos are being answered).
+
+The emulator has no flood limits, so the rate limiter's limits are switched off for the run (see
+`LoadSpec.rate_limits_off`): against real Telegram, a bot may send about 30 messages a second in
+all and 20 a minute into one group, which caps any bot far below what this measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import SecretStr
+
+from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application
+from bot.emulator import BotApiEmulator
+from bot.settings import Settings
+from bot.state import get_state
+
+TOKEN = "123456:LOAD-TEST-TOKEN"
+BOT_USERNAME = "digitbot_load_bot"
+FIRST_USER_ID = 10_000
+PROBE_USER_ID = 9_999
+FIRST_GROUP_ID = -1_000_000_000_001
+PHOTO_SIZE = (800, 600)  # Telegram stores it as 90, 320 and 800 px renditions
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send: `photos` photos from `users` users in `chats` chats (the first
+    `private_chats` are private chats of one user each, the rest are groups)."""
+
+    photos: int = 500
+    users: int = 50
+    chats: int = 5
+    private_chats: int = 2
+    probe_interval: float = 0.1  # seconds between /start probes while photos are answered
+    timeout: float = 300.0  # give up waiting for answers after this many seconds
+    rate_limits_off: bool = True  # the emulator has no flood limits; Telegram does
+
+    def __post_init__(self) -> None:
+        if self.photos < 1 or self.users < 1 or self.chats < 1:
+            raise ValueError("--count, --users and --chats must be at least 1")
+        if not 0 <= self.private_chats <= self.chats:
+            raise ValueError(f"private chats must be from 0 to {self.chats}")
+        groups = self.chats - self.private_chats
+        if self.users < self.chats or (groups == 0 and self.users != self.private_chats):
+            raise ValueError(
+                f"{self.users} users cannot fill {self.private_chats} private chats (one user "
+                f"each) and {groups} groups (at least one user each)")
+        if self.probe_interval <= 0 or self.timeout <= 0:
+            raise ValueError("probe interval and timeout must be positive")
+
+
+@dataclass
+class LoadReport:
+    """What `run_load` measured and found."""
+
+    spec: LoadSpec
+    settings_line: str
+    send_seconds: float = 0.0  # the users' side: putting every photo into the emulator
+    answer_seconds: float = 0.0  # all photos waiting -> the last one answered
+    answered: int = 0
+    right_digit: int = 0
+    start_delays: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    # CPU seconds spent while the photos were answered: the event-loop thread (PTB, HTTP client,
+    # and the in-process emulator) and the whole process (adds the inference threads).
+    loop_cpu_seconds: float = 0.0
+    process_cpu_seconds: float = 0.0
+    load_average: float = 0.0  # of the machine, at the start (other work competes for the CPU)
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.answered / self.answer_seconds if self.answer_seconds > 0 else 0.0
+
+    @property
+    def max_start_delay(self) -> float:
+        return max(self.start_delays, default=float("nan"))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.answered == self.spec.photos
+
+    def lines(self) -> list[str]:
+        spec = self.spec
+        delays = sorted(self.start_delays)
+        median = delays[len(delays) // 2] if delays else float("nan")
+        groups = spec.chats - spec.private_chats
+        lines = [
+            f"load: {spec.photos} photos ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG) from {spec.users} "
+            f"users in {spec.chats} chats ({spec.private_chats} private, {groups} "
+            f"group{'' if groups == 1 else 's'}), sent at once",
+            f"bot: {self.settings_line}",
+            f"queued by the users in {self.send_seconds:.2f} s (not counted)",
+            f"answered {self.answered}/{spec.photos} in {self.answer_seconds:.2f} s: "
+            f"{self.photos_per_second:.0f} photos/s",
+            f"right digit (MNIST label) in {self.right_digit}/{self.answered} answers",
+            f"CPU per photo: {self.loop_cpu_seconds / spec.photos * 1000:.1f} ms in the event "
+            f"loop (bot + HTTP + emulator), {self.process_cpu_seconds / spec.photos * 1000:.1f} "
+            f"ms in all threads; machine load average {self.load_average:.1f} at the start",
+            f"/start answered in at most {self.max_start_delay * 1000:.0f} ms "
+            f"(median {median * 1000:.0f} ms, {len(delays)} sent during the burst)",
+        ]
+        if spec.rate_limits_off:
+            lines.append("rate limiter: off for this run (the emulator has no flood limits); "
+                         "real Telegram allows ~30 messages/s per bot and 20/min per group")
+        lines += [f"PROBLEM: {problem}" for problem in self.problems]
+        lines.append("every photo answered exactly once, to the right message" if self.ok
+                     else "FAILED")
+        return lines
+
+
+def load_photos(x_test: np.ndarray, y_test: np.ndarray, count: int,
+                seed: int = 0) -> list[tuple[bytes, int]]:
+    """`count` (JPEG, label) pairs: distinct MNIST test digits as plain photos, so that an
+    answer sent to the wrong photo shows up as a wrong digit."""
+    from core.bench import plain_photo
+
+    rng = np.random.default_rng(seed)
+    indexes = rng.permutation(len(x_test))[:count]
+    if len(indexes) < count:
+        raise ValueError(f"MNIST has only {len(x_test)} test digits, {count} asked")
+    return [(plain_photo(x_test[index], rng, size=PHOTO_SIZE), int(y_test[index]))
+            for index in indexes]
+
+
+def chat_plan(spec: LoadSpec) -> list[tuple[int, int]]:
+    """(chat_id, user_id) of each user: one user per private chat, the rest spread over groups."""
+    plan = [(FIRST_USER_ID + index, FIRST_USER_ID + index) for index in range(spec.private_chats)]
+    groups = [FIRST_GROUP_ID - index for index in range(spec.chats - spec.private_chats)]
+    for number, user in enumerate(range(FIRST_USER_ID + spec.private_chats,
+                                        FIRST_USER_ID + spec.users)):
+        plan.append((groups[number % len(groups)], user))
+    return plan
+
+
+async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
+                   spec: LoadSpec | None = None) -> LoadReport:
+    """Start an emulator and the bot, send the burst, wait for every answer, stop both."""
+    spec = spec or LoadSpec(photos=len(photos))
+    if len(photos) < spec.photos:
+        raise ValueError(f"{spec.photos} photos asked, {len(photos)} given")
+    emulator = BotApiEmulator(token=TOKEN, bot_username=BOT_USERNAME,
+                              max_pending_updates=spec.photos * 2 + 1000,
+                              max_messages_per_chat=spec.photos * 2 + 1000,
+                              max_calls=spec.photos * 10 + 1000)
+    await emulator.start(host="127.0.0.1", port=0)
+    scratch = tempfile.TemporaryDirectory(prefix="digitbot-load-")
+    overrides: dict[str, Any] = {
+        "telegram_bot_token": SecretStr(TOKEN), "telegram_api_url": emulator.url,
+        "admin_user_ids": [], "heartbeat_file": None, "group_mode": "mention",
+        # Answers are recorded as in production, but in a throwaway feedback store.
+        "database_url": f"sqlite:///{Path(scratch.name) / 'feedback.sqlite3'}",
+        "feedback_salt": SecretStr(secrets.token_hex(16)),
+    }
+    if spec.rate_limits_off:
+        overrides |= {"rate_limit_overall": 0, "rate_limit_group_per_minute": 0}
+    settings = settings.model_copy(update=overrides)  # (model_copy does not validate)
+    report = LoadReport(spec, settings_summary(settings))
+    try:
+        application = build_application(settings)
+        await application.initialize()
+        try:
+            await application.post_init(application)
+            await application.updater.start_polling(poll_interval=0.0, timeout=10,
+                                                    allowed_updates=ALLOWED_UPDATES)
+            await application.start()
+            await _burst(emulator, photos, spec, report)
+            served = get_state(application.bot_data).predictions_served
+            if served != report.answered:
+                report.problems.append(f"the bot counted {served} predictions, "
+                                       f"{report.answered} answers arrived")
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+                await application.post_stop(application)
+            await application.shutdown()
+            await application.post_shutdown(application)
+    finally:
+        await emulator.stop()
+        scratch.cleanup()
+    return report
+
+
+def settings_summary(settings: Settings) -> str:
+    """The settings that shape throughput, in one line."""
+    overall, group = settings.rate_limit_overall, settings.rate_limit_group_per_minute
+    limits = ("rate limits off" if not overall and not group
+              else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group")
+    return (f"{settings.worker_threads} inference threads, {CONCURRENT_IMAGES} images at once, "
+            f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
+            f"{limits}")
+
+
+async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], spec: LoadSpec,
+                 report: LoadReport) -> None:
+    """Send everything, then collect answers (and /start probes) from the emulator's events."""
+    plan = chat_plan(spec)
+    groups: set[int] = set()
+    for chat_id, user_id in plan:
+        emulator.add_user(user_id, f"User {user_id}")
+        if chat_id < 0 and chat_id not in groups:
+            groups.add(chat_id)
+            emulator.add_group(chat_id, f"Load group {-chat_id}", privacy=True,
+                               bot_is_admin=False)
+    emulator.add_user(PROBE_USER_ID, "Probe")
+    events = emulator.subscribe(max_events=spec.photos * 4 + 1000)
+    expected: dict[tuple[int, int], int] = {}  # (chat, message) -> label
+    probes: dict[int, float] = {}  # /start message id -> when it could first be seen
+    started = time.perf_counter()
+    # One synchronous block: the bot shares this event loop, so it sees nothing until every
+    # photo is waiting, exactly like a burst that arrives between two getUpdates calls.
+    for number in range(spec.photos):
+        chat_id, user_id = plan[number % len(plan)]
+        data, label = photos[number]
+        caption = None if chat_id > 0 else (
+            "/predict" if number % 2 else f"@{BOT_USERNAME} which digit?")
+        message = emulator.send_photo(chat_id, user_id, data, caption=caption)
+        expected[(chat_id, message["message_id"])] = label
+        if number == spec.photos // 2:
+            middle = emulator.send_text(PROBE_USER_ID, PROBE_USER_ID, "/start")
+            probes[middle["message_id"]] = -1.0  # set when the burst is complete
+    queued = time.perf_counter()
+    report.send_seconds = queued - started
+    report.load_average = os.getloadavg()[0]
+    loop_cpu, process_cpu = time.thread_time(), time.process_time()
+    probes = dict.fromkeys(probes, queued)
+    answers: dict[tuple[int, int], list[str]] = {}
+    last_answer = queued
+    next_probe = queued + spec.probe_interval
+    deadline = queued + spec.timeout
+    while len(answers) < len(expected) or probes:
+        now = time.perf_counter()
+        if now > deadline:
+            report.problems.append(
+                f"gave up after {spec.timeout:.0f} s: {len(expected) - len(answers)} photos "
+                "unanswered")
+            break
+        if now >= next_probe and len(answers) < len(expected):
+            probe = emulator.send_text(PROBE_USER_ID, PROBE_USER_ID, "/start")
+            probes[probe["message_id"]] = time.perf_counter()
+            next_probe = now + spec.probe_interval
+        try:
+            event = await asyncio.wait_for(events.get(), timeout=spec.probe_interval)
+        except TimeoutError:
+            continue
+        message = event.get("message") or {}
+        if event.get("type") != "new_message" or message.get("from", {}).get("id") != \
+                emulator.bot_id:
+            continue
+        chat_id = message["chat"]["id"]
+        replied = message.get("reply_to_message", {}).get("message_id")
+        if chat_id == PROBE_USER_ID and replied in probes:
+            report.start_delays.append(time.perf_counter() - probes.pop(replied))
+            continue
+        key = (chat_id, replied)
+        if key not in expected:
+            report.problems.append(f"unexpected bot message in chat {chat_id} "
+                                   f"(reply to {replied}): {message.get('text', '')[:60]!r}")
+            continue
+        answers.setdefault(key, []).append(message.get("text", ""))
+        last_answer = time.perf_counter()
+    emulator.unsubscribe(events)
+    report.answer_seconds = last_answer - queued
+    report.loop_cpu_seconds = time.thread_time() - loop_cpu
+    report.process_cpu_seconds = time.process_time() - process_cpu
+    await asyncio.sleep(0.3)  # anything sent twice arrives now
+    _check_answers(emulator, expected, answers, report)
+
+
+def _check_answers(emulator: BotApiEmulator, expected: dict[tuple[int, int], int],
+                   answers: dict[tuple[int, int], list[str]], report: LoadReport) -> None:
+    """Exactly one answer per photo, in its chat, quoting it; count the right digits."""
+    counts: dict[tuple[int, int], int] = {}
+    for chat_id in {chat for chat, _ in expected}:
+        for message in emulator.messages(chat_id):
+            if message["from"]["id"] != emulator.bot_id:
+                continue
+            key = (chat_id, message.get("reply_to_message", {}).get("message_id"))
+            counts[key] = counts.get(key, 0) + 1
+    twice = [key for key, count in counts.items() if count > 1]
+    missing = [key for key in expected if key not in counts]
+    if twice:
+        report.problems.append(f"{len(twice)} photos answered more than once, e.g. {twice[:3]}")
+    if missing:
+        report.problems.append(f"{len(missing)} photos never answered, e.g. {missing[:3]}")
+    report.answered = sum(1 for key in expected if counts.get(key) == 1)
+    report.right_digit = sum(
+        1 for key, texts in answers.items()
+        if texts and texts[0].split()[:1] == [str(expected[key])])
+
+
+def run_load_command(settings: Settings, mnist_path: Path | None, spec: LoadSpec) -> int:
+    """`digitbot bench --load`: print the report; exit status 1 if anything was lost."""
+    from core.data import load_mnist
+
+    mnist = load_mnist(mnist_path)
+    photos = load_photos(mnist.x_test, mnist.y_test, spec.photos)
+    report = asyncio.run(run_load(settings, photos, spec))
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
