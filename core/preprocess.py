@@ -155,29 +155,6 @@ def _to_gray(picture: Image.Image) -> Image.Image:
     return picture.convert("RGB").convert("L")
 
 
-def _to_gray(picture: Image.Image) -> Image.Image:
-    """Any mode -> 'L'; transparency composited on white; 16-bit and float stretched to 8-bit."""
-    mode = picture.mode
-    if mode == "L":
-        return picture
-    if mode == "P":
-        picture = picture.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = picture.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(picture, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = np.zeros_like(values) if high <= low else (values - low) / (high - low) * 255.0
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
-    if mode == "1":
-        return picture.convert("L")
-    # RGB, CMYK (Pillow undoes Adobe's inverted CMYK), YCbCr, LAB, HSV ...
-    return picture.convert("RGB").convert("L")
-
-
 def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """Resize so the longest side is within [MIN_WORKING_SIZE, WORKING_SIZE]; return the scale."""
     longest = max(gray.shape)
