@@ -192,6 +192,19 @@ async def on_post_shutdown(application: Application) -> None:
     await corrections.close_feedback(state)
 
 
+async def stop_application(application: Application) -> None:
+    """What `Application.run_polling` does on exit (the sandbox, benchmarks and tests share it)."""
+    if application.updater is not None and application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    if application.post_stop is not None:
+        await application.post_stop(application)
+    await application.shutdown()
+    if application.post_shutdown is not None:
+        await application.post_shutdown(application)
+
+
 def warm_up(classifier: Classifier) -> float:
     """Run one drawn digit through preprocessing and the model; return the seconds it took."""
     started = time.perf_counter()

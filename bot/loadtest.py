@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
-from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application
+from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application, stop_application
 from bot.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import get_state
@@ -188,13 +188,7 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
                 report.problems.append(f"the bot counted {served} predictions, "
                                        f"{report.answered} answers arrived")
         finally:
-            if application.updater.running:
-                await application.updater.stop()
-            if application.running:
-                await application.stop()
-                await application.post_stop(application)
-            await application.shutdown()
-            await application.post_shutdown(application)
+            await stop_application(application)
     finally:
         await emulator.stop()
         scratch.cleanup()

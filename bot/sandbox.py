@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+from bot.app import ALLOWED_UPDATES, build_application, configure_logging, stop_application
 from bot.emulator import BotApiEmulator
 from bot.emulator.web import Page, add_page
 from bot.settings import Settings
@@ -132,19 +132,6 @@ async def start_polling(application: Application) -> None:
         timeout=POLL_TIMEOUT_SECONDS, allowed_updates=ALLOWED_UPDATES
     )
     await application.start()
-
-
-async def stop_application(application: Application) -> None:
-    """What `Application.run_polling` does on exit."""
-    if application.updater is not None and application.updater.running:
-        await application.updater.stop()
-    if application.running:
-        await application.stop()
-    if application.post_stop is not None:
-        await application.post_stop(application)
-    await application.shutdown()
-    if application.post_shutdown is not None:
-        await application.post_shutdown(application)
 
 
 async def stop_sandbox(sandbox: Sandbox) -> None:

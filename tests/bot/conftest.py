@@ -8,16 +8,21 @@ model folder.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, webhook_options
+from bot.app import ALLOWED_UPDATES, build_application, stop_application, webhook_options
 from bot.emulator import BotApiEmulator
+from bot.feedback import normalize_url
 from bot.settings import Settings
 from bot.state import BotState, get_state
 
@@ -101,10 +106,42 @@ async def start_bot(
         yield start
     finally:
         for application in running:
-            if application.updater.running:
-                await application.updater.stop()
-            if application.running:
-                await application.stop()
-                await application.post_stop(application)
-            await application.shutdown()
-            await application.post_shutdown(application)
+            await stop_application(application)
+
+
+POSTGRES_ENV = "TEST_DATABASE_URL"
+
+
+def postgres_base_url() -> str:
+    """TEST_DATABASE_URL, or fail (CI) / skip (elsewhere) with the reason."""
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if url:
+        return url
+    message = (
+        f"{POSTGRES_ENV} is not set, so the PostgreSQL half of the feedback-store tests cannot "
+        f'run; start a server with `eval "$(.ci/postgres.sh)"` (as root) and rerun'
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+        return
+    base = normalize_url(postgres_base_url())
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(CreateSchema(schema))
+        # Every connection of the store under test lands in its own schema.
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.begin() as connection:
+            connection.execute(DropSchema(schema, cascade=True))
+    finally:
+        admin.dispose()

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +17,15 @@ import aiohttp
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bot import replies
+from bot.app import stop_application
 from bot.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
 from bot.emulator import BotApiEmulator
-from bot.feedback import FeedbackStore, normalize_url
+from bot.feedback import FeedbackStore
 from bot.retrain import Comparison
 from core import registry
 from tests.bot.conftest import ADMIN_ID, BOT_USERNAME, GROUP_ID, OTHER_USER_ID, TOKEN, USER_ID
-from tests.bot.test_feedback import postgres_base_url
 from tests.conftest import digit_photo
 
 RETRAIN_TIMEOUT = 120.0  # one spawned 1-epoch training on a busy 2-core machine
@@ -102,36 +98,11 @@ async def bot_api(emulator: BotApiEmulator, method: str, **params: Any) -> dict[
 
 async def stop(bot: Any) -> None:
     """Stop a running bot the way run_polling does on Ctrl-C (the store is closed last)."""
-    application = bot.application
-    await application.updater.stop()
-    await application.stop()
-    await application.post_stop(application)
-    await application.shutdown()
-    await application.post_shutdown(application)
+    await stop_application(bot.application)
 
 
 def other_digit(digit: str) -> str:
     return str((int(digit) + 1) % 10)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty store: an SQLite file, or a fresh schema on the PostgreSQL test server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.sqlite3'}"
-        return
-    base = normalize_url(postgres_base_url())
-    schema = f"test_corrections_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(CreateSchema(schema))
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as connection:
-            connection.execute(DropSchema(schema, cascade=True))
-    finally:
-        admin.dispose()
 
 
 # --- pure parts --------------------------------------------------------------------------------

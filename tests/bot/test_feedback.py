@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -24,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from sqlalchemy import Column, Connection, String, create_engine, func, inspect, select
-from sqlalchemy.schema import CreateSchema, DropSchema
+from sqlalchemy import Column, Connection, String, func, inspect, select
 
 from bot import feedback
 from bot.feedback import (
@@ -39,10 +37,10 @@ from bot.feedback import (
     schema_version_table,
 )
 from bot.settings import Settings
+from tests.bot.conftest import POSTGRES_ENV, postgres_base_url
 
 SALT = "test-salt"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POSTGRES_ENV = "TEST_DATABASE_URL"
 
 
 class FakeClock:
@@ -56,41 +54,6 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
-
-
-def postgres_base_url() -> str:
-    """TEST_DATABASE_URL, or fail (CI) / skip (elsewhere) with the reason."""
-    url = os.environ.get(POSTGRES_ENV, "").strip()
-    if url:
-        return url
-    message = (
-        f"{POSTGRES_ENV} is not set, so the PostgreSQL half of the feedback-store tests cannot "
-        f'run; start a server with `eval "$(.ci/postgres.sh)"` (as root) and rerun'
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database: an SQLite file, or a fresh schema on the PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
-        return
-    base = normalize_url(postgres_base_url())
-    schema = f"test_feedback_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(CreateSchema(schema))
-        # Every connection of the store under test lands in its own schema.
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as connection:
-            connection.execute(DropSchema(schema, cascade=True))
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture
