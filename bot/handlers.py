@@ -14,7 +14,7 @@ sent as a reply to a photo sends just those crops.
 
 Which photo size is downloaded: Telegram offers each photo at several sizes (longest side about
 90, 320, 800 and 1280 px). We take the smallest size whose longest side is at least 800 px, else
-the largest: preprocessing analyses the image at 400 px on its longest side, so 800 px leaves a 2x
+the largest: preprocessing analyses the image at 256 px on its longest side, so 800 px leaves a 3x
 margin for a digit that fills only part of the frame, while the full-size original (often 1280 px
 or more) would only cost download time.
 """

@@ -6,10 +6,12 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from core import preprocess
 from core.preprocess import ImageError, prepare
 from tests.conftest import digit_photo
 
@@ -165,3 +167,64 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
         prepare(bomb_png(50_000, 50_000))
     with pytest.raises(ImageError, match="too large"):
         prepare(bomb_png(5_000, 5_000), max_pixels=1_000_000)
+
+
+def line_and_blob_mask(seed: int, size: tuple[int, int] = (192, 256)) -> np.ndarray:
+    """A binary mask like a thresholded page: a few thin lines (ruled or squared paper, whole
+    or broken off, tilted or not, horizontal or vertical) and a few blobs (digits)."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    mask = np.zeros(size, np.uint8)
+    for _ in range(rng.integers(0, 4)):
+        length = rng.uniform(0.1, 1.0)
+        start = rng.uniform(0.0, 1.0 - length)
+        tilt = rng.uniform(-0.3, 0.3)
+        thickness = int(rng.integers(1, 4))
+        if rng.random() < 0.5:
+            y = rng.uniform(0, height)
+            x0, x1 = start * width, (start + length) * width
+            points = (round(x0), round(y)), (round(x1), round(y + tilt * (x1 - x0)))
+        else:
+            x = rng.uniform(0, width)
+            y0, y1 = start * height, (start + length) * height
+            points = (round(x), round(y0)), (round(x + tilt * (y1 - y0)), round(y1))
+        cv2.line(mask, *points, 255, thickness)
+    for _ in range(rng.integers(0, 4)):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(5, 40)), int(rng.integers(10, 60)))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255,
+                    int(rng.integers(2, 8)))
+    return mask
+
+
+def test_the_line_prefilter_never_hides_a_line() -> None:
+    """_may_hold_lines may only say "no line" where the full search finds none; and on pages
+    with no long thin structure it does say so (else it would save nothing)."""
+    thickness = 5
+    skipped = 0
+    for seed in range(300):
+        mask = line_and_blob_mask(seed)
+        horizontal, vertical = preprocess._may_hold_lines(mask, thickness)
+        if not horizontal:
+            assert preprocess._line_pixels(mask, thickness) is None, seed
+            skipped += 1
+        if not vertical:
+            assert preprocess._line_pixels(np.ascontiguousarray(mask.T), thickness) is None, seed
+            skipped += 1
+    assert skipped > 100
+
+
+def test_ink_found_once_is_the_mask_labelled_again() -> None:
+    """_ink_components keeps the faint components that hold clear ink; labelling that mask
+    again gives the same pixel sets (it is what find_digits used to do, at twice the cost)."""
+    rng = np.random.default_rng(0)
+    ink = cv2.GaussianBlur(rng.random((120, 160)).astype(np.float32), (0, 0), 3)
+    ink = np.clip((ink - ink.mean()) * 8 + 0.2, 0, 1).astype(np.float32)
+    labels, stats, inked = preprocess._ink_components(ink, 3)
+    kept = np.isin(labels, inked)
+    count, relabelled = cv2.connectedComponents(kept.astype(np.uint8), connectivity=8)
+    assert count - 1 == len(inked) > 1
+    for label in inked:
+        pixels = labels == label
+        assert len(np.unique(relabelled[pixels])) == 1
+        assert stats[label, cv2.CC_STAT_AREA] == pixels.sum()
