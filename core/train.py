@@ -182,6 +182,9 @@ def fit(
     from core.model import build_model
 
     keras.utils.set_random_seed(seed)
+    # Same seed, same data -> the same model, bit for bit: without this, thread scheduling
+    # changes the order of floating-point sums (two seed-0 runs gave 99.58 % and 99.72 %).
+    tf.config.experimental.enable_op_determinism()
     model = build_model(arch)
 
     train_x, train_y, val_x, val_y = split_validation(

@@ -85,6 +85,20 @@ def test_failed_training_leaves_no_staging(tmp_path: Path, mnist_path: Path) -> 
     assert list(tmp_path.glob(".staging-*")) == []
 
 
+def test_the_same_seed_trains_the_same_model(tmp_path: Path, mnist_path: Path) -> None:
+    """`digitbot train --seed` reproduces a run bit for bit (augmentation, shuffling and the
+    order of the arithmetic); another seed gives another model."""
+    losses = []
+    for run, seed in (("first", 5), ("again", 5), ("other", 6)):
+        staging = train_candidate(
+            mnist_path=mnist_path, model_dir=tmp_path / run, arch="compact", epochs=1,
+            train_limit=1200, seed=seed, command="pytest reproducibility", verbose=0,
+        )
+        losses.append(json.loads((staging / registry.METADATA_FILE).read_text())["test_loss"])
+    assert losses[0] == losses[1]
+    assert losses[2] != losses[0]
+
+
 def test_validation_split_matches_keras() -> None:
     images = np.arange(100)
     labels = np.arange(100)
