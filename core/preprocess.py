@@ -389,8 +389,8 @@ def _line_pixels(mask: np.ndarray, thickness: int) -> tuple[np.ndarray, np.ndarr
 
 def _may_hold_lines(mask: np.ndarray, thickness: int, block: int = 4) -> tuple[bool, bool]:
     """Whether `mask` may hold horizontal / vertical paper lines: False when no component can be
-    long enough (see _line_pixels). Most photos are on plain paper, and this costs a fifth of
-    looking for lines.
+    long enough (see _line_pixels). Most photos are on plain paper, and this costs about a third
+    of looking for lines (0.09 instead of 0.24 ms at 256 px).
 
     Decided on a copy `block` times smaller of the mask dilated by the bridging that
     _line_pixels does: every component it bridges lies inside one component of that copy (a
