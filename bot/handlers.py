@@ -305,12 +305,19 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                        debug=wants_debug(message))
 
 
-async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/predict as a reply to an image: answer that image; otherwise explain how to use it."""
-    message = update.effective_message
+async def replied_image(message: Message, usage: str) -> Message | None:
+    """The photo or file `message` replies to; None, after replying `usage`, when there is none."""
     target = message.reply_to_message
     if target is None or not (target.photo or target.document):
-        await reply(message, replies.predict_usage())
+        await reply(message, usage)
+        return None
+    return target
+
+
+async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/predict as a reply to an image: answer that image; otherwise explain how to use it."""
+    target = await replied_image(update.effective_message, replies.predict_usage())
+    if target is None:
         return
     user = update.effective_user
     await answer_image(context, target, user.id if user else None)
@@ -318,10 +325,8 @@ async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def on_debug(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/debug as a reply to an image: send the 28x28 crops the model saw, enlarged."""
-    message = update.effective_message
-    target = message.reply_to_message
-    if target is None or not (target.photo or target.document):
-        await reply(message, replies.debug_usage())
+    target = await replied_image(update.effective_message, replies.debug_usage())
+    if target is None:
         return
     user = update.effective_user
     classification = await classify_image(context, target, user.id if user else None)
