@@ -23,6 +23,7 @@ from telegram.ext import Application
 from bot.app import ALLOWED_UPDATES, build_application, stop_application, webhook_options
 from bot.emulator import BotApiEmulator
 from bot.feedback import normalize_url
+from bot.sandbox import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.state import BotState, get_state
 
@@ -107,6 +108,21 @@ async def start_bot(
     finally:
         for application in running:
             await stop_application(application)
+
+
+@pytest.fixture
+async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The offline sandbox (what `digitbot sandbox` runs) on a free port, with its own store."""
+    settings = Settings(
+        _env_file=None, sandbox_port=0, model_dir=model_dir, mnist_path=mnist_path,
+        heartbeat_file=None, flood_limit=1000,
+        database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
+    )
+    running = await start_sandbox(settings)
+    try:
+        yield running
+    finally:
+        await stop_sandbox(running)
 
 
 POSTGRES_ENV = "TEST_DATABASE_URL"

@@ -70,6 +70,12 @@ async def press(emulator: BotApiEmulator, message: dict[str, Any], user_id: int,
     return await emulator.wait_for_callback_answer(query["id"])
 
 
+async def send_privately(emulator: BotApiEmulator, image: bytes) -> dict[str, Any]:
+    """USER_ID sends `image` to the bot in private; the bot's answer to it."""
+    photo = emulator.send_photo(USER_ID, USER_ID, image)
+    return await emulator.wait_for_reply(USER_ID, photo["message_id"])
+
+
 def sample_id_of(message: dict[str, Any]) -> int:
     action = parse_callback_data(data_of(message, replies.BUTTON_RIGHT))
     assert action is not None
@@ -167,8 +173,7 @@ async def test_private_wrong_then_the_real_digit_edits_the_answer_and_stores_it(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any,
 ) -> None:
     bot = await start_bot()
-    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
-    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     predicted = answer["text"].split()[0]
     assert [[label for label, _ in row] for row in keyboard(answer)] == [
         [replies.BUTTON_RIGHT, replies.BUTTON_WRONG]]
@@ -210,8 +215,7 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
     bot = await start_bot()
     answers = []
     for index in range(2):
-        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
-        answers.append(await emulator.wait_for_reply(USER_ID, photo["message_id"]))
+        answers.append(await send_privately(emulator, digit_photo(mnist.x_test[index])))
     first, second = answers
     predicted = first["text"].split()[0]
     reply = await press(emulator, first, USER_ID, data_of(first, replies.BUTTON_RIGHT))
@@ -240,8 +244,7 @@ async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any,
 ) -> None:
     bot = await start_bot()
-    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
-    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     sample_id = sample_id_of(answer)
     # A button left by an older bot version, and one whose data names another message's sample.
     old = await bot_api(emulator, "sendMessage", chat_id=USER_ID, text="old menu", reply_markup={
@@ -262,8 +265,7 @@ async def test_a_number_is_corrected_digit_by_digit(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any,
 ) -> None:
     bot = await start_bot()
-    photo = emulator.send_photo(USER_ID, USER_ID, number_photo(list(mnist.x_test[:3])))
-    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    answer = await send_privately(emulator, number_photo(list(mnist.x_test[:3])))
     predicted = answer["text"].split()[0]
     assert len(predicted) == 3, answer["text"]
     await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
@@ -292,8 +294,7 @@ async def test_a_typed_number_corrects_an_answer_and_replies_elsewhere_get_hints
     start_bot: Any, emulator: BotApiEmulator, mnist: Any,
 ) -> None:
     bot = await start_bot()
-    photo = emulator.send_photo(USER_ID, USER_ID, number_photo(list(mnist.x_test[3:5])))
-    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    answer = await send_privately(emulator, number_photo(list(mnist.x_test[3:5])))
     predicted = answer["text"].split()[0]
     real = other_digit(predicted[0]) + predicted[1:]
     typed = emulator.send_text(USER_ID, USER_ID, " ".join(real),
@@ -327,8 +328,7 @@ async def test_a_failing_store_never_costs_the_answer(
         raise OSError("disk full")
 
     monkeypatch.setattr(bot.state.feedback, "record", broken)
-    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
-    answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     assert answer["text"].split()[0] == str(int(mnist.y_test[0]))
     assert "reply_markup" not in answer  # no buttons for an answer that was not recorded
     assert "could not record an answer" in caplog.text and "disk full" in caplog.text
@@ -400,8 +400,7 @@ async def test_samples_and_buttons_survive_a_restart(
     first = await start_bot(database_url=database_url)
     answers = []
     for index in range(2):
-        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
-        answers.append(await emulator.wait_for_reply(USER_ID, photo["message_id"]))
+        answers.append(await send_privately(emulator, digit_photo(mnist.x_test[index])))
     predicted = answers[0]["text"].split()[0]
     real = other_digit(predicted)
     await press(emulator, answers[0], USER_ID, data_of(answers[0], replies.BUTTON_WRONG))
@@ -433,8 +432,7 @@ async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
     bot = await start_bot(retrain_tolerance=100.0, retrain_user_tolerance=100.0,
                           feedback_holdout_fraction=0.5)
     for index in range(12):
-        photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
-        answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+        answer = await send_privately(emulator, digit_photo(mnist.x_test[index]))
         label = str(int(mnist.y_test[index]))
         if answer["text"].split()[0] == label:
             await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))

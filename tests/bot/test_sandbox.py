@@ -29,7 +29,6 @@ from bot.sandbox import (
     PEOPLE,
     Sandbox,
     start_sandbox,
-    stop_sandbox,
 )
 from bot.settings import Settings
 from tests.conftest import digit_photo
@@ -37,20 +36,6 @@ from tests.conftest import digit_photo
 GUARD = {"X-Sandbox": "1"}
 BOB = PEOPLE[1][0]
 REPLY_TIMEOUT = 20.0  # a busy 2-core machine
-
-
-@pytest.fixture
-async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    settings = Settings(
-        _env_file=None, sandbox_port=0, model_dir=model_dir, mnist_path=mnist_path,
-        heartbeat_file=None, flood_limit=1000,
-        database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
-    )
-    running = await start_sandbox(settings)
-    try:
-        yield running
-    finally:
-        await stop_sandbox(running)
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from bot.sandbox import ADMIN_USER_ID, PEOPLE, Sandbox, start_sandbox, stop_sandbox
-from bot.settings import Settings
+from bot.sandbox import ADMIN_USER_ID, PEOPLE, Sandbox
 from tests.conftest import digit_photo
 
 pytestmark = pytest.mark.browser
@@ -25,18 +24,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 20_000  # a busy 2-core machine
-
-
-@pytest.fixture
-async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIterator[Sandbox]:
-    settings = Settings(_env_file=None, sandbox_port=0, model_dir=model_dir,
-                        mnist_path=mnist_path, heartbeat_file=None, flood_limit=1000,
-                        database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}")
-    running = await start_sandbox(settings)
-    try:
-        yield running
-    finally:
-        await stop_sandbox(running)
 
 
 @pytest.fixture
