@@ -16,12 +16,15 @@ all and 20 a minute into one group, which caps any bot far below what this measu
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import secrets
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +83,13 @@ class LoadReport:
     right_digit: int = 0
     start_delays: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    # CPU seconds spent while the photos were answered: the event-loop thread (PTB, HTTP client,
-    # and the in-process emulator) and the whole process (adds the inference threads).
+    # CPU seconds spent while the photos were answered: the bot's event-loop thread (PTB, the
+    # HTTP client, handlers), the bot's whole process (adds inference and store threads), and the
+    # emulator's process (Telegram's side, and these users).
     loop_cpu_seconds: float = 0.0
     process_cpu_seconds: float = 0.0
+    emulator_cpu_seconds: float = 0.0
+    machine_cpu_seconds: float | None = None  # every process (the image workers too); Linux
     load_average: float = 0.0  # of the machine, at the start (other work competes for the CPU)
 
     @property
@@ -112,9 +118,15 @@ class LoadReport:
             f"answered {self.answered}/{spec.photos} in {self.answer_seconds:.2f} s: "
             f"{self.photos_per_second:.0f} photos/s",
             f"right digit (MNIST label) in {self.right_digit}/{self.answered} answers",
-            f"CPU per photo: {self.loop_cpu_seconds / spec.photos * 1000:.1f} ms in the event "
-            f"loop (bot + HTTP + emulator), {self.process_cpu_seconds / spec.photos * 1000:.1f} "
-            f"ms in all threads; machine load average {self.load_average:.1f} at the start",
+            f"CPU per photo: bot process {self.process_cpu_seconds / spec.photos * 1000:.1f} ms "
+            f"(its event loop {self.loop_cpu_seconds / spec.photos * 1000:.1f} ms), emulator "
+            f"{self.emulator_cpu_seconds / spec.photos * 1000:.1f} ms; machine load average "
+            f"{self.load_average:.1f} at the start",
+            *([] if self.machine_cpu_seconds is None else [
+                f"machine CPU per photo (bot, image workers, emulator): "
+                f"{self.machine_cpu_seconds / spec.photos * 1000:.1f} ms, "
+                f"{self.machine_cpu_seconds / self.answer_seconds:.2f} of "
+                f"{os.cpu_count()} cores busy"] if self.answer_seconds > 0 else []),
             f"/start answered in at most {self.max_start_delay * 1000:.0f} ms "
             f"(median {median * 1000:.0f} ms, {len(delays)} sent during the burst)",
         ]
@@ -153,7 +165,12 @@ def chat_plan(spec: LoadSpec) -> list[tuple[int, int]]:
 
 async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
                    spec: LoadSpec | None = None) -> LoadReport:
-    """Start an emulator and the bot, send the burst, wait for every answer, stop both."""
+    """Start an emulator here and the bot in its own process, send the burst, wait for every
+    answer, stop both.
+
+    The bot runs in a process of its own, as `digitbot run` does in production, so that the
+    emulator (Telegram's side) does not share its interpreter lock; both share the machine's cores.
+    """
     spec = spec or LoadSpec(photos=len(photos))
     if len(photos) < spec.photos:
         raise ValueError(f"{spec.photos} photos asked, {len(photos)} given")
@@ -174,25 +191,98 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
         overrides |= {"rate_limit_overall": 0, "rate_limit_group_per_minute": 0}
     settings = settings.model_copy(update=overrides)  # (model_copy does not validate)
     report = LoadReport(spec, settings_summary(settings))
+    bot = BotProcess(settings)
     try:
-        application = build_application(settings)
-        await application.initialize()
-        try:
-            await application.post_init(application)
-            await application.updater.start_polling(poll_interval=0.0, timeout=10,
-                                                    allowed_updates=ALLOWED_UPDATES)
-            await application.start()
-            await _burst(emulator, photos, spec, report)
-            served = get_state(application.bot_data).predictions_served
-            if served != report.answered:
-                report.problems.append(f"the bot counted {served} predictions, "
-                                       f"{report.answered} answers arrived")
-        finally:
-            await stop_application(application)
+        await bot.start(timeout=spec.timeout)
+        await _burst(emulator, photos, spec, report, bot)
+        served = await bot.stop()
+        if served != report.answered:
+            report.problems.append(f"the bot counted {served} predictions, "
+                                   f"{report.answered} answers arrived")
     finally:
+        bot.kill()
         await emulator.stop()
         scratch.cleanup()
     return report
+
+
+class BotProcess:
+    """The bot, built by `build_application` as `digitbot run` builds it, in a child process that
+    reports its CPU time when asked and stops when told."""
+
+    def __init__(self, settings: Settings) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, as in production
+        self._connection, child_end = context.Pipe()
+        # Not a daemon: the bot starts processes of its own (IMAGE_PROCESSES); kill() ends it.
+        self._process = context.Process(target=_bot_process_main, args=(settings, child_end),
+                                        name="digitbot-load-bot")
+
+    async def _receive(self, expected: str, timeout: float) -> Any:
+        if not await asyncio.to_thread(self._connection.poll, timeout):
+            raise RuntimeError(f"the bot process sent nothing for {timeout:.0f} s "
+                               f"(waiting for {expected!r})")
+        kind, payload = self._connection.recv()
+        if kind == "error":
+            raise RuntimeError(f"the bot process failed:\n{payload}")
+        if kind != expected:
+            raise RuntimeError(f"the bot process sent {kind!r}, expected {expected!r}")
+        return payload
+
+    async def start(self, timeout: float) -> None:
+        """Start the process and wait until the bot polls."""
+        self._process.start()
+        await self._receive("ready", timeout)
+
+    async def cpu_seconds(self) -> tuple[float, float]:
+        """(event-loop thread, whole process) CPU seconds the bot has used so far."""
+        self._connection.send("cpu")
+        return await self._receive("cpu", 30.0)
+
+    async def stop(self) -> int:
+        """Stop the bot as `digitbot run` does on exit; returns the predictions it counted."""
+        self._connection.send("stop")
+        served = await self._receive("stopped", 30.0)
+        await asyncio.to_thread(self._process.join, 10.0)
+        return served
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5.0)
+        self._connection.close()
+
+
+def _bot_process_main(settings: Settings, connection: Connection) -> None:
+    """The child process: run the bot until the parent says "stop"."""
+    try:
+        asyncio.run(_serve_until_stopped(settings, connection))
+    except BaseException:  # the parent gets the traceback instead of a silent hang
+        connection.send(("error", traceback.format_exc()))
+        raise
+
+
+async def _serve_until_stopped(settings: Settings, connection: Connection) -> None:
+    application = build_application(settings)
+    await application.initialize()
+    try:
+        await application.post_init(application)
+        await application.updater.start_polling(poll_interval=0.0, timeout=10,
+                                                allowed_updates=ALLOWED_UPDATES)
+        await application.start()
+        # Read the parent's requests on the event loop (a thread blocked in recv() would take
+        # one of the bot's default-executor threads away for the whole run).
+        requests: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(connection.fileno(), lambda: requests.put_nowait(connection.recv()))
+        connection.send(("ready", None))
+        while await requests.get() == "cpu":
+            # thread_time() here is the event loop's thread.
+            connection.send(("cpu", (time.thread_time(), time.process_time())))
+        loop.remove_reader(connection.fileno())
+        served = get_state(application.bot_data).predictions_served
+    finally:
+        await stop_application(application)
+    connection.send(("stopped", served))
 
 
 def settings_summary(settings: Settings) -> str:
@@ -200,13 +290,13 @@ def settings_summary(settings: Settings) -> str:
     overall, group = settings.rate_limit_overall, settings.rate_limit_group_per_minute
     limits = ("rate limits off" if not overall and not group
               else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group")
-    return (f"{settings.worker_threads} inference threads, {CONCURRENT_IMAGES} images at once, "
+    return (f"{settings.image_processes} image processes, {CONCURRENT_IMAGES} images at once, "
             f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
             f"{limits}")
 
 
 async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], spec: LoadSpec,
-                 report: LoadReport) -> None:
+                 report: LoadReport, bot: BotProcess) -> None:
     """Send everything, then collect answers (and /start probes) from the emulator's events."""
     plan = chat_plan(spec)
     groups: set[int] = set()
@@ -220,9 +310,10 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
     events = emulator.subscribe(max_events=spec.photos * 4 + 1000)
     expected: dict[tuple[int, int], int] = {}  # (chat, message) -> label
     probes: dict[int, float] = {}  # /start message id -> when it could first be seen
+    bot_cpu = await bot.cpu_seconds()
     started = time.perf_counter()
-    # One synchronous block: the bot shares this event loop, so it sees nothing until every
-    # photo is waiting, exactly like a burst that arrives between two getUpdates calls.
+    # One synchronous block: the emulator answers the bot's waiting getUpdates only after it,
+    # so the bot sees every photo at once, like a burst that arrives between two getUpdates.
     for number in range(spec.photos):
         chat_id, user_id = plan[number % len(plan)]
         data, label = photos[number]
@@ -236,7 +327,7 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
     queued = time.perf_counter()
     report.send_seconds = queued - started
     report.load_average = os.getloadavg()[0]
-    loop_cpu, process_cpu = time.thread_time(), time.process_time()
+    emulator_cpu, machine_cpu = time.process_time(), machine_busy_seconds()
     probes = dict.fromkeys(probes, queued)
     answers: dict[tuple[int, int], list[str]] = {}
     last_answer = queued
@@ -275,10 +366,25 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
         last_answer = time.perf_counter()
     emulator.unsubscribe(events)
     report.answer_seconds = last_answer - queued
-    report.loop_cpu_seconds = time.thread_time() - loop_cpu
-    report.process_cpu_seconds = time.process_time() - process_cpu
+    report.emulator_cpu_seconds = time.process_time() - emulator_cpu
+    machine_now = machine_busy_seconds()
+    if machine_cpu is not None and machine_now is not None:
+        report.machine_cpu_seconds = machine_now - machine_cpu
+    bot_cpu_now = await bot.cpu_seconds()
+    report.loop_cpu_seconds = bot_cpu_now[0] - bot_cpu[0]
+    report.process_cpu_seconds = bot_cpu_now[1] - bot_cpu[1]
     await asyncio.sleep(0.3)  # anything sent twice arrives now
     _check_answers(emulator, expected, answers, report)
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (Linux's /proc/stat), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _check_answers(emulator: BotApiEmulator, expected: dict[tuple[int, int], int],
