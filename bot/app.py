@@ -40,7 +40,7 @@ from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
 from bot.updates import ImageSlotProcessor
-from core.serving import Classifier
+from core.serving import Classifier, ClassifierWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         classifier=classifier,
         executor=ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="digitbot-model"),
         flood=FloodGate(settings.flood_limit, settings.flood_window_seconds),
+        workers=(ClassifierWorkers(classifier, settings.image_processes)
+                 if settings.image_processes else None),
     )
     new_messages = filters.UpdateType.MESSAGE
     application.add_handlers([
@@ -186,8 +188,10 @@ async def on_post_stop(application: Application) -> None:
 
 
 async def on_post_shutdown(application: Application) -> None:
-    """Release the inference threads and the feedback store's connections."""
+    """Release the worker processes, threads and the feedback store's connections."""
     state = get_state(application.bot_data)
+    if state.workers is not None:
+        state.workers.shutdown()
     state.executor.shutdown(wait=True, cancel_futures=True)
     await corrections.close_feedback(state)
 

@@ -22,7 +22,6 @@ or more) would only cost download time.
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import logging
 import re
@@ -232,12 +231,7 @@ async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Mess
                                         settings.bot_api_retries, "download"))
         if len(data) > settings.max_download_bytes:
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            state.executor,
-            functools.partial(state.classifier.classify, data,
-                              max_pixels=settings.max_image_pixels),
-        )
+        return await state.classify(data)
     except Refusal as refusal:
         await reply(image_message, str(refusal))
     except ImageError as error:

@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
     flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
     flood_window_seconds: float = Field(60.0, gt=0)
-    worker_threads: int = Field(2, ge=1, description="threads that run preprocessing + inference")
+    # Images are classified in this many processes beside the bot's (0: in its threads instead).
+    # One keeps up with two cores' worth of photos; each costs ~60 MB of memory.
+    image_processes: int = Field(1, ge=0, le=16, description="processes that classify images")
+    worker_threads: int = Field(
+        2, ge=1, description="threads for other slow work (and images when IMAGE_PROCESSES=0)")
     # The HTTP client for the Bot API: aiohttp (bot/aiohttp_request.py) costs ~0.25 ms of CPU a
     # request whatever the pool size; PTB's own httpx backend 1 ms with 8 open connections and
     # 7 ms with 64 (measured here), most of the event loop's time under a burst of photos; with

@@ -1,13 +1,14 @@
 """The bot's runtime state, kept in `application.bot_data` (never in module globals).
 
-One `BotState` per Application: the settings, the served classifier, the inference thread pool,
-counters for /stats, the per-user flood gate, the feedback store (opened in post_init) and the
-running /retrain job, if any.
+One `BotState` per Application: the settings, the served classifier, the processes (or threads)
+that classify images, a thread pool for other slow work, counters for /stats, the per-user flood
+gate, the feedback store (opened in post_init) and the running /retrain job, if any.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
-from core.serving import Classifier
+from core.serving import Classification, Classifier, ClassifierWorkers
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
@@ -84,6 +85,7 @@ class BotState:
     classifier: Classifier
     executor: ThreadPoolExecutor
     flood: FloodGate
+    workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     predictions_served: int = 0
@@ -94,6 +96,15 @@ class BotState:
     feedback: FeedbackStore | None = None  # opened by post_init, closed by post_shutdown
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
     pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    async def classify(self, image: bytes) -> Classification:
+        """Preprocess and predict off the event loop: in the worker processes, else a thread."""
+        max_pixels = self.settings.max_image_pixels
+        if self.workers is not None:
+            return await self.workers.classify(image, max_pixels=max_pixels)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            functools.partial(self.classifier.classify, image, max_pixels=max_pixels))
 
     def record_prediction(self, answer_seconds: float, model_seconds: float) -> None:
         self.predictions_served += 1

@@ -3,15 +3,20 @@
 LiteRT (`ai-edge-litert`) answers in well under a millisecond and does not import TensorFlow;
 the Keras model is the fall-back where LiteRT is not installed. If the version named by
 `models/CURRENT` is missing or damaged, the newest other complete version is served instead and
-`fallback_reason` says why.
+`fallback_reason` says why. `ClassifierWorkers` runs `Classifier.classify` in child processes
+(what the bot does, see its docstring).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from PIL import Image
 
 from core import registry
 from core.evaluate import top_k
-from core.preprocess import DEFAULT_MAX_PIXELS, prepare
+from core.preprocess import DEFAULT_MAX_PIXELS, ImageError, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -219,3 +224,74 @@ class Classifier:
                     digit=best[0][0], confidence=best[0][1], top3=best,
                     crop=crop.image, box=crop.box))
         return Classification(predictions, version, time.perf_counter() - started)
+
+
+class ClassifierWorkers:
+    """`Classifier.classify` in `processes` child processes, for an asyncio caller (the bot).
+
+    Why processes: in one process, preprocessing's Python steps and the bot's event loop (HTTP,
+    Telegram objects, the feedback store) take turns holding the interpreter lock, so a burst of
+    photos uses little more than one core. In workers of their own they run beside the event loop.
+    A crash inside an image decoder also ends one worker, not the bot: the pool is restarted and
+    the image is tried once more before its sender is told it could not be read.
+
+    Each worker loads the model from `classifier.model_dir`; every task names the version the
+    parent serves, and a worker that serves another one (after a /retrain promotion) reloads first.
+    """
+
+    def __init__(self, classifier: Classifier, processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
+        self.classifier = classifier
+        self.processes = processes
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # forkserver: workers fork from a clean server process that has imported this module
+        # once (fast starts), never from the bot's own threads (fork there is unsafe).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return ProcessPoolExecutor(
+            self.processes, mp_context=context, initializer=_start_worker,
+            initargs=(str(self.classifier.model_dir), self.classifier.requested_backend))
+
+    async def classify(self, image: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+                       ) -> Classification:
+        """Like `Classifier.classify`, in a worker; ImageError for bad input, as there."""
+        for attempt in (1, 2):
+            pool = self._pool
+            try:
+                return await asyncio.wrap_future(pool.submit(
+                    _classify_in_worker, image, max_pixels, self.classifier.version))
+            except BrokenProcessPool:
+                logger.error("a classifier worker process died (attempt %d for this image); "
+                             "starting new workers", attempt)
+                if self._pool is pool:  # the first caller to notice replaces it
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._start()
+        raise ImageError("reading this image crashed the image reader twice; "
+                         "try another photo or format")
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (they start with the first image)."""
+        return [process.pid for process in list(self._pool._processes.values())
+                if process.pid is not None]
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_worker_classifier: Classifier | None = None  # in a worker process only (set by _start_worker)
+
+
+def _start_worker(model_dir: str, backend: str) -> None:
+    global _worker_classifier
+    _worker_classifier = Classifier(model_dir, backend)
+
+
+def _classify_in_worker(image: bytes, max_pixels: int, version: str) -> Classification:
+    if _worker_classifier is None:
+        raise RuntimeError("_classify_in_worker runs only in a ClassifierWorkers process")
+    if _worker_classifier.version != version:
+        _worker_classifier.reload()
+    return _worker_classifier.classify(image, max_pixels=max_pixels)

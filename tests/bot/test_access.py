@@ -132,10 +132,10 @@ async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sen
     await emulator.wait_for_reply(USER_ID, faulty["message_id"], timeout=30)
 
     # An unexpected error whose message carries the token (as an HTTP library's might).
-    def leaky(*arguments: Any, **options: Any) -> None:
+    async def leaky(*arguments: Any, **options: Any) -> None:
         raise RuntimeError(f"POST {emulator.url}/bot{TOKEN}/getFile failed")
 
-    monkeypatch.setattr(bot.state.classifier, "classify", leaky)
+    monkeypatch.setattr(bot.state, "classify", leaky)
     broken = emulator.send_photo(USER_ID, USER_ID, photo)
     reply = await emulator.wait_for_reply(USER_ID, broken["message_id"])
     assert "something went wrong" in reply["text"]

@@ -205,10 +205,10 @@ async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
 ) -> None:
     bot = await start_bot()
 
-    def broken(*arguments: Any, **options: Any) -> None:
+    async def broken(*arguments: Any, **options: Any) -> None:
         raise RuntimeError("the model fell over")
 
-    monkeypatch.setattr(bot.state.classifier, "classify", broken)
+    monkeypatch.setattr(bot.state, "classify", broken)
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
     reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
     assert reply["text"] == "Sorry, something went wrong on my side. Please try again in a moment."

@@ -68,7 +68,7 @@ def test_only_image_work_needs_an_image_slot() -> None:
 async def test_start_is_answered_while_every_image_slot_is_busy(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any,
 ) -> None:
-    bot = await start_bot(worker_threads=1)
+    bot = await start_bot(image_processes=0, worker_threads=1)  # classify in a patchable thread
     release = threading.Event()
     real_classify = bot.state.classifier.classify
 

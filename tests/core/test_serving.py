@@ -10,7 +10,8 @@ import pytest
 
 from core import registry
 from core.evaluate import evaluate_probabilities
-from core.serving import Classifier
+from core.preprocess import ImageError
+from core.serving import Classifier, ClassifierWorkers
 from tests.conftest import ROOT, digit_photo
 
 
@@ -95,3 +96,49 @@ def test_reload_swaps_version(tmp_path: Path) -> None:
 def test_nothing_to_serve(tmp_path: Path) -> None:
     with pytest.raises(registry.RegistryError, match="no usable model"):
         Classifier(tmp_path)
+
+
+async def test_workers_answer_like_the_classifier_and_follow_a_reload(model_dir: Path,
+                                                                     mnist) -> None:
+    import shutil
+
+    classifier = Classifier(model_dir)
+    workers = ClassifierWorkers(classifier, processes=1)
+    try:
+        photo = digit_photo(mnist.x_test[0], image_format="JPEG")
+        here, there = classifier.classify(photo), await workers.classify(photo)
+        assert there.number == here.number == str(mnist.y_test[0])
+        np.testing.assert_array_equal(there.digits[0].crop, here.digits[0].crop)
+        np.testing.assert_allclose([p for _, p in there.digits[0].top3],
+                                   [p for _, p in here.digits[0].top3], atol=1e-6)
+        assert there.model_version == classifier.version
+        with pytest.raises(ImageError, match="not an image"):
+            await workers.classify(b"plain text, not an image")
+        # A promotion: the parent reloads, and the worker follows on its next image.
+        newer = "29990101-000000-default"
+        shutil.copytree(model_dir / classifier.version, model_dir / newer)
+        (model_dir / registry.CURRENT_FILE).write_text(newer)
+        classifier.reload()
+        assert (await workers.classify(photo)).model_version == newer
+    finally:
+        workers.shutdown()
+
+
+async def test_a_killed_worker_is_replaced_and_the_image_still_answered(
+    model_dir: Path, mnist, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import os
+    import signal
+
+    workers = ClassifierWorkers(Classifier(model_dir), processes=1)
+    try:
+        photo = digit_photo(mnist.x_test[1], image_format="JPEG")
+        first = await workers.classify(photo)
+        (pid,) = workers.pids()
+        os.kill(pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        again = await workers.classify(photo)
+        assert again.number == first.number == str(mnist.y_test[1])
+        assert workers.pids() and pid not in workers.pids()
+        assert "classifier worker process died" in caplog.text
+    finally:
+        workers.shutdown()
