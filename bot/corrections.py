@@ -50,6 +50,7 @@ from bot.feedback import (
     Sample,
     open_store,
 )
+from bot.groupcommit import GroupCommit
 from bot.state import BotState, get_state
 from core.serving import Classification
 
@@ -199,6 +200,7 @@ async def open_feedback(state: BotState) -> None:
     settings = state.settings
     store = await asyncio.to_thread(open_store, settings)
     state.feedback = store
+    state.store_writes = GroupCommit(store)
     logger.info("feedback store: %s", store.url.render_as_string(hide_password=True))
     if settings.feedback_salt.get_secret_value() == DEFAULT_SALT:
         logger.warning("FEEDBACK_SALT is the default; set a long random secret so that stored "
@@ -208,6 +210,9 @@ async def open_feedback(state: BotState) -> None:
 async def close_feedback(state: BotState) -> None:
     """Close the store's connections; called by post_shutdown (safe to call twice)."""
     store, state.feedback = state.feedback, None
+    writes, state.store_writes = state.store_writes, None
+    if writes is not None:
+        await writes.close()
     if store is not None:
         await asyncio.to_thread(store.close)
 
@@ -219,14 +224,14 @@ async def record_answer(state: BotState, image_message: Message,
     A store failure never costs the user the answer: it is logged and the answer goes out
     without buttons.
     """
-    store = state.feedback
+    store, writes = state.feedback, state.store_writes
     chat = image_message.chat
-    if store is None or not classification.digits or chat.type not in CHAT_TYPES:
+    if (store is None or writes is None or not classification.digits
+            or chat.type not in CHAT_TYPES):
         return None
     sender = image_message.from_user
     try:
-        sample_id = await asyncio.to_thread(
-            store.record,
+        sample_id = await writes.write(store.recording(
             crops=[digit.crop for digit in classification.digits],
             predicted=classification.number,
             confidences=[digit.confidence for digit in classification.digits],
@@ -235,7 +240,7 @@ async def record_answer(state: BotState, image_message: Message,
             chat_id=chat.id,
             # The photo's author contributed the crops, also when someone else asked /predict.
             user_id=sender.id if sender else chat.id,
-        )
+        ))
     except Exception:
         logger.exception("could not record an answer in the feedback store")
         return None
@@ -251,10 +256,10 @@ async def send_answer(state: BotState, sample_id: int | None,
         return
     try:
         sent = await send(answer_keyboard(sample_id))
-        store = state.feedback
-        if store is not None:
+        store, writes = state.feedback, state.store_writes
+        if store is not None and writes is not None:
             try:
-                await asyncio.to_thread(store.link_message, sample_id, sent.message_id)
+                await writes.write(store.linking(sample_id, sent.message_id))
             except Exception:
                 logger.exception("could not link answer %s to sample %s", sent.message_id,
                                  sample_id)

@@ -9,7 +9,7 @@ the photo), the predicted number and per-digit confidences, the model version, t
 salted HMAC-SHA256 hashes of the user id and chat id (raw ids are never stored), the bot's message
 id (to find the sample when a button is pressed), and, once someone confirms it, the confirmed
 number, whether the prediction was right, the confirmer's hash and the time. Every write is one
-transaction.
+transaction; `recording`/`linking` + `transact` put several into one (the bot's group commit).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,10 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+# One write, checked and ready: FeedbackStore.transact calls it inside its transaction.
+Write: TypeAlias = Callable[[Connection], Result]
 
 IMAGE_SIDE = 28
 CROP_BYTES = IMAGE_SIDE * IMAGE_SIDE
@@ -460,6 +464,24 @@ class FeedbackStore:
         message_id: int | None = None,
     ) -> int:
         """Store one served answer (one crop per digit, left to right) and return its sample id."""
+        return self.transact([self.recording(
+            crops=crops, predicted=predicted, confidences=confidences,
+            model_version=model_version, chat_type=chat_type, chat_id=chat_id, user_id=user_id,
+            message_id=message_id)])[0]
+
+    def recording(
+        self,
+        *,
+        crops: Sequence[npt.ArrayLike] | npt.NDArray[Any],
+        predicted: str,
+        confidences: Sequence[float],
+        model_version: str,
+        chat_type: str,
+        chat_id: int,
+        user_id: int,
+        message_id: int | None = None,
+    ) -> Write[int]:
+        """`record` as a write for `transact`: the arguments are checked now (ValueError)."""
         _check_number(predicted, "predicted")
         crop_bytes = [_crop_bytes(crop) for crop in crops]
         if len(crop_bytes) != len(predicted) or len(confidences) != len(predicted):
@@ -474,48 +496,55 @@ class FeedbackStore:
             raise ValueError(f"chat_type must be one of {CHAT_TYPES}, got {chat_type!r}")
         if not model_version or len(model_version) > 100:
             raise ValueError("model_version must be 1 to 100 characters")
-        with self.engine.begin() as connection:
+        sample = {
+            "model_version": model_version,
+            "chat_type": chat_type,
+            "chat_hash": self.chat_hash(chat_id),
+            "message_id": message_id,
+            "user_hash": self.user_hash(user_id),
+            "predicted": predicted,
+            "digit_count": len(predicted),
+            "confidence": min(confidence_values),
+        }
+        digits = [
+            {"position": position, "crop": crop, "predicted": int(digit), "confidence": confidence}
+            for position, (crop, digit, confidence) in enumerate(
+                zip(crop_bytes, predicted, confidence_values, strict=True)
+            )
+        ]
+
+        def write(connection: Connection) -> int:
             sample_id = connection.execute(
                 insert(samples_table)
-                .values(
-                    created_at=self._clock(),
-                    model_version=model_version,
-                    chat_type=chat_type,
-                    chat_hash=self.chat_hash(chat_id),
-                    message_id=message_id,
-                    user_hash=self.user_hash(user_id),
-                    predicted=predicted,
-                    digit_count=len(predicted),
-                    confidence=min(confidence_values),
-                )
+                .values(created_at=self._clock(), **sample)
                 .returning(samples_table.c.id)
             ).scalar_one()
-            connection.execute(
-                insert(sample_digits_table),
-                [
-                    {
-                        "sample_id": sample_id,
-                        "position": position,
-                        "crop": crop,
-                        "predicted": int(digit),
-                        "confidence": confidence,
-                    }
-                    for position, (crop, digit, confidence) in enumerate(
-                        zip(crop_bytes, predicted, confidence_values, strict=True)
-                    )
-                ],
-            )
-        return int(sample_id)
+            connection.execute(insert(sample_digits_table),
+                               [{"sample_id": sample_id, **digit} for digit in digits])
+            return int(sample_id)
+
+        return write
 
     def link_message(self, sample_id: int, message_id: int) -> bool:
         """Attach the bot's answer message id to a sample recorded before the answer was sent."""
-        with self.engine.begin() as connection:
+        return self.transact([self.linking(sample_id, message_id)])[0]
+
+    def linking(self, sample_id: int, message_id: int) -> Write[bool]:
+        """`link_message` as a write for `transact`."""
+        def write(connection: Connection) -> bool:
             result = connection.execute(
                 update(samples_table)
                 .where(samples_table.c.id == sample_id)
                 .values(message_id=message_id)
             )
             return result.rowcount == 1
+
+        return write
+
+    def transact(self, writes: Sequence[Write[Any]]) -> list[Any]:
+        """Run `writes` in one transaction (one commit, one sync to disk); results in order."""
+        with self.engine.begin() as connection:
+            return [write(connection) for write in writes]
 
     def confirm(
         self,

@@ -22,6 +22,7 @@ from core.serving import Classification, Classifier, ClassifierWorkers
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
+    from bot.groupcommit import GroupCommit
     from bot.retrain import RetrainJob
 
 STATE_KEY = "digitbot"
@@ -94,6 +95,7 @@ class BotState:
     retrain: RetrainJob | None = None
     retrain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     feedback: FeedbackStore | None = None  # opened by post_init, closed by post_shutdown
+    store_writes: GroupCommit | None = None  # the answers' writes to `feedback`, batched
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
     pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
 

@@ -324,10 +324,10 @@ async def test_a_failing_store_never_costs_the_answer(
 ) -> None:
     bot = await start_bot()
 
-    def broken(**fields: Any) -> int:
+    def broken(writes: Any) -> list[Any]:
         raise OSError("disk full")
 
-    monkeypatch.setattr(bot.state.feedback, "record", broken)
+    monkeypatch.setattr(bot.state.feedback, "transact", broken)
     answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     assert answer["text"].split()[0] == str(int(mnist.y_test[0]))
     assert "reply_markup" not in answer  # no buttons for an answer that was not recorded
