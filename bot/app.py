@@ -171,6 +171,8 @@ async def on_post_init(application: Application) -> None:
             logger.warning("cannot show admin commands to user %s: %s", admin_id, error)
     loop = asyncio.get_running_loop()
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
+    if state.workers is not None:
+        await state.workers.warm_up()
     accuracy = state.classifier.metadata.get("test_accuracy")
     accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
     if state.settings.heartbeat_file is not None:

@@ -10,6 +10,7 @@ the Keras model is the fall-back where LiteRT is not installed. If the version n
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import multiprocessing
 import os
@@ -91,10 +92,10 @@ INFERENCE_THREADS = min(2, os.cpu_count() or 1)
 class _LiteRTModel:
     """A LiteRT interpreter; `invoke` is serialised by the Classifier's lock."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = INFERENCE_THREADS) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=INFERENCE_THREADS)
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
         self.batch = 1
@@ -137,18 +138,22 @@ def model_file(folder: Path, backend: str = "auto") -> tuple[Path, str]:
     return folder / registry.KERAS_FILE, "keras"
 
 
-def load_model(folder: Path, backend: str = "auto") -> tuple[Any, str]:
-    """Load one version folder with the requested backend; return (callable, backend used)."""
+def load_model(folder: Path, backend: str = "auto",
+               threads: int = INFERENCE_THREADS) -> tuple[Any, str]:
+    """Load one version folder with the requested backend; return (callable, backend used).
+    `threads`: LiteRT's threads per inference."""
     path, used = model_file(folder, backend)
-    return (_LiteRTModel(path) if used == "litert" else _KerasModel(path)), used
+    return (_LiteRTModel(path, threads) if used == "litert" else _KerasModel(path)), used
 
 
 class Classifier:
     """The served model. Thread-safe; `reload()` swaps to the version in CURRENT atomically."""
 
-    def __init__(self, model_dir: Path | str, backend: str = "auto") -> None:
+    def __init__(self, model_dir: Path | str, backend: str = "auto",
+                 threads: int = INFERENCE_THREADS) -> None:
         self.model_dir = Path(model_dir)
         self.requested_backend = backend
+        self.threads = threads
         self._lock = threading.Lock()
         self.fallback_reason: str | None = None
         self._model, self.backend, self.version, self.metadata = self._load()
@@ -171,7 +176,7 @@ class Classifier:
                 logger.error("cannot load model %s: %s", folder, error)
                 continue
             try:
-                model, backend = load_model(folder, self.requested_backend)
+                model, backend = load_model(folder, self.requested_backend, self.threads)
                 model(np.zeros((1, 28, 28, 1), np.float32))  # warm up, and prove it runs
             except Exception as error:  # a damaged file shows up as many different errors
                 errors.append(f"{path}: {type(error).__name__}: {error}")
@@ -246,6 +251,13 @@ class ClassifierWorkers:
         self.processes = processes
         self._pool = self._start()
 
+    async def warm_up(self) -> None:
+        """Start every worker and load its model now, not with the first photos."""
+        page = Image.new("L", (64, 64), 255)
+        buffer = io.BytesIO()
+        page.save(buffer, "PNG")
+        await asyncio.gather(*(self.classify(buffer.getvalue()) for _ in range(self.processes)))
+
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: workers fork from a clean server process that has imported this module
         # once (fast starts), never from the bot's own threads (fork there is unsafe).
@@ -286,7 +298,9 @@ _worker_classifier: Classifier | None = None  # in a worker process only (set by
 
 def _start_worker(model_dir: str, backend: str) -> None:
     global _worker_classifier
-    _worker_classifier = Classifier(model_dir, backend)
+    # One LiteRT thread: the workers and the bot already keep the cores busy, and a second
+    # inference thread would spin waiting for a core (CPU lost, no answer sooner).
+    _worker_classifier = Classifier(model_dir, backend, threads=1)
 
 
 def _classify_in_worker(image: bytes, max_pixels: int, version: str) -> Classification:
