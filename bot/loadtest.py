@@ -290,7 +290,10 @@ def settings_summary(settings: Settings) -> str:
     overall, group = settings.rate_limit_overall, settings.rate_limit_group_per_minute
     limits = ("rate limits off" if not overall and not group
               else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group")
-    return (f"{settings.image_processes} image processes, {CONCURRENT_IMAGES} images at once, "
+    processes = settings.image_processes
+    images = (f"images classified in {processes} worker process{'es' if processes > 1 else ''}"
+              if processes else f"images classified in {settings.worker_threads} threads")
+    return (f"{images}, {CONCURRENT_IMAGES} images at once, "
             f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
             f"{limits}")
 

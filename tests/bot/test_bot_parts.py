@@ -233,3 +233,14 @@ def test_health_checks_the_heartbeat(
     os.utime(beat, (old, old))
     assert main(["health"]) == 1
     assert heartbeat_problem(beat) is not None and "stuck" in heartbeat_problem(beat)
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
+    from bot.settings import Settings
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    names = [name.upper() for name in Settings.model_fields]
+    assert [name for name in names if f"`{name}`" not in readme] == []
+    assert [name for name in names if f"{name}=" not in example] == []
