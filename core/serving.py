@@ -14,6 +14,7 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -298,6 +299,9 @@ _worker_classifier: Classifier | None = None  # in a worker process only (set by
 
 def _start_worker(model_dir: str, backend: str) -> None:
     global _worker_classifier
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the workers itself,
+    # so a worker must not die of it first (with a KeyboardInterrupt traceback, mid-answer).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One LiteRT thread: the workers and the bot already keep the cores busy, and a second
     # inference thread would spin waiting for a core (CPU lost, no answer sooner).
     _worker_classifier = Classifier(model_dir, backend, threads=1)

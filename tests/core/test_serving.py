@@ -124,6 +124,40 @@ async def test_workers_answer_like_the_classifier_and_follow_a_reload(model_dir:
         workers.shutdown()
 
 
+CTRL_C_SCRIPT = """
+import asyncio, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as under a terminal, whatever ran us
+from core.serving import Classifier, ClassifierWorkers
+
+async def main() -> None:
+    workers = ClassifierWorkers(Classifier(sys.argv[1]), processes=1)
+    try:
+        await workers.warm_up()
+        (pid,) = workers.pids()
+        os.kill(pid, signal.SIGINT)  # Ctrl-C reaches every process of the terminal's group
+        await asyncio.sleep(0.3)
+        answer = await workers.classify(open(sys.argv[2], "rb").read())
+        print(answer.number, workers.pids() == [pid])
+    finally:
+        workers.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist, tmp_path: Path) -> None:
+    import subprocess
+
+    photo = tmp_path / "digit.jpg"
+    photo.write_bytes(digit_photo(mnist.x_test[2], image_format="JPEG"))
+    result = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT, str(model_dir), str(photo)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # The same worker answered: it did not die of the signal (and print a traceback).
+    assert result.stdout.split() == [str(mnist.y_test[2]), "True"], result.stderr
+    assert "KeyboardInterrupt" not in result.stderr
+
+
 async def test_a_killed_worker_is_replaced_and_the_image_still_answered(
     model_dir: Path, mnist, caplog: pytest.LogCaptureFixture,
 ) -> None:
