@@ -2,7 +2,8 @@
 
 One `FeedbackStore` per process, on SQLAlchemy 2 Core, so the same code runs on the embedded
 SQLite file (default) and on PostgreSQL (`postgresql+psycopg://`) when several bot replicas share
-one store. Every method is synchronous and thread-safe; the bot calls them via `asyncio.to_thread`.
+one store. Every method is synchronous and thread-safe; the bot calls them via `asyncio.to_thread`,
+and its answers' writes through `bot/groupcommit.py`.
 
 What is kept per served answer (a "sample"): the preprocessed 28x28 crops as uint8 bytes (never
 the photo), the predicted number and per-digit confidences, the model version, the chat type,
@@ -451,23 +452,9 @@ class FeedbackStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def record(
-        self,
-        *,
-        crops: Sequence[npt.ArrayLike] | npt.NDArray[Any],
-        predicted: str,
-        confidences: Sequence[float],
-        model_version: str,
-        chat_type: str,
-        chat_id: int,
-        user_id: int,
-        message_id: int | None = None,
-    ) -> int:
-        """Store one served answer (one crop per digit, left to right) and return its sample id."""
-        return self.transact([self.recording(
-            crops=crops, predicted=predicted, confidences=confidences,
-            model_version=model_version, chat_type=chat_type, chat_id=chat_id, user_id=user_id,
-            message_id=message_id)])[0]
+    def record(self, **answer: Any) -> int:
+        """Store one served answer (its fields: see `recording`) and return its sample id."""
+        return self.transact([self.recording(**answer)])[0]
 
     def recording(
         self,
@@ -481,7 +468,8 @@ class FeedbackStore:
         user_id: int,
         message_id: int | None = None,
     ) -> Write[int]:
-        """`record` as a write for `transact`: the arguments are checked now (ValueError)."""
+        """One served answer (one crop per digit, left to right) as a write for `transact`;
+        the arguments are checked now (ValueError)."""
         _check_number(predicted, "predicted")
         crop_bytes = [_crop_bytes(crop) for crop in crops]
         if len(crop_bytes) != len(predicted) or len(confidences) != len(predicted):

@@ -84,8 +84,9 @@ class LoadReport:
     start_delays: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # CPU seconds spent while the photos were answered: the bot's event-loop thread (PTB, the
-    # HTTP client, handlers), the bot's whole process (adds inference and store threads), and the
-    # emulator's process (Telegram's side, and these users).
+    # HTTP client, handlers), the bot's whole process (adds its other threads; the image workers
+    # are processes of their own), the emulator's process (Telegram's side, and these users), and
+    # the whole machine.
     loop_cpu_seconds: float = 0.0
     process_cpu_seconds: float = 0.0
     emulator_cpu_seconds: float = 0.0
@@ -109,6 +110,13 @@ class LoadReport:
         delays = sorted(self.start_delays)
         median = delays[len(delays) // 2] if delays else float("nan")
         groups = spec.chats - spec.private_chats
+        machine = []
+        if self.machine_cpu_seconds is not None and self.answer_seconds > 0:
+            machine.append(
+                f"machine CPU per photo (bot, image workers, emulator): "
+                f"{self.machine_cpu_seconds / spec.photos * 1000:.1f} ms, "
+                f"{self.machine_cpu_seconds / self.answer_seconds:.2f} of {os.cpu_count()} "
+                f"cores busy")
         lines = [
             f"load: {spec.photos} photos ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG) from {spec.users} "
             f"users in {spec.chats} chats ({spec.private_chats} private, {groups} "
@@ -122,11 +130,7 @@ class LoadReport:
             f"(its event loop {self.loop_cpu_seconds / spec.photos * 1000:.1f} ms), emulator "
             f"{self.emulator_cpu_seconds / spec.photos * 1000:.1f} ms; machine load average "
             f"{self.load_average:.1f} at the start",
-            *([] if self.machine_cpu_seconds is None else [
-                f"machine CPU per photo (bot, image workers, emulator): "
-                f"{self.machine_cpu_seconds / spec.photos * 1000:.1f} ms, "
-                f"{self.machine_cpu_seconds / self.answer_seconds:.2f} of "
-                f"{os.cpu_count()} cores busy"] if self.answer_seconds > 0 else []),
+            *machine,
             f"/start answered in at most {self.max_start_delay * 1000:.0f} ms "
             f"(median {median * 1000:.0f} ms, {len(delays)} sent during the burst)",
         ]

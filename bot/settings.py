@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
     flood_window_seconds: float = Field(60.0, gt=0)
     # Images are classified in this many processes beside the bot's (0: in its threads instead).
-    # One keeps up with two cores' worth of photos; each costs ~60 MB of memory.
+    # One keeps up with two cores' worth of photos; each costs ~80 MB of memory (RSS).
     image_processes: int = Field(1, ge=0, le=16, description="processes that classify images")
     worker_threads: int = Field(
         2, ge=1, description="threads for other slow work (and images when IMAGE_PROCESSES=0)")

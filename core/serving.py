@@ -286,7 +286,7 @@ class ClassifierWorkers:
                          "try another photo or format")
 
     def pids(self) -> list[int]:
-        """Process ids of the running workers (they start with the first image)."""
+        """Process ids of the running workers (started by `warm_up` or the first image)."""
         return [process.pid for process in list(self._pool._processes.values())
                 if process.pid is not None]
 
