@@ -113,8 +113,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         classifier=classifier,
         executor=ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="digitbot-model"),
         flood=FloodGate(settings.flood_limit, settings.flood_window_seconds),
-        workers=(ClassifierWorkers(classifier, settings.image_processes)
-                 if settings.image_processes else None),
+        workers=start_workers(classifier, settings.image_processes),
     )
     new_messages = filters.UpdateType.MESSAGE
     application.add_handlers([
@@ -172,7 +171,13 @@ async def on_post_init(application: Application) -> None:
     loop = asyncio.get_running_loop()
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
     if state.workers is not None:
-        await state.workers.warm_up()
+        try:
+            await state.workers.warm_up()
+        except Exception:
+            logger.exception("the image worker processes did not start; classifying images in "
+                             "%d threads of this process instead", state.settings.worker_threads)
+            state.workers.shutdown()
+            state.workers = None
     accuracy = state.classifier.metadata.get("test_accuracy")
     accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
     if state.settings.heartbeat_file is not None:
@@ -182,6 +187,17 @@ async def on_post_init(application: Application) -> None:
                 warm_seconds * 1000,
                 f"; FALL-BACK: {state.classifier.fallback_reason}"
                 if state.classifier.fallback_reason else "")
+
+
+def start_workers(classifier: Classifier, processes: int) -> ClassifierWorkers | None:
+    """The image worker processes, or None (threads) when 0 are asked or they cannot start."""
+    if processes == 0:
+        return None
+    try:
+        return ClassifierWorkers(classifier, processes)
+    except OSError:  # e.g. no shared-memory semaphores in this container
+        logger.exception("cannot create image worker processes; classifying images in threads")
+        return None
 
 
 async def on_post_stop(application: Application) -> None:

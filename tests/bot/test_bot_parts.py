@@ -9,6 +9,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,3 +245,23 @@ def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
     names = [name.upper() for name in Settings.model_fields]
     assert [name for name in names if f"`{name}`" not in readme] == []
     assert [name for name in names if f"{name}=" not in example] == []
+
+
+async def test_workers_that_cannot_start_leave_the_bot_classifying_in_threads(
+    start_bot: Any, emulator: Any, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from core.serving import ClassifierWorkers
+    from tests.bot.conftest import USER_ID
+    from tests.conftest import digit_photo
+
+    async def broken_warm_up(self: ClassifierWorkers) -> None:
+        raise OSError("no processes for you")
+
+    monkeypatch.setattr(ClassifierWorkers, "warm_up", broken_warm_up)
+    bot = await start_bot()
+    assert bot.state.workers is None
+    assert "image worker processes did not start" in caplog.text
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert reply["text"].split()[0] == str(mnist.y_test[0])
