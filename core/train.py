@@ -44,7 +44,9 @@ RECIPES: dict[str, Recipe] = {
                    learning_rate=1e-3, schedule="constant"),
     # The shipped model: augmentation that also prepares for photos, a short warm-up then cosine
     # decay, an average of the weights (EMA) at the end; 1/12 of the training set for validation.
-    "compact": Recipe(epochs=30, batch_size=128, validation_split=1 / 12, augment=True,
+    # 33 epochs, not 30: the net under-fits its augmented data (training accuracy below
+    # validation), and 33 still fit the 20-minute budget on two cores (~1,055 s).
+    "compact": Recipe(epochs=33, batch_size=128, validation_split=1 / 12, augment=True,
                       learning_rate=3e-3, schedule="cosine", ema=True),
     "large": Recipe(epochs=14, batch_size=128, validation_split=1 / 12, augment=True,
                     learning_rate=2e-3, schedule="cosine"),
