@@ -190,11 +190,11 @@ def ink_is_dark(gray: np.ndarray) -> bool:
         gray = cv2.resize(gray, (max(1, round(width * factor)), max(1, round(height * factor))),
                           interpolation=cv2.INTER_AREA)
     median = float(np.median(gray)) / 255.0  # on uint8: twice as fast as on floats
-    small = gray.astype(np.float32) / 255.0
     if median >= 0.4:
         # Phones expose for the page, so paper is at least mid-grey even in dim light or under
         # uneven light, where half the page may be brighter than the median.
         return True
+    small = gray.astype(np.float32) / 255.0
     # Otherwise ink is the minority tone: whichever side of the median holds more far-off mass.
     darker = float(np.clip(median - small - 0.05, 0.0, None).sum())
     lighter = float(np.clip(small - median - 0.05, 0.0, None).sum())
@@ -315,10 +315,12 @@ def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
     if horizontal is None and vertical is None:
         return mask
     lines, band = np.zeros_like(mask), np.zeros_like(mask)
-    for found, transposed in ((horizontal, False), (vertical, True)):
-        if found is not None:
-            lines |= found[0].T if transposed else found[0]
-            band |= found[1].T if transposed else found[1]
+    if horizontal is not None:
+        lines |= horizontal[0]
+        band |= horizontal[1]
+    if vertical is not None:
+        lines |= vertical[0].T
+        band |= vertical[1].T
     if not lines.any():
         return mask
     cleaned = cv2.subtract(mask, lines)
