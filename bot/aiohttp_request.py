@@ -30,9 +30,14 @@ class AiohttpRequest(BaseRequest):
     """A `telegram.request.BaseRequest` on one aiohttp ClientSession with `connections`
     keep-alive connections."""
 
-    def __init__(self, connections: int = 8, *, read_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 connect_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        connections: int = 8,
+        *,
+        read_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        connect_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
+    ) -> None:
         if connections < 1:
             raise ValueError(f"connections must be at least 1, got {connections}")
         self.connections = connections
@@ -73,16 +78,21 @@ class AiohttpRequest(BaseRequest):
         if self._session is None or self._session.closed:
             raise RuntimeError("AiohttpRequest is not initialized")
         read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
-        connect = (self._connect_timeout if isinstance(connect_timeout, DefaultValue)
-                   else connect_timeout)
+        connect = (
+            self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
+        )
         pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_read=read, sock_connect=connect,
-            connect=None if pool is None or connect is None else pool + connect)
+            total=None,
+            sock_read=read,
+            sock_connect=connect,
+            connect=None if pool is None or connect is None else pool + connect,
+        )
         try:
             data, headers = body(request_data)
-            async with self._session.request(method, url, data=data, headers=headers,
-                                             timeout=timeout) as response:
+            async with self._session.request(
+                method, url, data=data, headers=headers, timeout=timeout
+            ) as response:
                 return response.status, await response.read()
         except TimeoutError as error:
             raise TimedOut from error

@@ -71,12 +71,19 @@ ADMIN_COMMANDS = [
 def build_application(settings: Settings, classifier: Classifier | None = None) -> Application:
     """The bot, ready for `run_polling`/`run_webhook` (or initialize/start in tests)."""
     if settings.telegram_bot_token is None:
-        raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
-                         "environment or in .env")
+        raise ValueError(
+            "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
+            "environment or in .env"
+        )
     token = settings.telegram_bot_token.get_secret_value()
     secret = settings.webhook_secret_token
-    install_redaction([token, secret.get_secret_value() if secret else "",
-                       settings.feedback_salt.get_secret_value()])
+    install_redaction(
+        [
+            token,
+            secret.get_secret_value() if secret else "",
+            settings.feedback_salt.get_secret_value(),
+        ]
+    )
     if classifier is None:
         classifier = Classifier(settings.model_dir)
     builder = (
@@ -87,22 +94,27 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         .concurrent_updates(ImageSlotProcessor(CONCURRENT_IMAGES))
     )
     if settings.bot_api_client == "aiohttp":
-        builder = (builder
-                   .request(AiohttpRequest(settings.bot_api_connections,
-                                           pool_timeout=POOL_TIMEOUT))
-                   .get_updates_request(AiohttpRequest(1, pool_timeout=POOL_TIMEOUT)))
+        builder = builder.request(
+            AiohttpRequest(settings.bot_api_connections, pool_timeout=POOL_TIMEOUT)
+        ).get_updates_request(AiohttpRequest(1, pool_timeout=POOL_TIMEOUT))
     else:  # PTB's own httpx backend
-        builder = (builder.connection_pool_size(settings.bot_api_connections)
-                   .pool_timeout(POOL_TIMEOUT))
+        builder = builder.connection_pool_size(settings.bot_api_connections).pool_timeout(
+            POOL_TIMEOUT
+        )
     application = (
-        builder
-        .defaults(Defaults(parse_mode=ParseMode.HTML,
-                           link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        .rate_limiter(RetryingRateLimiter(
-            retries=settings.bot_api_retries,
-            overall_max_rate=settings.rate_limit_overall,
-            group_max_rate=settings.rate_limit_group_per_minute,
-            max_retries=RATE_LIMIT_RETRIES))
+        builder.defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)
+            )
+        )
+        .rate_limiter(
+            RetryingRateLimiter(
+                retries=settings.bot_api_retries,
+                overall_max_rate=settings.rate_limit_overall,
+                group_max_rate=settings.rate_limit_group_per_minute,
+                max_retries=RATE_LIMIT_RETRIES,
+            )
+        )
         .post_init(on_post_init)
         .post_stop(on_post_stop)
         .post_shutdown(on_post_shutdown)
@@ -116,26 +128,39 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         workers=start_workers(classifier, settings.image_processes),
     )
     new_messages = filters.UpdateType.MESSAGE
-    application.add_handlers([
-        CommandHandler("start", handlers.on_start, filters=new_messages),
-        CommandHandler("help", handlers.on_help, filters=new_messages),
-        CommandHandler("predict", handlers.on_predict, filters=new_messages),
-        CommandHandler("debug", handlers.on_debug, filters=new_messages),
-        CommandHandler("stats", handlers.on_stats, filters=new_messages),
-        CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
-        CommandHandler("forget", corrections.on_forget, filters=new_messages),
-        MessageHandler(new_messages & (filters.PHOTO | filters.Document.ALL), handlers.on_image),
-        MessageHandler(new_messages & filters.REPLY & filters.TEXT & ~filters.COMMAND
-                       & filters.Regex(corrections.TYPED_NUMBER), corrections.on_typed_correction),
-        MessageHandler(new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
-                       handlers.on_private_text),
-        CallbackQueryHandler(corrections.on_button),  # every button, unknown ones included
-    ])
+    application.add_handlers(
+        [
+            CommandHandler("start", handlers.on_start, filters=new_messages),
+            CommandHandler("help", handlers.on_help, filters=new_messages),
+            CommandHandler("predict", handlers.on_predict, filters=new_messages),
+            CommandHandler("debug", handlers.on_debug, filters=new_messages),
+            CommandHandler("stats", handlers.on_stats, filters=new_messages),
+            CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
+            CommandHandler("forget", corrections.on_forget, filters=new_messages),
+            MessageHandler(
+                new_messages & (filters.PHOTO | filters.Document.ALL), handlers.on_image
+            ),
+            MessageHandler(
+                new_messages
+                & filters.REPLY
+                & filters.TEXT
+                & ~filters.COMMAND
+                & filters.Regex(corrections.TYPED_NUMBER),
+                corrections.on_typed_correction,
+            ),
+            MessageHandler(
+                new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
+                handlers.on_private_text,
+            ),
+            CallbackQueryHandler(corrections.on_button),  # every button, unknown ones included
+        ]
+    )
     application.add_error_handler(handlers.on_error)
     if settings.heartbeat_file is not None and application.job_queue is not None:
         # The first beat is written by post_init; this one keeps it fresh.
-        application.job_queue.run_repeating(write_heartbeat, interval=HEARTBEAT_SECONDS,
-                                            first=HEARTBEAT_SECONDS, name="heartbeat")
+        application.job_queue.run_repeating(
+            write_heartbeat, interval=HEARTBEAT_SECONDS, first=HEARTBEAT_SECONDS, name="heartbeat"
+        )
     return application
 
 
@@ -144,8 +169,9 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
     proxy forwards to WEBHOOK_LISTEN:WEBHOOK_PORT/<the URL's path>; the secret token proves that
     a request comes from Telegram."""
     if not settings.webhook_url:
-        raise ValueError("--webhook needs WEBHOOK_URL, the public https:// address Telegram "
-                         "will post updates to")
+        raise ValueError(
+            "--webhook needs WEBHOOK_URL, the public https:// address Telegram will post updates to"
+        )
     secret = settings.webhook_secret_token
     return {
         "listen": settings.webhook_listen,
@@ -174,19 +200,28 @@ async def on_post_init(application: Application) -> None:
         try:
             await state.workers.warm_up()
         except Exception:
-            logger.exception("the image worker processes did not start; classifying images in "
-                             "%d threads of this process instead", state.settings.worker_threads)
+            logger.exception(
+                "the image worker processes did not start; classifying images in "
+                "%d threads of this process instead",
+                state.settings.worker_threads,
+            )
             state.workers.shutdown()
             state.workers = None
     accuracy = state.classifier.metadata.get("test_accuracy")
     accuracy_text = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "unknown"
     if state.settings.heartbeat_file is not None:
         touch_heartbeat(state.settings.heartbeat_file)
-    logger.info("@%s serving model %s (%s), MNIST test accuracy %s, warmed in %.0f ms%s",
-                bot.username, state.classifier.version, state.classifier.backend, accuracy_text,
-                warm_seconds * 1000,
-                f"; FALL-BACK: {state.classifier.fallback_reason}"
-                if state.classifier.fallback_reason else "")
+    logger.info(
+        "@%s serving model %s (%s), MNIST test accuracy %s, warmed in %.0f ms%s",
+        bot.username,
+        state.classifier.version,
+        state.classifier.backend,
+        accuracy_text,
+        warm_seconds * 1000,
+        f"; FALL-BACK: {state.classifier.fallback_reason}"
+        if state.classifier.fallback_reason
+        else "",
+    )
 
 
 def start_workers(classifier: Classifier, processes: int) -> ClassifierWorkers | None:
@@ -247,6 +282,7 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --- logging -----------------------------------------------------------------------------------
+
 
 class RedactSecrets(logging.Filter):
     """Replace secrets (the bot token, raw and URL-encoded) in a record's message and traceback."""
@@ -311,8 +347,9 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
 
 def configure_logging(settings: Settings) -> None:
     """One readable format; httpx quiet (it logs request URLs, which contain the token)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        level=settings.log_level.upper())
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=settings.log_level.upper()
+    )
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if settings.telegram_bot_token is not None:

@@ -55,25 +55,36 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--mnist-path", type=Path, help="MNIST .npz or IDX folder (MNIST_PATH)")
         return sub
 
-    explore = add("explore", cmd_explore,
-                  "label counts, a 7x7 grid of digits, one digit with a colour bar")
+    explore = add(
+        "explore", cmd_explore, "label counts, a 7x7 grid of digits, one digit with a colour bar"
+    )
     explore.add_argument("--out", type=Path, default=Path("out/explore"), help="output folder")
     explore.add_argument("--seed", type=int, default=0)
 
     train = add("train", cmd_train, "train a model, evaluate it, and make it the served one")
-    train.add_argument("--arch", default=DEFAULT_ARCH,
-                       help="compact (default, shipped), seed (the notebook's CNN) or large")
+    train.add_argument(
+        "--arch",
+        default=DEFAULT_ARCH,
+        help="compact (default, shipped), seed (the notebook's CNN) or large",
+    )
     train.add_argument("--epochs", type=int, help="default: 30 compact, 10 seed, 14 large")
     train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for the others")
-    train.add_argument("--validation-split", type=float,
-                       help="held-out fraction of the training set (seed: 0.25, others: 1/12)")
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        help="held-out fraction of the training set (seed: 0.25, others: 1/12)",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (reproducible runs)")
     train.add_argument("--train-limit", type=int, help="use only the first N training images")
-    train.add_argument("--no-promote", action="store_true",
-                       help="write the new version but keep serving the current one")
+    train.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="write the new version but keep serving the current one",
+    )
 
-    evaluate = add("evaluate", cmd_evaluate,
-                   "test accuracy, loss, per-class accuracy, confusion PNG")
+    evaluate = add(
+        "evaluate", cmd_evaluate, "test accuracy, loss, per-class accuracy, confusion PNG"
+    )
     evaluate.add_argument("--out", type=Path, default=Path("out/evaluate"))
     evaluate.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
 
@@ -85,52 +96,83 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
     predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
     bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
-    bench.add_argument("--count", type=int,
-                       help="photos to time (default 200; with --load, photos sent: 500)")
-    bench.add_argument("--photos", action="store_true",
-                       help="accuracy on synthetic phone photos, per condition, instead")
+    bench.add_argument(
+        "--count", type=int, help="photos to time (default 200; with --load, photos sent: 500)"
+    )
+    bench.add_argument(
+        "--photos",
+        action="store_true",
+        help="accuracy on synthetic phone photos, per condition, instead",
+    )
     bench.add_argument("--per-condition", type=int, default=100)
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--load", action="store_true",
-                       help="instead: the real bot against the local emulator, --count photos "
-                            "from --users users in --chats chats at once")
+    bench.add_argument(
+        "--load",
+        action="store_true",
+        help="instead: the real bot against the local emulator, --count photos "
+        "from --users users in --chats chats at once",
+    )
     bench.add_argument("--users", type=int, default=50, help="with --load (default 50)")
-    bench.add_argument("--chats", type=int, default=5,
-                       help="with --load (default 5: 2 private chats, the rest groups)")
+    bench.add_argument(
+        "--chats",
+        type=int,
+        default=5,
+        help="with --load (default 5: 2 private chats, the rest groups)",
+    )
 
     run = add("run", cmd_run, "run the Telegram bot (long polling; --webhook behind HTTPS)")
-    run.add_argument("--webhook", action="store_true",
-                     help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
-                          "WEBHOOK_SECRET_TOKEN) instead of polling")
+    run.add_argument(
+        "--webhook",
+        action="store_true",
+        help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
+        "WEBHOOK_SECRET_TOKEN) instead of polling",
+    )
 
-    sandbox = add("sandbox", cmd_sandbox,
-                  "the real bot against a local Telegram emulator, with a chat page in the browser")
+    sandbox = add(
+        "sandbox",
+        cmd_sandbox,
+        "the real bot against a local Telegram emulator, with a chat page in the browser",
+    )
     sandbox.add_argument("--host", help="address to serve on (SANDBOX_HOST, default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, help="port (SANDBOX_PORT, default 8080; 0: any free)")
 
     feedback = commands.add_parser(
-        "feedback", help="corrections from users: figures and an MNIST-format export",
-        description="corrections from users kept in the feedback store (DATABASE_URL)")
-    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True,
-                                                metavar="ACTION")
+        "feedback",
+        help="corrections from users: figures and an MNIST-format export",
+        description="corrections from users kept in the feedback store (DATABASE_URL)",
+    )
+    feedback_commands = feedback.add_subparsers(
+        dest="feedback_command", required=True, metavar="ACTION"
+    )
     feedback_stats = feedback_commands.add_parser(
-        "stats", help="the figures /stats shows", description="the figures /stats shows: "
-        "answers recorded, confirmed right/wrong, live accuracy, per-digit mistakes")
+        "stats",
+        help="the figures /stats shows",
+        description="the figures /stats shows: "
+        "answers recorded, confirmed right/wrong, live accuracy, per-digit mistakes",
+    )
     feedback_stats.set_defaults(handler=cmd_feedback_stats)
     feedback_export = feedback_commands.add_parser(
-        "export", help="write the confirmed digits as an .npz in MNIST's format",
+        "export",
+        help="write the confirmed digits as an .npz in MNIST's format",
         description="write the confirmed digits as an .npz with MNIST's keys (x_train y_train "
-        "x_test y_test; the held-out slice is the test part)")
+        "x_test y_test; the held-out slice is the test part)",
+    )
     feedback_export.add_argument("path", type=Path, metavar="PATH")
     feedback_export.set_defaults(handler=cmd_feedback_export)
     for sub in (feedback_stats, feedback_export):
         sub.add_argument("--database-url", help="the store (DATABASE_URL)")
-        sub.add_argument("--model-dir", type=Path,
-                         help="model folder whose served version's live accuracy is shown "
-                              "(MODEL_DIR, default models)")
+        sub.add_argument(
+            "--model-dir",
+            type=Path,
+            help="model folder whose served version's live accuracy is shown "
+            "(MODEL_DIR, default models)",
+        )
 
-    add("start", cmd_start,
-        "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox")
+    add(
+        "start",
+        cmd_start,
+        "the main job of `make run`: the bot if TELEGRAM_BOT_TOKEN is set, else the sandbox",
+    )
     add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
 
@@ -141,8 +183,12 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.load:
         from bot.loadtest import LoadSpec, run_load_command
 
-        spec = LoadSpec(photos=arguments.count or 500, users=arguments.users,
-                        chats=arguments.chats, private_chats=min(2, arguments.chats - 1))
+        spec = LoadSpec(
+            photos=arguments.count or 500,
+            users=arguments.users,
+            chats=arguments.chats,
+            private_chats=min(2, arguments.chats - 1),
+        )
         return run_load_command(settings, arguments.mnist_path, spec)
     from core.bench import serving_benchmark
     from core.data import load_mnist
@@ -151,8 +197,9 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.photos:
         from core.bench import photo_benchmark
 
-        photo_benchmark(arguments.model_dir, mnist, per_condition=arguments.per_condition,
-                        seed=arguments.seed)
+        photo_benchmark(
+            arguments.model_dir, mnist, per_condition=arguments.per_condition, seed=arguments.seed
+        )
     else:
         serving_benchmark(arguments.model_dir, mnist, photos=arguments.count or 200)
     return 0
@@ -173,10 +220,12 @@ def cmd_explore(arguments: argparse.Namespace, settings: Settings) -> int:
     arguments.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(arguments.seed)
     picks = rng.choice(len(mnist.x_train), size=49, replace=False)
-    grid = plots.save_digit_grid(mnist.x_train[picks], mnist.y_train[picks],
-                                 arguments.out / "digits_grid.png")
-    one = plots.save_digit_with_colorbar(mnist.x_train[picks[0]], int(mnist.y_train[picks[0]]),
-                                         arguments.out / "digit_colorbar.png")
+    grid = plots.save_digit_grid(
+        mnist.x_train[picks], mnist.y_train[picks], arguments.out / "digits_grid.png"
+    )
+    one = plots.save_digit_with_colorbar(
+        mnist.x_train[picks[0]], int(mnist.y_train[picks[0]]), arguments.out / "digit_colorbar.png"
+    )
     print(f"wrote {grid} and {one}")
     return 0
 
@@ -189,14 +238,21 @@ def cmd_train(arguments: argparse.Namespace, settings: Settings) -> int:
     registry.remove_stale_staging(arguments.model_dir)
     command = shlex.join(["digitbot", *sys.argv[1:]]) if sys.argv[1:] else "digitbot train"
     staging = train_candidate(
-        mnist_path=arguments.mnist_path, model_dir=arguments.model_dir, arch=arguments.arch,
-        epochs=arguments.epochs, batch_size=arguments.batch_size,
-        validation_split=arguments.validation_split, seed=arguments.seed,
-        train_limit=arguments.train_limit, command=command,
+        mnist_path=arguments.mnist_path,
+        model_dir=arguments.model_dir,
+        arch=arguments.arch,
+        epochs=arguments.epochs,
+        batch_size=arguments.batch_size,
+        validation_split=arguments.validation_split,
+        seed=arguments.seed,
+        train_limit=arguments.train_limit,
+        command=command,
     )
     metadata = json.loads((staging / registry.METADATA_FILE).read_text())
-    print(f"test accuracy {metadata['test_accuracy']:.2%}, loss {metadata['test_loss']:.4f}, "
-          f"{metadata['train_seconds']:.0f} s of training")
+    print(
+        f"test accuracy {metadata['test_accuracy']:.2%}, loss {metadata['test_loss']:.4f}, "
+        f"{metadata['train_seconds']:.0f} s of training"
+    )
     if arguments.no_promote:
         version = metadata["version"]
         (staging).rename(arguments.model_dir / version)
@@ -265,19 +321,27 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
             from core import plots
 
             arguments.debug_dir.mkdir(parents=True, exist_ok=True)
-            plots.save_crops([digit.crop for digit in result.digits],
-                             arguments.debug_dir / f"{path.stem}-crops.png",
-                             [str(digit.digit) for digit in result.digits])
-        print(json.dumps(result.as_json(str(path))) if arguments.json
-              else f"{path}: {result.describe()}", flush=True)
+            plots.save_crops(
+                [digit.crop for digit in result.digits],
+                arguments.debug_dir / f"{path.stem}-crops.png",
+                [str(digit.digit) for digit in result.digits],
+            )
+        print(
+            json.dumps(result.as_json(str(path)))
+            if arguments.json
+            else f"{path}: {result.describe()}",
+            flush=True,
+        )
     return 1 if failed else 0
 
 
 def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     """Run the bot until interrupted: long polling, or a webhook server with --webhook."""
     if settings.telegram_bot_token is None:
-        raise ValueError("TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
-                         "environment or in .env (or run `digitbot start` for the sandbox)")
+        raise ValueError(
+            "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
+            "environment or in .env (or run `digitbot start` for the sandbox)"
+        )
     from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
 
     webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
@@ -331,8 +395,10 @@ def cmd_feedback_export(arguments: argparse.Namespace, settings: Settings) -> in
     """Write the confirmed digits as an MNIST-format .npz (held-out slice = test)."""
     with _feedback_store(arguments, settings) as store:
         counts = store.export_npz(arguments.path)
-    print(f"wrote {arguments.path}: {counts.train:,} training and {counts.test:,} test digits "
-          "(x_train y_train x_test y_test, uint8, ink = 255)")
+    print(
+        f"wrote {arguments.path}: {counts.train:,} training and {counts.test:,} test digits "
+        "(x_train y_train x_test y_test, uint8, ink = 255)"
+    )
     return 0
 
 

@@ -92,8 +92,10 @@ class Outcome:
 
 # --- callback data and keyboards (pure) --------------------------------------------------------
 
-def callback_data(sample_id: int, kind: str, *, number: str | None = None,
-                  position: int | None = None) -> str:
+
+def callback_data(
+    sample_id: int, kind: str, *, number: str | None = None, position: int | None = None
+) -> str:
     """Encode one button; ValueError if it would not be a valid, parseable callback."""
     if kind in ("ok", "no", "back"):
         data = f"{PREFIX}:{sample_id}:{kind}"
@@ -130,8 +132,14 @@ def _button(text: str, sample_id: int, kind: str, **fields: object) -> InlineKey
 
 def answer_keyboard(sample_id: int) -> InlineKeyboardMarkup:
     """The compact buttons under every answer."""
-    return InlineKeyboardMarkup([[_button(replies.BUTTON_RIGHT, sample_id, "ok"),
-                                  _button(replies.BUTTON_WRONG, sample_id, "no")]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                _button(replies.BUTTON_RIGHT, sample_id, "ok"),
+                _button(replies.BUTTON_WRONG, sample_id, "no"),
+            ]
+        ]
+    )
 
 
 def _digit_rows(make: Callable[[str], InlineKeyboardButton]) -> list[list[InlineKeyboardButton]]:
@@ -149,12 +157,19 @@ def number_editor(sample_id: int, predicted: str, draft: str) -> InlineKeyboardM
     if len(draft) != len(predicted):
         raise ValueError("the draft must have as many digits as the answer")
     positions = [
-        _button(replies.button_position(digit, digit != predicted[position]), sample_id, "p",
-                number=draft, position=position)
+        _button(
+            replies.button_position(digit, digit != predicted[position]),
+            sample_id,
+            "p",
+            number=draft,
+            position=position,
+        )
         for position, digit in enumerate(draft)
     ]
-    rows = [positions[start:start + POSITIONS_PER_ROW]
-            for start in range(0, len(positions), POSITIONS_PER_ROW)]
+    rows = [
+        positions[start : start + POSITIONS_PER_ROW]
+        for start in range(0, len(positions), POSITIONS_PER_ROW)
+    ]
     last = [_button(replies.BUTTON_BACK, sample_id, "back")]
     if draft != predicted:
         last.insert(0, _button(replies.button_save(draft), sample_id, "n", number=draft))
@@ -163,24 +178,30 @@ def number_editor(sample_id: int, predicted: str, draft: str) -> InlineKeyboardM
 
 def position_keypad(sample_id: int, position: int, draft: str) -> InlineKeyboardMarkup:
     """0-9 for one position of the number; pressing a digit goes back to the editor."""
+
     def choose(digit: str) -> InlineKeyboardButton:
-        changed = draft[:position] + digit + draft[position + 1:]
+        changed = draft[:position] + digit + draft[position + 1 :]
         return _button(digit, sample_id, "e", number=changed)
 
     rows = _digit_rows(choose)
-    return InlineKeyboardMarkup([*rows, [_button(replies.BUTTON_BACK, sample_id, "e",
-                                                 number=draft)]])
+    return InlineKeyboardMarkup(
+        [*rows, [_button(replies.BUTTON_BACK, sample_id, "e", number=draft)]]
+    )
 
 
-def confirmation_outcome(result: Confirmation, store: FeedbackStore, answer_html: str,
-                         *, own_notice: bool = True) -> Outcome:
+def confirmation_outcome(
+    result: Confirmation, store: FeedbackStore, answer_html: str, *, own_notice: bool = True
+) -> Outcome:
     """What a confirm call means for the presser and for the answer message."""
     if result.status is ConfirmStatus.NOT_FOUND:
         return Outcome(notice=replies.stale_answer(), remove_keyboard=True)
     if result.status is ConfirmStatus.CAPPED:
-        return Outcome(notice=replies.confirmations_capped(store.max_confirmations_per_day,
-                                                           store.max_confirmations_total),
-                       alert=True)
+        return Outcome(
+            notice=replies.confirmations_capped(
+                store.max_confirmations_per_day, store.max_confirmations_total
+            ),
+            alert=True,
+        )
     predicted = result.predicted or ""
     confirmed = result.confirmed or ""
     if result.status is ConfirmStatus.CONFIRMED:
@@ -189,11 +210,13 @@ def confirmation_outcome(result: Confirmation, store: FeedbackStore, answer_html
         notice = replies.already_confirmed(confirmed)
     footer = replies.confirmed_footer(predicted, confirmed)
     # An answer whose text is unknown (too old to be sent to the bot) keeps its text.
-    return Outcome(notice=notice, edit=bool(answer_html),
-                   text=replies.with_footer(answer_html, footer))
+    return Outcome(
+        notice=notice, edit=bool(answer_html), text=replies.with_footer(answer_html, footer)
+    )
 
 
 # --- the store's life and the answers ----------------------------------------------------------
+
 
 async def open_feedback(state: BotState) -> None:
     """Open (create or migrate) the store named by DATABASE_URL; called once by post_init."""
@@ -203,8 +226,10 @@ async def open_feedback(state: BotState) -> None:
     state.store_writes = GroupCommit(store)
     logger.info("feedback store: %s", store.url.render_as_string(hide_password=True))
     if settings.feedback_salt.get_secret_value() == DEFAULT_SALT:
-        logger.warning("FEEDBACK_SALT is the default; set a long random secret so that stored "
-                       "user hashes cannot be recomputed from user ids")
+        logger.warning(
+            "FEEDBACK_SALT is the default; set a long random secret so that stored "
+            "user hashes cannot be recomputed from user ids"
+        )
 
 
 async def close_feedback(state: BotState) -> None:
@@ -217,8 +242,9 @@ async def close_feedback(state: BotState) -> None:
         await asyncio.to_thread(store.close)
 
 
-async def record_answer(state: BotState, image_message: Message,
-                        classification: Classification) -> int | None:
+async def record_answer(
+    state: BotState, image_message: Message, classification: Classification
+) -> int | None:
     """Store the served answer (crops, number, confidences, ids); None if nothing was stored.
 
     A store failure never costs the user the answer: it is logged and the answer goes out
@@ -226,21 +252,22 @@ async def record_answer(state: BotState, image_message: Message,
     """
     store, writes = state.feedback, state.store_writes
     chat = image_message.chat
-    if (store is None or writes is None or not classification.digits
-            or chat.type not in CHAT_TYPES):
+    if store is None or writes is None or not classification.digits or chat.type not in CHAT_TYPES:
         return None
     sender = image_message.from_user
     try:
-        sample_id = await writes.write(store.recording(
-            crops=[digit.crop for digit in classification.digits],
-            predicted=classification.number,
-            confidences=[digit.confidence for digit in classification.digits],
-            model_version=classification.model_version,
-            chat_type=chat.type,
-            chat_id=chat.id,
-            # The photo's author contributed the crops, also when someone else asked /predict.
-            user_id=sender.id if sender else chat.id,
-        ))
+        sample_id = await writes.write(
+            store.recording(
+                crops=[digit.crop for digit in classification.digits],
+                predicted=classification.number,
+                confidences=[digit.confidence for digit in classification.digits],
+                model_version=classification.model_version,
+                chat_type=chat.type,
+                chat_id=chat.id,
+                # The photo's author contributed the crops, also when someone else asked /predict.
+                user_id=sender.id if sender else chat.id,
+            )
+        )
     except Exception:
         logger.exception("could not record an answer in the feedback store")
         return None
@@ -248,8 +275,11 @@ async def record_answer(state: BotState, image_message: Message,
     return sample_id
 
 
-async def send_answer(state: BotState, sample_id: int | None,
-                      send: Callable[[InlineKeyboardMarkup | None], Awaitable[Message]]) -> None:
+async def send_answer(
+    state: BotState,
+    sample_id: int | None,
+    send: Callable[[InlineKeyboardMarkup | None], Awaitable[Message]],
+) -> None:
     """Send the answer (with buttons when it was recorded), then link its message id."""
     if sample_id is None:
         await send(None)
@@ -261,16 +291,18 @@ async def send_answer(state: BotState, sample_id: int | None,
             try:
                 await writes.write(store.linking(sample_id, sent.message_id))
             except Exception:
-                logger.exception("could not link answer %s to sample %s", sent.message_id,
-                                 sample_id)
+                logger.exception(
+                    "could not link answer %s to sample %s", sent.message_id, sample_id
+                )
     finally:
         event = state.pending_links.pop(sample_id, None)
         if event is not None:
             event.set()
 
 
-async def find_pressed(state: BotState, store: FeedbackStore, chat_id: int, message_id: int,
-                       sample_id: int) -> Sample | None:
+async def find_pressed(
+    state: BotState, store: FeedbackStore, chat_id: int, message_id: int, sample_id: int
+) -> Sample | None:
     """The sample behind the pressed message if it is the one the button names, else None."""
     sample = await asyncio.to_thread(store.find, chat_id, message_id)
     if sample is None or sample.sample_id != sample_id:
@@ -289,11 +321,13 @@ async def wait_for_links(state: BotState) -> None:
     events = list(state.pending_links.values())
     if events:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)),
-                                   LINK_WAIT_SECONDS)
+            await asyncio.wait_for(
+                asyncio.gather(*(event.wait() for event in events)), LINK_WAIT_SECONDS
+            )
 
 
 # --- callbacks ---------------------------------------------------------------------------------
+
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Any inline button: act on it, always answer the query, then update the answer message."""
@@ -303,8 +337,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         outcome = await press(get_state(context.bot_data), query)
     except Exception:  # the presser still gets an answer; the error is logged with its data
-        logger.exception("button %r in chat %s failed", query.data,
-                         query.message.chat.id if query.message else None)
+        logger.exception(
+            "button %r in chat %s failed",
+            query.data,
+            query.message.chat.id if query.message else None,
+        )
         outcome = Outcome(notice=replies.something_went_wrong())
     try:
         await query.answer(outcome.notice, show_alert=outcome.alert)
@@ -314,8 +351,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     if outcome.edit and outcome.text is not None:
-        await edit_answer(context.bot, message.chat.id, message.message_id, outcome.text,
-                          outcome.keyboard)
+        await edit_answer(
+            context.bot, message.chat.id, message.message_id, outcome.text, outcome.keyboard
+        )
     elif outcome.remove_keyboard:
         with contextlib.suppress(TelegramError):
             await context.bot.edit_message_reply_markup(message.chat.id, message.message_id)
@@ -330,8 +368,7 @@ async def press(state: BotState, query: CallbackQuery) -> Outcome:
     store = state.feedback
     if store is None:
         return Outcome(notice=replies.corrections_unavailable(), alert=True)
-    sample = await find_pressed(state, store, message.chat.id, message.message_id,
-                                action.sample_id)
+    sample = await find_pressed(state, store, message.chat.id, message.message_id, action.sample_id)
     if sample is None:
         return Outcome(notice=replies.stale_answer(), remove_keyboard=True)
     answer_html = getattr(message, "text_html", None) or ""
@@ -343,29 +380,46 @@ async def press(state: BotState, query: CallbackQuery) -> Outcome:
         confirmed = None if kind == "ok" else action.number
         if confirmed is not None and len(confirmed) != len(predicted):
             return Outcome(notice=replies.unknown_button())
-        result = await asyncio.to_thread(store.confirm, user_id=query.from_user.id,
-                                         confirmed=confirmed, sample_id=sample.sample_id)
+        result = await asyncio.to_thread(
+            store.confirm,
+            user_id=query.from_user.id,
+            confirmed=confirmed,
+            sample_id=sample.sample_id,
+        )
         return confirmation_outcome(result, store, answer_html)
     if sample.confirmed is not None:  # a stale keyboard: say so and show the confirmation
         footer = replies.confirmed_footer(predicted, sample.confirmed)
-        return Outcome(notice=replies.already_confirmed(sample.confirmed), edit=True,
-                       text=replies.with_footer(answer_html, footer))
+        return Outcome(
+            notice=replies.already_confirmed(sample.confirmed),
+            edit=True,
+            text=replies.with_footer(answer_html, footer),
+        )
     if kind == "back":
-        return Outcome(edit=True, text=replies.with_footer(answer_html, None),
-                       keyboard=answer_keyboard(sample.sample_id))
+        return Outcome(
+            edit=True,
+            text=replies.with_footer(answer_html, None),
+            keyboard=answer_keyboard(sample.sample_id),
+        )
     if kind == "no" and len(predicted) == 1:
-        return Outcome(edit=True, text=replies.with_footer(answer_html, replies.digit_question()),
-                       keyboard=digit_keypad(sample.sample_id))
+        return Outcome(
+            edit=True,
+            text=replies.with_footer(answer_html, replies.digit_question()),
+            keyboard=digit_keypad(sample.sample_id),
+        )
     draft = predicted if kind == "no" else action.number or ""
     if len(draft) != len(predicted):
         return Outcome(notice=replies.unknown_button())
     if kind == "p" and action.position is not None:
-        return Outcome(edit=True,
-                       text=replies.with_footer(answer_html,
-                                                replies.position_question(action.position)),
-                       keyboard=position_keypad(sample.sample_id, action.position, draft))
-    return Outcome(edit=True, text=replies.with_footer(answer_html, replies.number_question()),
-                   keyboard=number_editor(sample.sample_id, predicted, draft))
+        return Outcome(
+            edit=True,
+            text=replies.with_footer(answer_html, replies.position_question(action.position)),
+            keyboard=position_keypad(sample.sample_id, action.position, draft),
+        )
+    return Outcome(
+        edit=True,
+        text=replies.with_footer(answer_html, replies.number_question()),
+        keyboard=number_editor(sample.sample_id, predicted, draft),
+    )
 
 
 async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -398,8 +452,9 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
         if private:  # in a group, a number replied to another bot message is just chat
             await quote_reply(message, replies.typed_not_an_answer())
         return
-    result = await asyncio.to_thread(store.confirm, user_id=user.id, confirmed=number,
-                                     sample_id=sample.sample_id)
+    result = await asyncio.to_thread(
+        store.confirm, user_id=user.id, confirmed=number, sample_id=sample.sample_id
+    )
     outcome = confirmation_outcome(result, store, answer.text_html or "", own_notice=False)
     if result.status is ConfirmStatus.CONFIRMED:
         notice = replies.typed_saved(result.predicted or "", result.confirmed or "")
@@ -427,19 +482,22 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 async def quote_reply(message: Message, text: str) -> Message:
     """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
     return await message.reply_text(
-        text, reply_parameters=ReplyParameters(message.message_id,
-                                               allow_sending_without_reply=True))
+        text, reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True)
+    )
 
 
-async def edit_answer(bot: Bot, chat_id: int, message_id: int, text: str,
-                      keyboard: InlineKeyboardMarkup | None) -> None:
+async def edit_answer(
+    bot: Bot, chat_id: int, message_id: int, text: str, keyboard: InlineKeyboardMarkup | None
+) -> None:
     """Replace an answer's text and keyboard; an unchanged or vanished answer is not an error."""
     try:
-        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
-                                    reply_markup=keyboard)
+        await bot.edit_message_text(
+            text, chat_id=chat_id, message_id=message_id, reply_markup=keyboard
+        )
     except BadRequest as error:
         if "not modified" not in str(error).lower():
             logger.warning("cannot edit answer %s in chat %s: %s", message_id, chat_id, error)
@@ -454,6 +512,6 @@ async def stats_text(state: BotState, *, html_format: bool = True) -> str | None
         return None
     version = state.classifier.version
     overall, served = await asyncio.to_thread(
-        lambda: (store.stats(), store.stats(model_version=version)))
+        lambda: (store.stats(), store.stats(model_version=version))
+    )
     return replies.feedback_stats(overall, served, version, html_format=html_format)
-

@@ -507,8 +507,9 @@ class FeedbackStore:
                 .values(created_at=self._clock(), **sample)
                 .returning(samples_table.c.id)
             ).scalar_one()
-            connection.execute(insert(sample_digits_table),
-                               [{"sample_id": sample_id, **digit} for digit in digits])
+            connection.execute(
+                insert(sample_digits_table), [{"sample_id": sample_id, **digit} for digit in digits]
+            )
             return int(sample_id)
 
         return write
@@ -519,6 +520,7 @@ class FeedbackStore:
 
     def linking(self, sample_id: int, message_id: int) -> Write[bool]:
         """`link_message` as a write for `transact`."""
+
         def write(connection: Connection) -> bool:
             result = connection.execute(
                 update(samples_table)

@@ -47,7 +47,7 @@ class GroupCommit:
         batch: list[tuple[Write[Any], asyncio.Future[Any]]] = []
         try:
             while self._queue:
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 try:
                     results = await self._transact([write for write, _ in batch])
                 except Exception as error:
@@ -55,8 +55,11 @@ class GroupCommit:
                         _settle(batch[0][1], error=error)
                         continue
                     # One bad write must not cost the others: each again, on its own.
-                    logger.warning("a group commit of %d writes failed; retrying them one by one",
-                                   len(batch), exc_info=True)
+                    logger.warning(
+                        "a group commit of %d writes failed; retrying them one by one",
+                        len(batch),
+                        exc_info=True,
+                    )
                     for write, future in batch:
                         try:
                             (result,) = await self._transact([write])
@@ -75,7 +78,8 @@ class GroupCommit:
     async def _transact(self, writes: list[Write[Any]]) -> list[Any]:
         self.transactions += 1
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.store.transact, writes)
+            self._executor, self.store.transact, writes
+        )
 
     async def close(self) -> None:
         """Finish the writes already queued, then stop the writer thread."""
@@ -84,8 +88,9 @@ class GroupCommit:
         self._executor.shutdown(wait=True)
 
 
-def _settle(future: asyncio.Future[Any], *, result: Any = None,
-            error: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
     if future.done():  # its caller was cancelled and no longer waits
         return
     if error is not None:

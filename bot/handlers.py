@@ -56,13 +56,36 @@ from core.serving import Classification
 logger = logging.getLogger(__name__)
 
 MIN_PHOTO_SIDE = 800  # see the module docstring
-IMAGE_MIME_TYPES = frozenset({
-    "image/png", "image/jpeg", "image/pjpeg", "image/jpg", "image/webp", "image/bmp",
-    "image/x-bmp", "image/x-ms-bmp", "image/gif", "image/tiff", "image/tif",
-})
-IMAGE_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff",
-})
+IMAGE_MIME_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/pjpeg",
+        "image/jpg",
+        "image/webp",
+        "image/bmp",
+        "image/x-bmp",
+        "image/x-ms-bmp",
+        "image/gif",
+        "image/tiff",
+        "image/tif",
+    }
+)
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".webp",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".tif",
+        ".tiff",
+    }
+)
 PREDICT_COMMAND = "predict"
 DEBUG_COMMAND = "debug"
 DEBUG_WORD = re.compile(r"(?<![\w/])/?debug\b", re.IGNORECASE)
@@ -84,6 +107,7 @@ class Refusal(Exception):
 
 
 # --- decisions (pure functions, tested directly) -----------------------------------------------
+
 
 def choose_photo_size(sizes: list[PhotoSize], min_side: int = MIN_PHOTO_SIDE) -> PhotoSize:
     """The smallest size whose longest side is >= min_side, else the largest one."""
@@ -133,8 +157,9 @@ def replies_to_bot(message: Message, bot_id: int) -> bool:
     return bool(replied and replied.from_user and replied.from_user.id == bot_id)
 
 
-def should_answer_image(message: Message, *, bot_id: int, bot_username: str,
-                        group_mode: str) -> bool:
+def should_answer_image(
+    message: Message, *, bot_id: int, bot_username: str, group_mode: str
+) -> bool:
     """Whether an image message is for us (private: always; groups: see the module docstring)."""
     if message.chat.type == Chat.PRIVATE or group_mode == "all":
         return True
@@ -156,8 +181,11 @@ def crops_png(classification: Classification) -> bytes:
 
     buffer = io.BytesIO()
     with _PLOT_LOCK:
-        plots.save_crops([digit.crop for digit in classification.digits], buffer,
-                         replies.debug_titles(classification))
+        plots.save_crops(
+            [digit.crop for digit in classification.digits],
+            buffer,
+            replies.debug_titles(classification),
+        )
     return buffer.getvalue()
 
 
@@ -167,8 +195,9 @@ def image_file(message: Message, state: BotState) -> ImageFile:
     if message.photo:
         size = choose_photo_size(list(message.photo))
         if size.width * size.height > settings.max_image_pixels:
-            raise Refusal(replies.too_many_pixels(size.width, size.height,
-                                                  settings.max_image_pixels))
+            raise Refusal(
+                replies.too_many_pixels(size.width, size.height, settings.max_image_pixels)
+            )
         chosen = ImageFile(size.file_id, size.file_size, size.width, size.height)
     elif message.document:
         document = message.document
@@ -191,22 +220,26 @@ def is_admin(update: Update, state: BotState) -> bool:
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 def state_of(context: ContextTypes.DEFAULT_TYPE) -> BotState:
     return get_state(context.bot_data)
 
 
-async def reply(message: Message, text: str,
-                reply_markup: InlineKeyboardMarkup | None = None) -> Message:
+async def reply(
+    message: Message, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> Message:
     """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
     return await message.reply_text(
-        text, parse_mode=ParseMode.HTML,
+        text,
+        parse_mode=ParseMode.HTML,
         reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
         reply_markup=reply_markup,
     )
 
 
-async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
-                         user_id: int | None) -> Classification | None:
+async def classify_image(
+    context: ContextTypes.DEFAULT_TYPE, image_message: Message, user_id: int | None
+) -> Classification | None:
     """Flood check, size checks, download, classify off the event loop; None when the user got
     another reply instead (flood warning, refusal, unreadable image)."""
     state = state_of(context)
@@ -217,18 +250,26 @@ async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Mess
             return None
         if verdict is FloodVerdict.WARN:
             wait = state.flood.seconds_until_free(user_id)
-            await reply(image_message, replies.flood(settings.flood_limit,
-                                                     settings.flood_window_seconds, wait))
+            await reply(
+                image_message,
+                replies.flood(settings.flood_limit, settings.flood_window_seconds, wait),
+            )
             return None
     try:
         chosen = image_file(image_message, state)
         telegram_file = await context.bot.get_file(chosen.file_id)
-        if (telegram_file.file_size is not None
-                and telegram_file.file_size > settings.max_download_bytes):
-            raise Refusal(replies.too_large_download(telegram_file.file_size,
-                                                     settings.max_download_bytes))
-        data = bytes(await with_retries(telegram_file.download_as_bytearray,
-                                        settings.bot_api_retries, "download"))
+        if (
+            telegram_file.file_size is not None
+            and telegram_file.file_size > settings.max_download_bytes
+        ):
+            raise Refusal(
+                replies.too_large_download(telegram_file.file_size, settings.max_download_bytes)
+            )
+        data = bytes(
+            await with_retries(
+                telegram_file.download_as_bytearray, settings.bot_api_retries, "download"
+            )
+        )
         if len(data) > settings.max_download_bytes:
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
         return await state.classify(data)
@@ -239,8 +280,13 @@ async def classify_image(context: ContextTypes.DEFAULT_TYPE, image_message: Mess
     return None
 
 
-async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
-                       user_id: int | None, *, debug: bool = False) -> None:
+async def answer_image(
+    context: ContextTypes.DEFAULT_TYPE,
+    image_message: Message,
+    user_id: int | None,
+    *,
+    debug: bool = False,
+) -> None:
     """Classify the image and reply with the digit(s); with `debug` also send the crops."""
     started = time.perf_counter()
     state = state_of(context)
@@ -252,13 +298,15 @@ async def answer_image(context: ContextTypes.DEFAULT_TYPE, image_message: Messag
     text = replies.answer(classification, state.settings.confidence_threshold)
     sample_id = await corrections.record_answer(state, image_message, classification)
     await corrections.send_answer(
-        state, sample_id, lambda keyboard: reply(image_message, text, reply_markup=keyboard))
+        state, sample_id, lambda keyboard: reply(image_message, text, reply_markup=keyboard)
+    )
     if debug:
         await send_crops(context, image_message, classification)
 
 
-async def send_crops(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
-                     classification: Classification) -> None:
+async def send_crops(
+    context: ContextTypes.DEFAULT_TYPE, image_message: Message, classification: Classification
+) -> None:
     """Reply to the image with the enlarged 28x28 crops the model classified."""
     if not classification.digits:
         await reply(image_message, replies.debug_no_digit())
@@ -266,37 +314,52 @@ async def send_crops(context: ContextTypes.DEFAULT_TYPE, image_message: Message,
     loop = asyncio.get_running_loop()
     png = await loop.run_in_executor(state_of(context).executor, crops_png, classification)
     await image_message.reply_photo(
-        png, caption=replies.debug_caption(classification), parse_mode=ParseMode.HTML,
-        reply_parameters=ReplyParameters(image_message.message_id,
-                                         allow_sending_without_reply=True))
+        png,
+        caption=replies.debug_caption(classification),
+        parse_mode=ParseMode.HTML,
+        reply_parameters=ReplyParameters(
+            image_message.message_id, allow_sending_without_reply=True
+        ),
+    )
 
 
 # --- callbacks ---------------------------------------------------------------------------------
 
+
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: greet and explain what to send."""
     user = update.effective_user
-    await reply(update.effective_message,
-                replies.start(user.first_name if user else None, context.bot.username,
-                              state_of(context).settings.group_mode))
+    await reply(
+        update.effective_message,
+        replies.start(
+            user.first_name if user else None,
+            context.bot.username,
+            state_of(context).settings.group_mode,
+        ),
+    )
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/help: what to send, tips for good photos, how groups work."""
-    await reply(update.effective_message,
-                replies.help_text(context.bot.username, state_of(context).settings.group_mode))
+    await reply(
+        update.effective_message,
+        replies.help_text(context.bot.username, state_of(context).settings.group_mode),
+    )
 
 
 async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A photo or a document: answer it if it is addressed to the bot."""
     message = update.effective_message
     state = state_of(context)
-    if not should_answer_image(message, bot_id=context.bot.id, bot_username=context.bot.username,
-                               group_mode=state.settings.group_mode):
+    if not should_answer_image(
+        message,
+        bot_id=context.bot.id,
+        bot_username=context.bot.username,
+        group_mode=state.settings.group_mode,
+    ):
         return
     user = update.effective_user
-    await answer_image(context, message, user.id if user else None,
-                       debug=wants_debug(message))
+    await answer_image(context, message, user.id if user else None, debug=wants_debug(message))
 
 
 async def replied_image(message: Message, usage: str) -> Message | None:
@@ -343,8 +406,10 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     classifier = state.classifier
     served = state.predictions_served
     text = replies.stats(
-        metadata=classifier.metadata, backend=classifier.backend,
-        fallback_reason=classifier.fallback_reason, predictions_served=served,
+        metadata=classifier.metadata,
+        backend=classifier.backend,
+        fallback_reason=classifier.fallback_reason,
+        predictions_served=served,
         average_answer_seconds=state.total_answer_seconds / served if served else None,
         average_model_seconds=state.total_model_seconds / served if served else None,
         uptime_seconds=state.uptime_seconds,
@@ -353,9 +418,12 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
     arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", DEFAULT_ARCH))
     if arch in RECIPES:
-        text += "\n" + replies.retrain_recipe(arch, state.settings.retrain_epochs,
-                                               RECIPES[arch].epochs,
-                                               state.settings.retrain_train_limit)
+        text += "\n" + replies.retrain_recipe(
+            arch,
+            state.settings.retrain_epochs,
+            RECIPES[arch].epochs,
+            state.settings.retrain_train_limit,
+        )
     feedback = await corrections.stats_text(state)
     if feedback:
         text += f"\n\n{feedback}"
@@ -363,19 +431,22 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     folder = registry.version_dir(state.settings.model_dir, classifier.version)
     media = [
         InputMediaPhoto((folder / name).read_bytes(), caption=caption)
-        for name, caption in zip(("confusion.png", "curves.png"),
-                                 replies.stats_image_captions(), strict=True)
+        for name, caption in zip(
+            ("confusion.png", "curves.png"), replies.stats_image_captions(), strict=True
+        )
         if (folder / name).is_file()
     ]
     if len(media) > 1:
         await message.reply_media_group(
-            media, reply_parameters=ReplyParameters(message.message_id,
-                                                    allow_sending_without_reply=True))
+            media,
+            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        )
     elif media:
         await message.reply_photo(
-            media[0].media, caption=media[0].caption,
-            reply_parameters=ReplyParameters(message.message_id,
-                                             allow_sending_without_reply=True))
+            media[0].media,
+            caption=media[0].caption,
+            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        )
 
 
 async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -394,9 +465,14 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         except ValueError as error:
             await reply(message, str(error))
             return
-        await start_retrain(state, context.bot, chat_id=message.chat_id,
-                            command_message_id=message.message_id,
-                            user_id=update.effective_user.id, epochs=epochs)
+        await start_retrain(
+            state,
+            context.bot,
+            chat_id=message.chat_id,
+            command_message_id=message.message_id,
+            user_id=update.effective_user.id,
+            epochs=epochs,
+        )
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -405,8 +481,10 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(update, Update):
         chat = update.effective_chat
         user = update.effective_user
-        where = (f"update {update.update_id} chat {chat.id if chat else None} "
-                 f"({chat.type if chat else '-'}) user {user.id if user else None}")
+        where = (
+            f"update {update.update_id} chat {chat.id if chat else None} "
+            f"({chat.type if chat else '-'}) user {user.id if user else None}"
+        )
     logger.error("error while handling %s: %s", where, context.error, exc_info=context.error)
     if isinstance(update, Update) and update.effective_message:
         try:

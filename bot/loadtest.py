@@ -66,7 +66,8 @@ class LoadSpec:
         if self.users < self.chats or (groups == 0 and self.users != self.private_chats):
             raise ValueError(
                 f"{self.users} users cannot fill {self.private_chats} private chats (one user "
-                f"each) and {groups} groups (at least one user each)")
+                f"each) and {groups} groups (at least one user each)"
+            )
         if self.probe_interval <= 0 or self.timeout <= 0:
             raise ValueError("probe interval and timeout must be positive")
 
@@ -116,7 +117,8 @@ class LoadReport:
                 f"machine CPU per photo (bot, image workers, emulator): "
                 f"{self.machine_cpu_seconds / spec.photos * 1000:.1f} ms, "
                 f"{self.machine_cpu_seconds / self.answer_seconds:.2f} of {os.cpu_count()} "
-                f"cores busy")
+                f"cores busy"
+            )
         lines = [
             f"load: {spec.photos} photos ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG) from {spec.users} "
             f"users in {spec.chats} chats ({spec.private_chats} private, {groups} "
@@ -135,16 +137,20 @@ class LoadReport:
             f"(median {median * 1000:.0f} ms, {len(delays)} sent during the burst)",
         ]
         if spec.rate_limits_off:
-            lines.append("rate limiter: off for this run (the emulator has no flood limits); "
-                         "real Telegram allows ~30 messages/s per bot and 20/min per group")
+            lines.append(
+                "rate limiter: off for this run (the emulator has no flood limits); "
+                "real Telegram allows ~30 messages/s per bot and 20/min per group"
+            )
         lines += [f"PROBLEM: {problem}" for problem in self.problems]
-        lines.append("every photo answered exactly once, to the right message" if self.ok
-                     else "FAILED")
+        lines.append(
+            "every photo answered exactly once, to the right message" if self.ok else "FAILED"
+        )
         return lines
 
 
-def load_photos(x_test: np.ndarray, y_test: np.ndarray, count: int,
-                seed: int = 0) -> list[tuple[bytes, int]]:
+def load_photos(
+    x_test: np.ndarray, y_test: np.ndarray, count: int, seed: int = 0
+) -> list[tuple[bytes, int]]:
     """`count` (JPEG, label) pairs: distinct MNIST test digits as plain photos, so that an
     answer sent to the wrong photo shows up as a wrong digit."""
     from core.bench import plain_photo
@@ -153,22 +159,25 @@ def load_photos(x_test: np.ndarray, y_test: np.ndarray, count: int,
     indexes = rng.permutation(len(x_test))[:count]
     if len(indexes) < count:
         raise ValueError(f"MNIST has only {len(x_test)} test digits, {count} asked")
-    return [(plain_photo(x_test[index], rng, size=PHOTO_SIZE), int(y_test[index]))
-            for index in indexes]
+    return [
+        (plain_photo(x_test[index], rng, size=PHOTO_SIZE), int(y_test[index])) for index in indexes
+    ]
 
 
 def chat_plan(spec: LoadSpec) -> list[tuple[int, int]]:
     """(chat_id, user_id) of each user: one user per private chat, the rest spread over groups."""
     plan = [(FIRST_USER_ID + index, FIRST_USER_ID + index) for index in range(spec.private_chats)]
     groups = [FIRST_GROUP_ID - index for index in range(spec.chats - spec.private_chats)]
-    for number, user in enumerate(range(FIRST_USER_ID + spec.private_chats,
-                                        FIRST_USER_ID + spec.users)):
+    for number, user in enumerate(
+        range(FIRST_USER_ID + spec.private_chats, FIRST_USER_ID + spec.users)
+    ):
         plan.append((groups[number % len(groups)], user))
     return plan
 
 
-async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
-                   spec: LoadSpec | None = None) -> LoadReport:
+async def run_load(
+    settings: Settings, photos: Sequence[tuple[bytes, int]], spec: LoadSpec | None = None
+) -> LoadReport:
     """Start an emulator here and the bot in its own process, send the burst, wait for every
     answer, stop both.
 
@@ -178,15 +187,21 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
     spec = spec or LoadSpec(photos=len(photos))
     if len(photos) < spec.photos:
         raise ValueError(f"{spec.photos} photos asked, {len(photos)} given")
-    emulator = BotApiEmulator(token=TOKEN, bot_username=BOT_USERNAME,
-                              max_pending_updates=spec.photos * 2 + 1000,
-                              max_messages_per_chat=spec.photos * 2 + 1000,
-                              max_calls=spec.photos * 10 + 1000)
+    emulator = BotApiEmulator(
+        token=TOKEN,
+        bot_username=BOT_USERNAME,
+        max_pending_updates=spec.photos * 2 + 1000,
+        max_messages_per_chat=spec.photos * 2 + 1000,
+        max_calls=spec.photos * 10 + 1000,
+    )
     await emulator.start(host="127.0.0.1", port=0)
     scratch = tempfile.TemporaryDirectory(prefix="digitbot-load-")
     overrides: dict[str, Any] = {
-        "telegram_bot_token": SecretStr(TOKEN), "telegram_api_url": emulator.url,
-        "admin_user_ids": [], "heartbeat_file": None, "group_mode": "mention",
+        "telegram_bot_token": SecretStr(TOKEN),
+        "telegram_api_url": emulator.url,
+        "admin_user_ids": [],
+        "heartbeat_file": None,
+        "group_mode": "mention",
         # Answers are recorded as in production, but in a throwaway feedback store.
         "database_url": f"sqlite:///{Path(scratch.name) / 'feedback.sqlite3'}",
         "feedback_salt": SecretStr(secrets.token_hex(16)),
@@ -201,8 +216,9 @@ async def run_load(settings: Settings, photos: Sequence[tuple[bytes, int]],
         await _burst(emulator, photos, spec, report, bot)
         served = await bot.stop()
         if served != report.answered:
-            report.problems.append(f"the bot counted {served} predictions, "
-                                   f"{report.answered} answers arrived")
+            report.problems.append(
+                f"the bot counted {served} predictions, {report.answered} answers arrived"
+            )
     finally:
         bot.kill()
         await emulator.stop()
@@ -218,13 +234,15 @@ class BotProcess:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter, as in production
         self._connection, child_end = context.Pipe()
         # Not a daemon: the bot starts processes of its own (IMAGE_PROCESSES); kill() ends it.
-        self._process = context.Process(target=_bot_process_main, args=(settings, child_end),
-                                        name="digitbot-load-bot")
+        self._process = context.Process(
+            target=_bot_process_main, args=(settings, child_end), name="digitbot-load-bot"
+        )
 
     async def _receive(self, expected: str, timeout: float) -> Any:
         if not await asyncio.to_thread(self._connection.poll, timeout):
-            raise RuntimeError(f"the bot process sent nothing for {timeout:.0f} s "
-                               f"(waiting for {expected!r})")
+            raise RuntimeError(
+                f"the bot process sent nothing for {timeout:.0f} s (waiting for {expected!r})"
+            )
         kind, payload = self._connection.recv()
         if kind == "error":
             raise RuntimeError(f"the bot process failed:\n{payload}")
@@ -270,8 +288,9 @@ async def _serve_until_stopped(settings: Settings, connection: Connection) -> No
     await application.initialize()
     try:
         await application.post_init(application)
-        await application.updater.start_polling(poll_interval=0.0, timeout=10,
-                                                allowed_updates=ALLOWED_UPDATES)
+        await application.updater.start_polling(
+            poll_interval=0.0, timeout=10, allowed_updates=ALLOWED_UPDATES
+        )
         await application.start()
         # Read the parent's requests on the event loop (a thread blocked in recv() would take
         # one of the bot's default-executor threads away for the whole run).
@@ -292,18 +311,31 @@ async def _serve_until_stopped(settings: Settings, connection: Connection) -> No
 def settings_summary(settings: Settings) -> str:
     """The settings that shape throughput, in one line."""
     overall, group = settings.rate_limit_overall, settings.rate_limit_group_per_minute
-    limits = ("rate limits off" if not overall and not group
-              else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group")
+    limits = (
+        "rate limits off"
+        if not overall and not group
+        else f"rate limits {overall or 'off'}/s overall, {group or 'off'}/min per group"
+    )
     processes = settings.image_processes
-    images = (f"images classified in {processes} worker process{'es' if processes > 1 else ''}"
-              if processes else f"images classified in {settings.worker_threads} threads")
-    return (f"{images}, {CONCURRENT_IMAGES} images at once, "
-            f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
-            f"{limits}")
+    images = (
+        f"images classified in {processes} worker process{'es' if processes > 1 else ''}"
+        if processes
+        else f"images classified in {settings.worker_threads} threads"
+    )
+    return (
+        f"{images}, {CONCURRENT_IMAGES} images at once, "
+        f"{settings.bot_api_client} with {settings.bot_api_connections} Bot API connections, "
+        f"{limits}"
+    )
 
 
-async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], spec: LoadSpec,
-                 report: LoadReport, bot: BotProcess) -> None:
+async def _burst(
+    emulator: BotApiEmulator,
+    photos: Sequence[tuple[bytes, int]],
+    spec: LoadSpec,
+    report: LoadReport,
+    bot: BotProcess,
+) -> None:
     """Send everything, then collect answers (and /start probes) from the emulator's events."""
     plan = chat_plan(spec)
     groups: set[int] = set()
@@ -311,8 +343,7 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
         emulator.add_user(user_id, f"User {user_id}")
         if chat_id < 0 and chat_id not in groups:
             groups.add(chat_id)
-            emulator.add_group(chat_id, f"Load group {-chat_id}", privacy=True,
-                               bot_is_admin=False)
+            emulator.add_group(chat_id, f"Load group {-chat_id}", privacy=True, bot_is_admin=False)
     emulator.add_user(PROBE_USER_ID, "Probe")
     events = emulator.subscribe(max_events=spec.photos * 4 + 1000)
     expected: dict[tuple[int, int], int] = {}  # (chat, message) -> label
@@ -324,8 +355,9 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
     for number in range(spec.photos):
         chat_id, user_id = plan[number % len(plan)]
         data, label = photos[number]
-        caption = None if chat_id > 0 else (
-            "/predict" if number % 2 else f"@{BOT_USERNAME} which digit?")
+        caption = (
+            None if chat_id > 0 else ("/predict" if number % 2 else f"@{BOT_USERNAME} which digit?")
+        )
         message = emulator.send_photo(chat_id, user_id, data, caption=caption)
         expected[(chat_id, message["message_id"])] = label
         if number == spec.photos // 2:
@@ -345,7 +377,8 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
         if now > deadline:
             report.problems.append(
                 f"gave up after {spec.timeout:.0f} s: {len(expected) - len(answers)} photos "
-                "unanswered")
+                "unanswered"
+            )
             break
         if now >= next_probe and len(answers) < len(expected):
             probe = emulator.send_text(PROBE_USER_ID, PROBE_USER_ID, "/start")
@@ -356,8 +389,10 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
         except TimeoutError:
             continue
         message = event.get("message") or {}
-        if event.get("type") != "new_message" or message.get("from", {}).get("id") != \
-                emulator.bot_id:
+        if (
+            event.get("type") != "new_message"
+            or message.get("from", {}).get("id") != emulator.bot_id
+        ):
             continue
         chat_id = message["chat"]["id"]
         replied = message.get("reply_to_message", {}).get("message_id")
@@ -366,8 +401,10 @@ async def _burst(emulator: BotApiEmulator, photos: Sequence[tuple[bytes, int]], 
             continue
         key = (chat_id, replied)
         if key not in expected:
-            report.problems.append(f"unexpected bot message in chat {chat_id} "
-                                   f"(reply to {replied}): {message.get('text', '')[:60]!r}")
+            report.problems.append(
+                f"unexpected bot message in chat {chat_id} "
+                f"(reply to {replied}): {message.get('text', '')[:60]!r}"
+            )
             continue
         answers.setdefault(key, []).append(message.get("text", ""))
         last_answer = time.perf_counter()
@@ -394,8 +431,12 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _check_answers(emulator: BotApiEmulator, expected: dict[tuple[int, int], int],
-                   answers: dict[tuple[int, int], list[str]], report: LoadReport) -> None:
+def _check_answers(
+    emulator: BotApiEmulator,
+    expected: dict[tuple[int, int], int],
+    answers: dict[tuple[int, int], list[str]],
+    report: LoadReport,
+) -> None:
     """Exactly one answer per photo, in its chat, quoting it; count the right digits."""
     counts: dict[tuple[int, int], int] = {}
     for chat_id in {chat for chat, _ in expected}:
@@ -412,8 +453,10 @@ def _check_answers(emulator: BotApiEmulator, expected: dict[tuple[int, int], int
         report.problems.append(f"{len(missing)} photos never answered, e.g. {missing[:3]}")
     report.answered = sum(1 for key in expected if counts.get(key) == 1)
     report.right_digit = sum(
-        1 for key, texts in answers.items()
-        if texts and texts[0].split()[:1] == [str(expected[key])])
+        1
+        for key, texts in answers.items()
+        if texts and texts[0].split()[:1] == [str(expected[key])]
+    )
 
 
 def run_load_command(settings: Settings, mnist_path: Path | None, spec: LoadSpec) -> int:

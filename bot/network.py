@@ -44,8 +44,15 @@ async def with_retries(call: Callable[[], Awaitable[Result]], retries: int, what
             if attempt >= retries or not is_transient(error):
                 raise
             attempt += 1
-            logger.warning("%s failed (%s: %s); retry %d of %d in %.1f s", what,
-                           type(error).__name__, error, attempt, retries, delay)
+            logger.warning(
+                "%s failed (%s: %s); retry %d of %d in %.1f s",
+                what,
+                type(error).__name__,
+                error,
+                attempt,
+                retries,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay *= 2
 

@@ -86,8 +86,9 @@ class TrainingRequest:
 
     def started_text(self) -> str:
         weight = 1.0 if self.user_data is None else self.user_data.weight
-        return replies.retrain_started(self.arch, self.epochs, self.train_limit,
-                                       self.user_digits, self.holdout_digits, weight)
+        return replies.retrain_started(
+            self.arch, self.epochs, self.train_limit, self.user_digits, self.holdout_digits, weight
+        )
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,10 @@ class Comparison:
     @property
     def mnist_ok(self) -> bool:
         # A tiny epsilon so that "equal within float noise" counts as equal.
-        return (self.old_mnist is None
-                or self.new_mnist >= self.old_mnist - self.mnist_tolerance / 100 - 1e-12)
+        return (
+            self.old_mnist is None
+            or self.new_mnist >= self.old_mnist - self.mnist_tolerance / 100 - 1e-12
+        )
 
     @property
     def user_enforced(self) -> bool:
@@ -148,10 +151,13 @@ class RetrainJob:
     def progress_text(self) -> str:
         """What the status message says now (also shown to a second /retrain)."""
         if self.last_report is None:
-            return (self.request.started_text()
-                    + f"\n(running for {replies.duration(time.monotonic() - self.started)})")
-        return replies.retrain_progress(self.request.arch, self.last_report,
-                                        self.request.train_limit, self.request.user_digits)
+            return (
+                self.request.started_text()
+                + f"\n(running for {replies.duration(time.monotonic() - self.started)})"
+            )
+        return replies.retrain_progress(
+            self.request.arch, self.last_report, self.request.train_limit, self.request.user_digits
+        )
 
 
 class TrainingFailed(Exception):
@@ -168,8 +174,9 @@ def parse_epochs(arguments: list[str], default: int) -> int:
     except ValueError:
         epochs = 0
     if len(arguments) > 1 or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
-        raise ValueError(replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS,
-                                               default))
+        raise ValueError(
+            replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS, default)
+        )
     return epochs
 
 
@@ -184,15 +191,28 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
         from core.train import ExtraSamples, train_candidate
 
         user = request.user_data
-        extra = None if user is None else ExtraSamples(
-            images=user.images, labels=user.labels, weight=user.weight,
-            holdout_images=user.holdout_images, holdout_labels=user.holdout_labels,
+        extra = (
+            None
+            if user is None
+            else ExtraSamples(
+                images=user.images,
+                labels=user.labels,
+                weight=user.weight,
+                holdout_images=user.holdout_images,
+                holdout_labels=user.holdout_labels,
+            )
         )
         staging = train_candidate(
-            mnist_path=request.mnist_path, model_dir=Path(request.model_dir), arch=request.arch,
-            epochs=request.epochs, seed=request.seed, train_limit=request.train_limit,
-            extra_samples=extra, progress=lambda report: messages.put(("epoch", report)),
-            command=request.command, verbose=0,
+            mnist_path=request.mnist_path,
+            model_dir=Path(request.model_dir),
+            arch=request.arch,
+            epochs=request.epochs,
+            seed=request.seed,
+            train_limit=request.train_limit,
+            extra_samples=extra,
+            progress=lambda report: messages.put(("epoch", report)),
+            command=request.command,
+            verbose=0,
         )
     except BaseException as error:  # report everything, including KeyboardInterrupt
         messages.put(("error", f"{type(error).__name__}: {error}"))
@@ -209,8 +229,13 @@ def collect_user_data(state: BotState) -> UserData | None:
     holdout = store.holdout_samples()
     if len(train.y) == 0 and len(holdout.y) == 0:
         return None
-    return UserData(images=train.x, labels=train.y, holdout_images=holdout.x,
-                    holdout_labels=holdout.y, weight=state.settings.retrain_user_weight)
+    return UserData(
+        images=train.x,
+        labels=train.y,
+        holdout_images=holdout.x,
+        holdout_labels=holdout.y,
+        weight=state.settings.retrain_user_weight,
+    )
 
 
 def holdout_accuracy(state: BotState, user_data: UserData | None) -> float | None:
@@ -240,7 +265,12 @@ def remove_new_staging(model_dir: Path, before: set[str]) -> int:
 
 
 async def start_retrain(
-    state: BotState, bot: Bot, *, chat_id: int, command_message_id: int, user_id: int,
+    state: BotState,
+    bot: Bot,
+    *,
+    chat_id: int,
+    command_message_id: int,
+    user_id: int,
     epochs: int,
 ) -> RetrainJob:
     """Send the status message, spawn the training process and supervise it in a task."""
@@ -249,29 +279,47 @@ async def start_retrain(
     user_data = await asyncio.to_thread(collect_user_data, state)
     request = TrainingRequest(
         mnist_path=None if settings.mnist_path is None else str(settings.mnist_path),
-        model_dir=str(settings.model_dir), arch=arch, epochs=epochs,
-        train_limit=settings.retrain_train_limit, seed=secrets.randbelow(2**31),
-        command=f"/retrain {epochs} (Telegram user {user_id})", user_data=user_data,
+        model_dir=str(settings.model_dir),
+        arch=arch,
+        epochs=epochs,
+        train_limit=settings.retrain_train_limit,
+        seed=secrets.randbelow(2**31),
+        command=f"/retrain {epochs} (Telegram user {user_id})",
+        user_data=user_data,
     )
     status = await bot.send_message(
-        chat_id, request.started_text(),
+        chat_id,
+        request.started_text(),
         reply_parameters=ReplyParameters(command_message_id, allow_sending_without_reply=True),
     )
     context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked
     messages = context.Queue()
-    process = context.Process(target=training_process, args=(request, messages),
-                              name="digitbot-retrain", daemon=True)
-    job = RetrainJob(chat_id=chat_id, command_message_id=command_message_id,
-                     status_message_id=status.message_id, request=request, process=process,
-                     messages=messages, staging_before=_staging_names(settings.model_dir))
+    process = context.Process(
+        target=training_process, args=(request, messages), name="digitbot-retrain", daemon=True
+    )
+    job = RetrainJob(
+        chat_id=chat_id,
+        command_message_id=command_message_id,
+        status_message_id=status.message_id,
+        request=request,
+        process=process,
+        messages=messages,
+        staging_before=_staging_names(settings.model_dir),
+    )
     state.retrain = job
     try:
         await asyncio.to_thread(process.start)
     except BaseException:
         state.retrain = None
         raise
-    logger.info("retrain started: %s, %d epochs, %d user digits (+%d held out), pid %s", arch,
-                epochs, request.user_digits, request.holdout_digits, process.pid)
+    logger.info(
+        "retrain started: %s, %d epochs, %d user digits (+%d held out), pid %s",
+        arch,
+        epochs,
+        request.user_digits,
+        request.holdout_digits,
+        process.pid,
+    )
     job.task = asyncio.create_task(supervise(state, bot, job), name="digitbot-retrain")
     return job
 
@@ -311,11 +359,12 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
                 kind, payload = await asyncio.to_thread(job.messages.get, True, POLL_SECONDS)
             except queue.Empty:
                 if job.stopping:
-                    raise TrainingFailed("the bot is stopping, so the training was interrupted"
-                                         ) from None
+                    raise TrainingFailed(
+                        "the bot is stopping, so the training was interrupted"
+                    ) from None
                 raise TrainingFailed(
-                    f"the training process stopped unexpectedly (exit code "
-                    f"{job.process.exitcode})") from None
+                    f"the training process stopped unexpectedly (exit code {job.process.exitcode})"
+                ) from None
         if kind == "epoch":
             job.last_report = payload
             await _edit_status(bot, job)
@@ -340,13 +389,19 @@ async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> s
         raise
     current = state.classifier.metadata.get("test_accuracy")
     loop = asyncio.get_running_loop()
-    old_user = await loop.run_in_executor(state.executor, holdout_accuracy, state,
-                                          request.user_data)
+    old_user = await loop.run_in_executor(
+        state.executor, holdout_accuracy, state, request.user_data
+    )
     comparison = Comparison(
-        new_mnist=new_accuracy, old_mnist=None if current is None else float(current),
-        mnist_tolerance=settings.retrain_tolerance, new_user=new_user, old_user=old_user,
-        holdout_count=request.holdout_digits, user_tolerance=settings.retrain_user_tolerance,
-        user_min_holdout=settings.retrain_user_min_holdout, user_digits=request.user_digits,
+        new_mnist=new_accuracy,
+        old_mnist=None if current is None else float(current),
+        mnist_tolerance=settings.retrain_tolerance,
+        new_user=new_user,
+        old_user=old_user,
+        holdout_count=request.holdout_digits,
+        user_tolerance=settings.retrain_user_tolerance,
+        user_min_holdout=settings.retrain_user_min_holdout,
+        user_digits=request.user_digits,
         user_weight=1.0 if request.user_data is None else request.user_data.weight,
     )
     if not comparison.promote:
@@ -402,8 +457,9 @@ async def cancel_retrain(state: BotState) -> None:
 
 async def _edit_status(bot: Bot, job: RetrainJob) -> None:
     try:
-        await bot.edit_message_text(job.progress_text(), chat_id=job.chat_id,
-                                    message_id=job.status_message_id)
+        await bot.edit_message_text(
+            job.progress_text(), chat_id=job.chat_id, message_id=job.status_message_id
+        )
     except BadRequest as error:
         if "not modified" not in str(error).lower():
             logger.warning("cannot edit the retrain status message: %s", error)
@@ -414,9 +470,11 @@ async def _edit_status(bot: Bot, job: RetrainJob) -> None:
 async def _reply(bot: Bot, job: RetrainJob, text: str) -> None:
     try:
         await bot.send_message(
-            job.chat_id, text,
-            reply_parameters=ReplyParameters(job.command_message_id,
-                                             allow_sending_without_reply=True),
+            job.chat_id,
+            text,
+            reply_parameters=ReplyParameters(
+                job.command_message_id, allow_sending_without_reply=True
+            ),
         )
     except TelegramError as error:
         logger.error("cannot send the retrain result: %s", error)

@@ -63,7 +63,10 @@ def populate(emulator: BotApiEmulator) -> None:
     for user_id, first_name, username in PEOPLE:
         emulator.add_user(user_id, first_name, username)
     emulator.add_group(
-        GROUP_CHAT_ID, GROUP_TITLE, privacy=True, bot_is_admin=False,
+        GROUP_CHAT_ID,
+        GROUP_TITLE,
+        privacy=True,
+        bot_is_admin=False,
         admin_user_ids=[ADMIN_USER_ID],
     )
 
@@ -145,8 +148,10 @@ async def stop_sandbox(sandbox: Sandbox) -> None:
 async def serve_sandbox(settings: Settings) -> None:
     """Run the sandbox until cancelled (Ctrl-C or SIGTERM)."""
     sandbox = await start_sandbox(settings)
-    print(f"Open {sandbox.url} in your browser  (sandbox bot @{BOT_USERNAME}; Ctrl-C stops)",
-          flush=True)
+    print(
+        f"Open {sandbox.url} in your browser  (sandbox bot @{BOT_USERNAME}; Ctrl-C stops)",
+        flush=True,
+    )
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if main_task is not None:

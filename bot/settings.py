@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     # One keeps up with two cores' worth of photos; each costs ~80 MB of memory (RSS).
     image_processes: int = Field(1, ge=0, le=16, description="processes that classify images")
     worker_threads: int = Field(
-        2, ge=1, description="threads for other slow work (and images when IMAGE_PROCESSES=0)")
+        2, ge=1, description="threads for other slow work (and images when IMAGE_PROCESSES=0)"
+    )
     # The HTTP client for the Bot API: aiohttp (bot/aiohttp_request.py) costs ~0.25 ms of CPU a
     # request whatever the pool size; PTB's own httpx backend 1 ms with 8 open connections and
     # 7 ms with 64 (measured here), most of the event loop's time under a burst of photos; with
@@ -38,13 +39,15 @@ class Settings(BaseSettings):
     bot_api_client: Literal["aiohttp", "httpx"] = "aiohttp"
     bot_api_connections: int = Field(32, ge=1, le=256, description="HTTP connections to Bot API")
     bot_api_retries: int = Field(
-        4, ge=0, le=10, description="retries of a request after a 5xx, timeout or lost connection")
+        4, ge=0, le=10, description="retries of a request after a 5xx, timeout or lost connection"
+    )
     max_download_bytes: int = 20 * 1024 * 1024
     # Telegram's flood limits, enforced on our side by PTB's AIORateLimiter (0 switches one off:
     # only for a Bot API server without limits, such as the emulator in `digitbot bench --load`).
     rate_limit_overall: float = Field(30, ge=0, description="messages per second, all chats")
-    rate_limit_group_per_minute: float = Field(20, ge=0,
-                                               description="messages per minute, per group")
+    rate_limit_group_per_minute: float = Field(
+        20, ge=0, description="messages per minute, per group"
+    )
     max_image_pixels: int = 40_000_000
 
     # Webhook mode (`digitbot run --webhook`)
@@ -59,17 +62,26 @@ class Settings(BaseSettings):
     retrain_epochs: int = Field(3, ge=1, le=100)
     retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
     retrain_arch: str | None = Field(
-        None, description="architecture /retrain trains; default: the served model's")
+        None, description="architecture /retrain trains; default: the served model's"
+    )
     retrain_train_limit: int | None = Field(
-        None, ge=10, description="/retrain uses only the first N training images (small servers)")
+        None, ge=10, description="/retrain uses only the first N training images (small servers)"
+    )
     retrain_user_weight: float = Field(
-        3.0, gt=0.0, description="training weight of a confirmed user digit (an MNIST image is 1)")
+        3.0, gt=0.0, description="training weight of a confirmed user digit (an MNIST image is 1)"
+    )
     retrain_user_tolerance: float = Field(
-        2.0, ge=0.0, description="percentage points the candidate's accuracy on the held-out "
-                                 "user photos may be below the current model's")
+        2.0,
+        ge=0.0,
+        description="percentage points the candidate's accuracy on the held-out "
+        "user photos may be below the current model's",
+    )
     retrain_user_min_holdout: int = Field(
-        20, ge=1, description="held-out user digits needed before the user-photo rule can "
-                              "block a promotion (fewer: reported, not enforced)")
+        20,
+        ge=1,
+        description="held-out user digits needed before the user-photo rule can "
+        "block a promotion (fewer: reported, not enforced)",
+    )
 
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"
@@ -107,8 +119,14 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("telegram_bot_token", "webhook_url", "webhook_secret_token", "mnist_path",
-                     "heartbeat_file", mode="before")
+    @field_validator(
+        "telegram_bot_token",
+        "webhook_url",
+        "webhook_secret_token",
+        "mnist_path",
+        "heartbeat_file",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """`NAME=` in .env means "not set", not an empty string or the current folder."""

@@ -71,8 +71,11 @@ class FloodGate:
 
     def _forget_idle(self, now: float) -> None:
         """Keep memory bounded: drop users with no request inside the window."""
-        idle = [user for user, events in self._events.items()
-                if not events or now - events[-1] >= self.window]
+        idle = [
+            user
+            for user, events in self._events.items()
+            if not events or now - events[-1] >= self.window
+        ]
         for user in idle:
             self._events.pop(user, None)
             self._warned_at.pop(user, None)
@@ -105,8 +108,8 @@ class BotState:
         if self.workers is not None:
             return await self.workers.classify(image, max_pixels=max_pixels)
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor,
-            functools.partial(self.classifier.classify, image, max_pixels=max_pixels))
+            self.executor, functools.partial(self.classifier.classify, image, max_pixels=max_pixels)
+        )
 
     def record_prediction(self, answer_seconds: float, model_seconds: float) -> None:
         self.predictions_served += 1

@@ -43,8 +43,12 @@ print(json.dumps({"seconds": seconds, "max_rss_mb": rss_mb, "digit": result.numb
 """
 
 
-def plain_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = (1024, 768),
-                quality: int = 90) -> bytes:
+def plain_photo(
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (1024, 768),
+    quality: int = 90,
+) -> bytes:
     """A dark MNIST digit on light paper at a random place and size: a clean phone-like JPEG."""
     height = int(rng.uniform(0.25, 0.6) * size[1])
     ink = Image.fromarray(255 - digit).resize((height, height), Image.Resampling.BICUBIC)
@@ -57,7 +61,8 @@ def plain_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, in
     page += rng.normal(0, 3, page.shape)
     buffer = io.BytesIO()
     Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB").save(
-        buffer, "JPEG", quality=quality)
+        buffer, "JPEG", quality=quality
+    )
     return buffer.getvalue()
 
 
@@ -82,7 +87,12 @@ def serving_probe(model_dir: Path, backend: str, photo: Path) -> dict[str, Any]:
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", _SERVING_PROBE, str(model_dir), backend, str(photo)],
-        capture_output=True, text=True, env=environment, check=False, timeout=300)
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=300,
+    )
     wall = time.perf_counter() - started
     if completed.returncode != 0:
         raise RuntimeError(f"serving probe failed: {completed.stderr.strip()[-500:]}")
@@ -91,9 +101,15 @@ def serving_probe(model_dir: Path, backend: str, photo: Path) -> dict[str, Any]:
     return result
 
 
-def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
-                      keras_photos: int = 50, seed: int = 0,
-                      print_line: Callable[[str], None] = print) -> dict[str, Any]:
+def serving_benchmark(
+    model_dir: Path,
+    mnist: Mnist,
+    *,
+    photos: int = 200,
+    keras_photos: int = 50,
+    seed: int = 0,
+    print_line: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Latency, throughput, memory and start-up: LiteRT serving vs the notebook's Keras path."""
     from core.preprocess import prepare
     from core.serving import Classifier
@@ -120,7 +136,7 @@ def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
     preprocess_times = time_calls(lambda: prepare(jpegs[1]), 100)
     results["preprocess_ms"] = percentiles_ms(preprocess_times)
 
-    single = (mnist.x_test[:1].astype(np.float32) / 255.0)
+    single = mnist.x_test[:1].astype(np.float32) / 255.0
     batch = mnist.x_test[:1000].astype(np.float32) / 255.0
     litert.predict(single)
     results["litert_model_ms"] = percentiles_ms(time_calls(lambda: litert.predict(single), 2000))
@@ -134,8 +150,9 @@ def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
 
     from core import registry
 
-    model = keras.models.load_model(registry.version_dir(model_dir) / registry.KERAS_FILE,
-                                    compile=False)
+    model = keras.models.load_model(
+        registry.version_dir(model_dir) / registry.KERAS_FILE, compile=False
+    )
     model.predict(single[..., None], verbose=0)
 
     def notebook_photo(jpeg: bytes) -> None:
@@ -148,7 +165,8 @@ def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
     ]
     results["keras_photo_ms"] = percentiles_ms(keras_photo_times)
     results["keras_model_ms"] = percentiles_ms(
-        time_calls(lambda: model.predict(single[..., None], verbose=0), 100))
+        time_calls(lambda: model.predict(single[..., None], verbose=0), 100)
+    )
     batch_seconds = min(time_calls(lambda: model.predict(batch[..., None], verbose=0), 3))
     results["keras_batch_per_s"] = len(batch) / batch_seconds
 
@@ -162,29 +180,54 @@ def serving_benchmark(model_dir: Path, mnist: Mnist, *, photos: int = 200,
 
     lite_process, keras_process = results["litert_process"], results["keras_process"]
     rows = [
-        ("photo latency p50 / p99 (decode+preprocess+predict)",
-         "{:.2f} / {:.2f} ms".format(*results["litert_photo_ms"]),
-         "{:.2f} / {:.2f} ms".format(*results["keras_photo_ms"]), "p50 <= 3 ms"),
-        ("model only, one image, p50 / p99",
-         "{:.3f} / {:.3f} ms".format(*results["litert_model_ms"]),
-         "{:.2f} / {:.2f} ms".format(*results["keras_model_ms"]), "<= 0.1 ms"),
-        ("batch of 1000 throughput", f"{results['litert_batch_per_s']:,.0f} img/s",
-         f"{results['keras_batch_per_s']:,.0f} img/s", ""),
-        ("serving process: start to first answer",
-         f"{lite_process['seconds']:.2f} s ({lite_process['process_seconds']:.2f} s wall)",
-         f"{keras_process['seconds']:.2f} s ({keras_process['process_seconds']:.2f} s wall)",
-         "<= 2 s"),
-        ("serving process: peak RSS", f"{lite_process['max_rss_mb']:.0f} MB",
-         f"{keras_process['max_rss_mb']:.0f} MB", "<= 150 MB"),
-        ("TensorFlow imported by serving", str(lite_process["tensorflow_imported"]),
-         str(keras_process["tensorflow_imported"]), "no"),
+        (
+            "photo latency p50 / p99 (decode+preprocess+predict)",
+            "{:.2f} / {:.2f} ms".format(*results["litert_photo_ms"]),
+            "{:.2f} / {:.2f} ms".format(*results["keras_photo_ms"]),
+            "p50 <= 3 ms",
+        ),
+        (
+            "model only, one image, p50 / p99",
+            "{:.3f} / {:.3f} ms".format(*results["litert_model_ms"]),
+            "{:.2f} / {:.2f} ms".format(*results["keras_model_ms"]),
+            "<= 0.1 ms",
+        ),
+        (
+            "batch of 1000 throughput",
+            f"{results['litert_batch_per_s']:,.0f} img/s",
+            f"{results['keras_batch_per_s']:,.0f} img/s",
+            "",
+        ),
+        (
+            "serving process: start to first answer",
+            f"{lite_process['seconds']:.2f} s ({lite_process['process_seconds']:.2f} s wall)",
+            f"{keras_process['seconds']:.2f} s ({keras_process['process_seconds']:.2f} s wall)",
+            "<= 2 s",
+        ),
+        (
+            "serving process: peak RSS",
+            f"{lite_process['max_rss_mb']:.0f} MB",
+            f"{keras_process['max_rss_mb']:.0f} MB",
+            "<= 150 MB",
+        ),
+        (
+            "TensorFlow imported by serving",
+            str(lite_process["tensorflow_imported"]),
+            str(keras_process["tensorflow_imported"]),
+            "no",
+        ),
     ]
-    print_line(f"model {litert.version}; {photos} photos 1024x768 JPEG "
-               f"({keras_photos} for Keras); accuracy on them {results['photo_accuracy']:.1%}")
-    print_line(f"preprocess alone p50 / p99: {results['preprocess_ms'][0]:.2f} / "
-               f"{results['preprocess_ms'][1]:.2f} ms")
-    print_line(format_table(("measure", "LiteRT (bot)", "Keras predict (notebook)", "target"),
-                            rows))
+    print_line(
+        f"model {litert.version}; {photos} photos 1024x768 JPEG "
+        f"({keras_photos} for Keras); accuracy on them {results['photo_accuracy']:.1%}"
+    )
+    print_line(
+        f"preprocess alone p50 / p99: {results['preprocess_ms'][0]:.2f} / "
+        f"{results['preprocess_ms'][1]:.2f} ms"
+    )
+    print_line(
+        format_table(("measure", "LiteRT (bot)", "Keras predict (notebook)", "target"), rows)
+    )
     return results
 
 
@@ -195,8 +238,14 @@ def format_table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> st
     return "\n".join(lines)
 
 
-def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, seed: int = 0,
-                    print_line: Callable[[str], None] = print) -> dict[str, Any]:
+def photo_benchmark(
+    model_dir: Path,
+    mnist: Mnist,
+    *,
+    per_condition: int = 100,
+    seed: int = 0,
+    print_line: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Accuracy on synthetic phone photos of MNIST test digits, per condition and overall."""
     from core.photos import CONDITIONS, benchmark_numbers, benchmark_photos
     from core.serving import Classifier
@@ -207,8 +256,9 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
     several = 0  # single-digit photos read as more than one digit
     total = dict.fromkeys(CONDITIONS, 0)
     timings = []
-    for condition, label, jpeg in benchmark_photos(mnist.x_test, mnist.y_test,
-                                                   per_condition=per_condition, seed=seed):
+    for condition, label, jpeg in benchmark_photos(
+        mnist.x_test, mnist.y_test, per_condition=per_condition, seed=seed
+    ):
         started = time.perf_counter()
         answer = classifier.classify(jpeg)
         timings.append(time.perf_counter() - started)
@@ -217,27 +267,36 @@ def photo_benchmark(model_dir: Path, mnist: Mnist, *, per_condition: int = 100, 
         several += len(answer.digits) > 1
         correct[condition] += answer.number == str(label)
     rows = [
-        (condition, str(total[condition]), f"{found[condition] / total[condition]:.1%}",
-         f"{correct[condition] / total[condition]:.1%}")
+        (
+            condition,
+            str(total[condition]),
+            f"{found[condition] / total[condition]:.1%}",
+            f"{correct[condition] / total[condition]:.1%}",
+        )
         for condition in CONDITIONS
     ]
     overall = sum(correct.values()) / sum(total.values())
-    rows.append(("**overall**", str(sum(total.values())), "",
-                 f"**{overall:.1%}**"))
+    rows.append(("**overall**", str(sum(total.values())), "", f"**{overall:.1%}**"))
     numbers_total = max(per_condition // 2, 10)
     numbers_correct = sum(
         classifier.classify(jpeg).number == label
-        for label, jpeg in benchmark_numbers(mnist.x_test, mnist.y_test, count=numbers_total,
-                                             seed=seed)
+        for label, jpeg in benchmark_numbers(
+            mnist.x_test, mnist.y_test, count=numbers_total, seed=seed
+        )
     )
-    print_line(f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
-               f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo")
+    print_line(
+        f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
+        f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo"
+    )
     print_line(format_table(("condition", "photos", "digit found", "correct"), rows))
     singles = sum(total.values())
-    print_line(f"single-digit photos read as several digits: {several}/{singles} "
-               f"({several / singles:.1%})")
-    print_line(f"multi-digit numbers read exactly: {numbers_correct}/{numbers_total} "
-               f"({numbers_correct / numbers_total:.1%})")
+    print_line(
+        f"single-digit photos read as several digits: {several}/{singles} ({several / singles:.1%})"
+    )
+    print_line(
+        f"multi-digit numbers read exactly: {numbers_correct}/{numbers_total} "
+        f"({numbers_correct / numbers_total:.1%})"
+    )
     return {
         "overall": overall,
         "per_condition": {c: correct[c] / total[c] for c in CONDITIONS},

@@ -68,8 +68,9 @@ def build_compact_model() -> keras.Model:
     import keras
     from keras import layers
 
-    def conv_block(inputs: keras.KerasTensor, filters: int, strides: int = 1,
-                   padding: str = "same"):
+    def conv_block(
+        inputs: keras.KerasTensor, filters: int, strides: int = 1, padding: str = "same"
+    ):
         x = layers.Conv2D(filters, 3, strides=strides, padding=padding, use_bias=False)(inputs)
         x = layers.BatchNormalization()(x)
         return layers.Activation("relu")(x)

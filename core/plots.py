@@ -44,8 +44,15 @@ def save_confusion(confusion: list[list[int]], path: Path, title: str = "") -> P
             count = matrix[true_digit, predicted]
             if count:
                 colour = "white" if true_digit == predicted else "black"
-                axis.text(predicted, true_digit, str(count), ha="center", va="center",
-                          fontsize=8, color=colour)
+                axis.text(
+                    predicted,
+                    true_digit,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color=colour,
+                )
     axis.set_xticks(range(10))
     axis.set_yticks(range(10))
     axis.set_xlabel("predicted digit")

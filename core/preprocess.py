@@ -187,8 +187,11 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     height, width = gray.shape
     factor = min(1.0, 128 / max(height, width))
     if factor < 1.0:
-        gray = cv2.resize(gray, (max(1, round(width * factor)), max(1, round(height * factor))),
-                          interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            gray,
+            (max(1, round(width * factor)), max(1, round(height * factor))),
+            interpolation=cv2.INTER_AREA,
+        )
     median = float(np.median(gray)) / 255.0  # on uint8: twice as fast as on floats
     if median >= 0.4:
         # Phones expose for the page, so paper is at least mid-grey even in dim light or under
@@ -210,8 +213,7 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     height, width = gray.shape
     # Light varies slowly: estimate the paper at half size. A closing (dark ink) or opening
     # (light ink) wider than any stroke removes the ink but keeps a shadow's edge where it is.
-    half = cv2.resize(gray, (max(1, width // 2), max(1, height // 2)),
-                      interpolation=cv2.INTER_AREA)
+    half = cv2.resize(gray, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
     dark_ink = ink_is_dark(half)
     size = max(3, int(0.2 * min(half.shape)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
@@ -281,13 +283,12 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """8-connected components of a uint8 mask: count, labels and stats (left, top, width,
     height, area). Grana's algorithm computes the stats several times faster than the default."""
     count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-        mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
+        mask, 8, cv2.CV_32S, cv2.CCL_GRANA
+    )
     return count, labels, stats
 
 
-def _ink_components(
-    ink: np.ndarray, thickness: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ink_components(ink: np.ndarray, thickness: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Otsu threshold with hysteresis (faint pixels count when they touch clear ink), after
     removing paper lines, so a faint line cannot tie a digit to the page or to another digit.
 
@@ -310,8 +311,7 @@ def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
     """Remove ruled and squared paper lines (straight, thin, long) but not the strokes crossing."""
     may_be_horizontal, may_be_vertical = _may_hold_lines(mask, thickness)
     horizontal = _line_pixels(mask, thickness) if may_be_horizontal else None
-    vertical = (_line_pixels(np.ascontiguousarray(mask.T), thickness) if may_be_vertical
-                else None)
+    vertical = _line_pixels(np.ascontiguousarray(mask.T), thickness) if may_be_vertical else None
     if horizontal is None and vertical is None:
         return mask
     lines, band = np.zeros_like(mask), np.zeros_like(mask)
@@ -332,7 +332,8 @@ def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
     count, labels, stats = _components(cleaned)
     on_band = np.bincount(labels[band > 0], minlength=count)
     leftovers = (on_band >= 0.6 * stats[:, cv2.CC_STAT_AREA]) & (
-        stats[:, cv2.CC_STAT_AREA] < 2 * thickness * thickness)
+        stats[:, cv2.CC_STAT_AREA] < 2 * thickness * thickness
+    )
     leftovers[0] = False
     if leftovers.any():
         cleaned = np.where(leftovers[labels], 0, cleaned).astype(np.uint8)
@@ -378,8 +379,14 @@ def _line_pixels(mask: np.ndarray, thickness: int) -> tuple[np.ndarray, np.ndarr
             line_thicknesses.append(line_thickness)
             first = intercept * 16
             last = (intercept + slope * (width - 1)) * 16
-            cv2.line(band, (0, round(first)), ((width - 1) * 16, round(last)), 255,
-                     thickness=max(3, round(line_thickness) + 3), shift=4)
+            cv2.line(
+                band,
+                (0, round(first)),
+                ((width - 1) * 16, round(last)),
+                255,
+                thickness=max(3, round(line_thickness) + 3),
+                shift=4,
+            )
     if not line_thicknesses:
         return None
     # Remove only what is as thin as the lines themselves: a digit's arc grazing a line is
@@ -402,27 +409,34 @@ def _may_hold_lines(mask: np.ndarray, thickness: int, block: int = 4) -> tuple[b
     height, width = mask.shape
     reach = 2 * thickness + 1
     grown = cv2.dilate(mask, np.ones((reach, reach), np.uint8))
-    blocks = cv2.resize(grown, (-(-width // block), -(-height // block)),
-                        interpolation=cv2.INTER_AREA)
+    blocks = cv2.resize(
+        grown, (-(-width // block), -(-height // block)), interpolation=cv2.INTER_AREA
+    )
     count, _, stats = _components(blocks)
     if count <= 1:
         return False, False
     stats = stats[1:]
 
-    def long_enough(start: np.ndarray, extent: np.ndarray, blocks_across: int,
-                    pixels_across: int) -> bool:
+    def long_enough(
+        start: np.ndarray, extent: np.ndarray, blocks_across: int, pixels_across: int
+    ) -> bool:
         if pixels_across < 40:  # as in _line_pixels
             return False
         reaches_side = (start == 0) | (start + extent >= blocks_across)
         span = (extent + 1) * block  # a component w pixels long covers over w / block blocks
-        return bool(np.any(np.where(reaches_side, span >= 0.15 * pixels_across,
-                                    span >= 0.75 * pixels_across)))
+        return bool(
+            np.any(
+                np.where(reaches_side, span >= 0.15 * pixels_across, span >= 0.75 * pixels_across)
+            )
+        )
 
     return (
-        long_enough(stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH], blocks.shape[1],
-                    width),
-        long_enough(stats[:, cv2.CC_STAT_TOP], stats[:, cv2.CC_STAT_HEIGHT], blocks.shape[0],
-                    height),
+        long_enough(
+            stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH], blocks.shape[1], width
+        ),
+        long_enough(
+            stats[:, cv2.CC_STAT_TOP], stats[:, cv2.CC_STAT_HEIGHT], blocks.shape[0], height
+        ),
     )
 
 
@@ -487,8 +501,10 @@ def _pieces(
             # Page edges and shadows hug the border; so do the ends of lines the line finder
             # left and the thin leftovers of a shadow's edge.
             length = max(box_width, box_height)
-            if box_width > 0.9 * width or box_height > 0.9 * height or (
-                length > 0.1 * max(width, height) and area < 1.5 * thickness * length
+            if (
+                box_width > 0.9 * width
+                or box_height > 0.9 * height
+                or (length > 0.1 * max(width, height) and area < 1.5 * thickness * length)
             ):
                 continue
             border.append(piece)
@@ -529,8 +545,11 @@ def _group_pieces(pieces: list[_Group]) -> list[_Group]:
                 group.absorb(piece)
                 break
         else:
-            groups.append(_Group(piece.left, piece.top, piece.right, piece.bottom, piece.area,
-                                 list(piece.labels)))
+            groups.append(
+                _Group(
+                    piece.left, piece.top, piece.right, piece.bottom, piece.area, list(piece.labels)
+                )
+            )
     for piece in sorted(partial, key=lambda p: -p.area):
         best, best_distance = None, float("inf")
         for group in groups:
@@ -600,8 +619,13 @@ def _cut_costs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     every = np.arange(width)
     for row in range(1, height):
         # A slanted step costs a little, so straight cuts win ties.
-        choices = np.stack((np.concatenate(([np.inf], total[:-1])) + 0.05, total,
-                            np.concatenate((total[1:], [np.inf])) + 0.05))
+        choices = np.stack(
+            (
+                np.concatenate(([np.inf], total[:-1])) + 0.05,
+                total,
+                np.concatenate((total[1:], [np.inf])) + 0.05,
+            )
+        )
         best = np.argmin(choices, axis=0)
         total = choices[best, every] + cost[row]
         steps[row] = best - 1
@@ -635,8 +659,14 @@ def _parts(group: _Group, digit: np.ndarray, paths: list[np.ndarray]) -> list[_G
             continue
         top, bottom = int(rows[0]), int(rows[-1]) + 1
         left, right = int(used[0]), int(used[-1]) + 1
-        part = _Group(group.left + left, group.top + top, group.left + right,
-                      group.top + bottom, int(side.sum()), list(group.labels))
+        part = _Group(
+            group.left + left,
+            group.top + top,
+            group.left + right,
+            group.top + bottom,
+            int(side.sum()),
+            list(group.labels),
+        )
         part.mask = side[top:bottom, left:right]
         parts.append(part)
     return parts
@@ -668,8 +698,10 @@ def _cut_pair(group: _Group, digit: np.ndarray) -> list[_Group]:
             continue
         parts = _parts(group, digit, [path])
         if len(parts) == 2 and all(
-            part.height >= PART_HEIGHT * height and part.width >= PART_WIDTH * height
-            and part.area >= PART_AREA * area for part in parts
+            part.height >= PART_HEIGHT * height
+            and part.width >= PART_WIDTH * height
+            and part.area >= PART_AREA * area
+            for part in parts
         ):
             return parts
     return [group]
@@ -745,8 +777,11 @@ def _segment(group: _Group, digit: np.ndarray) -> list[_Group]:
     area = float(digit.sum())
     while paths:
         parts = _parts(group, digit, paths)
-        bad = [index for index, part in enumerate(parts)
-               if part.height < 0.6 * ink_height or part.area < 0.08 * area]
+        bad = [
+            index
+            for index, part in enumerate(parts)
+            if part.height < 0.6 * ink_height or part.area < 0.08 * area
+        ]
         if not bad and len(parts) == len(paths) + 1:
             return parts
         drop = min(bad[0], len(paths) - 1) if bad else len(paths) - 1
@@ -833,6 +868,7 @@ def center_by_mass(digit: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
     shift_x = (size - 1) / 2 - center_column
     shift_y = (size - 1) / 2 - center_row
     matrix = np.float32([[1, 0, shift_x], [0, 1, shift_y]])
-    field = cv2.warpAffine(digit.astype(np.float32), matrix, (size, size),
-                           flags=cv2.INTER_LINEAR, borderValue=0.0)
+    field = cv2.warpAffine(
+        digit.astype(np.float32), matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0
+    )
     return np.clip(field, 0.0, 1.0).astype(np.float32)

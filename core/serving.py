@@ -58,6 +58,7 @@ class Classification:
 
     def as_json(self, path: str) -> dict[str, Any]:
         """The `digitbot predict --json` object for this result."""
+
         def top3(prediction: DigitPrediction) -> list[list[float]]:
             return [[digit, round(probability, 6)] for digit, probability in prediction.top3]
 
@@ -139,8 +140,9 @@ def model_file(folder: Path, backend: str = "auto") -> tuple[Path, str]:
     return folder / registry.KERAS_FILE, "keras"
 
 
-def load_model(folder: Path, backend: str = "auto",
-               threads: int = INFERENCE_THREADS) -> tuple[Any, str]:
+def load_model(
+    folder: Path, backend: str = "auto", threads: int = INFERENCE_THREADS
+) -> tuple[Any, str]:
     """Load one version folder with the requested backend; return (callable, backend used).
     `threads`: LiteRT's threads per inference."""
     path, used = model_file(folder, backend)
@@ -150,8 +152,9 @@ def load_model(folder: Path, backend: str = "auto",
 class Classifier:
     """The served model. Thread-safe; `reload()` swaps to the version in CURRENT atomically."""
 
-    def __init__(self, model_dir: Path | str, backend: str = "auto",
-                 threads: int = INFERENCE_THREADS) -> None:
+    def __init__(
+        self, model_dir: Path | str, backend: str = "auto", threads: int = INFERENCE_THREADS
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.requested_backend = backend
         self.threads = threads
@@ -187,8 +190,9 @@ class Classifier:
                 None if version == wanted else "; ".join(errors) or "CURRENT was missing"
             )
             if self.fallback_reason:
-                logger.warning("serving %s instead of %s: %s", version, wanted,
-                               self.fallback_reason)
+                logger.warning(
+                    "serving %s instead of %s: %s", version, wanted, self.fallback_reason
+                )
             return model, backend, version, metadata
         raise registry.RegistryError(
             f"no usable model in {self.model_dir}: " + ("; ".join(errors) or "it is empty")
@@ -199,7 +203,11 @@ class Classifier:
         model, backend, version, metadata = self._load()
         with self._lock:
             self._model, self.backend, self.version, self.metadata = (
-                model, backend, version, metadata)
+                model,
+                backend,
+                version,
+                metadata,
+            )
         logger.info("now serving model %s (%s)", version, backend)
         return version
 
@@ -226,9 +234,15 @@ class Classifier:
             probabilities = self.predict(np.stack([digit.image for digit in prepared.digits]))
             for crop, row in zip(prepared.digits, probabilities, strict=True):
                 best = top_k(row, 3)
-                predictions.append(DigitPrediction(
-                    digit=best[0][0], confidence=best[0][1], top3=best,
-                    crop=crop.image, box=crop.box))
+                predictions.append(
+                    DigitPrediction(
+                        digit=best[0][0],
+                        confidence=best[0][1],
+                        top3=best,
+                        crop=crop.image,
+                        box=crop.box,
+                    )
+                )
         return Classification(predictions, version, time.perf_counter() - started)
 
 
@@ -265,30 +279,42 @@ class ClassifierWorkers:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
         return ProcessPoolExecutor(
-            self.processes, mp_context=context, initializer=_start_worker,
-            initargs=(str(self.classifier.model_dir), self.classifier.requested_backend))
+            self.processes,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(str(self.classifier.model_dir), self.classifier.requested_backend),
+        )
 
-    async def classify(self, image: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
-                       ) -> Classification:
+    async def classify(
+        self, image: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> Classification:
         """Like `Classifier.classify`, in a worker; ImageError for bad input, as there."""
         for attempt in (1, 2):
             pool = self._pool
             try:
-                return await asyncio.wrap_future(pool.submit(
-                    _classify_in_worker, image, max_pixels, self.classifier.version))
+                return await asyncio.wrap_future(
+                    pool.submit(_classify_in_worker, image, max_pixels, self.classifier.version)
+                )
             except BrokenProcessPool:
-                logger.error("a classifier worker process died (attempt %d for this image); "
-                             "starting new workers", attempt)
+                logger.error(
+                    "a classifier worker process died (attempt %d for this image); "
+                    "starting new workers",
+                    attempt,
+                )
                 if self._pool is pool:  # the first caller to notice replaces it
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._start()
-        raise ImageError("reading this image crashed the image reader twice; "
-                         "try another photo or format")
+        raise ImageError(
+            "reading this image crashed the image reader twice; try another photo or format"
+        )
 
     def pids(self) -> list[int]:
         """Process ids of the running workers (started by `warm_up` or the first image)."""
-        return [process.pid for process in list(self._pool._processes.values())
-                if process.pid is not None]
+        return [
+            process.pid
+            for process in list(self._pool._processes.values())
+            if process.pid is not None
+        ]
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -40,16 +40,35 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # The teaching notebook, unchanged: adam, 10 epochs of 64, a quarter held out for validation.
-    "seed": Recipe(epochs=10, batch_size=64, validation_split=0.25, augment=False,
-                   learning_rate=1e-3, schedule="constant"),
+    "seed": Recipe(
+        epochs=10,
+        batch_size=64,
+        validation_split=0.25,
+        augment=False,
+        learning_rate=1e-3,
+        schedule="constant",
+    ),
     # The shipped model: augmentation that also prepares for photos, a short warm-up then cosine
     # decay, an average of the weights (EMA) at the end; 1/12 of the training set for validation.
     # 33 epochs, not 30: the net under-fits its augmented data (training accuracy below
     # validation), and 33 still fit the 20-minute budget on two cores (~1,055 s).
-    "compact": Recipe(epochs=33, batch_size=128, validation_split=1 / 12, augment=True,
-                      learning_rate=3e-3, schedule="cosine", ema=True),
-    "large": Recipe(epochs=14, batch_size=128, validation_split=1 / 12, augment=True,
-                    learning_rate=2e-3, schedule="cosine"),
+    "compact": Recipe(
+        epochs=33,
+        batch_size=128,
+        validation_split=1 / 12,
+        augment=True,
+        learning_rate=3e-3,
+        schedule="cosine",
+        ema=True,
+    ),
+    "large": Recipe(
+        epochs=14,
+        batch_size=128,
+        validation_split=1 / 12,
+        augment=True,
+        learning_rate=2e-3,
+        schedule="cosine",
+    ),
 }
 
 
@@ -114,8 +133,9 @@ def make_augmenter(seed: int) -> Callable[[Any], Any]:
             keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed),
             keras.layers.RandomZoom((-0.12, 0.12), fill_mode="constant", seed=seed + 1),
             keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 2),
-            keras.layers.RandomShear(x_factor=0.15, y_factor=0.0, fill_mode="constant",
-                                     seed=seed + 3),
+            keras.layers.RandomShear(
+                x_factor=0.15, y_factor=0.0, fill_mode="constant", seed=seed + 3
+            ),
         ]
     )
     plus = tf.constant([[-1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, -1.0]])[..., None]
@@ -213,8 +233,9 @@ def fit(
     else:
         raise ValueError(f"unknown learning-rate schedule {recipe.schedule!r}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, use_ema=recipe.ema,
-                                        ema_momentum=0.999),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=learning_rate, use_ema=recipe.ema, ema_momentum=0.999
+        ),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -230,13 +251,24 @@ def fit(
             .map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
         )
-        history = model.fit(dataset, epochs=recipe.epochs, validation_data=validation,
-                            callbacks=callbacks, verbose=verbose)
+        history = model.fit(
+            dataset,
+            epochs=recipe.epochs,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     else:
         history = model.fit(
-            scale_images(train_x), one_hot(train_y), sample_weight=weights,
-            epochs=recipe.epochs, batch_size=recipe.batch_size, shuffle=True,
-            validation_data=validation, callbacks=callbacks, verbose=verbose,
+            scale_images(train_x),
+            one_hot(train_y),
+            sample_weight=weights,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            shuffle=True,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
         )
     return model, {key: [float(v) for v in values] for key, values in history.history.items()}
 
@@ -264,7 +296,8 @@ def write_artifacts(
     metadata = {**metadata, **evaluation.as_dict(), "params": int(model.count_params())}
     plots.save_curves(metadata["history"], folder / "curves.png")
     plots.save_confusion(
-        evaluation.confusion, folder / "confusion.png",
+        evaluation.confusion,
+        folder / "confusion.png",
         title=f"{metadata['version']}: {evaluation.accuracy:.2%} on MNIST test",
     )
     # metadata.json last: its presence marks the folder complete.
@@ -306,14 +339,27 @@ def train_candidate(
     if train_limit is not None:
         if train_limit < 10:
             raise ValueError(f"train_limit must be at least 10, got {train_limit}")
-        mnist = Mnist(mnist.x_train[:train_limit], mnist.y_train[:train_limit], mnist.x_test,
-                      mnist.y_test, mnist.source, mnist.sha256)
+        mnist = Mnist(
+            mnist.x_train[:train_limit],
+            mnist.y_train[:train_limit],
+            mnist.x_test,
+            mnist.y_test,
+            mnist.source,
+            mnist.sha256,
+        )
 
     staging = registry.staging_dir(model_dir)
     try:
         started = time.monotonic()
-        model, history = fit(mnist, arch=arch, recipe=recipe, seed=seed, extra=extra_samples,
-                             progress=progress, verbose=verbose)
+        model, history = fit(
+            mnist,
+            arch=arch,
+            recipe=recipe,
+            seed=seed,
+            extra=extra_samples,
+            progress=progress,
+            verbose=verbose,
+        )
         train_seconds = time.monotonic() - started
         metadata: dict[str, Any] = {
             "version": registry.new_version_name(arch),

@@ -43,12 +43,19 @@ def model_dir(tmp_path: Path) -> Path:
     return target
 
 
-def digit_photo(digit: np.ndarray, *, size: tuple[int, int] = (400, 300), scale: int = 140,
-                offset: tuple[int, int] = (130, 80), dark_on_light: bool = True,
-                image_format: str = "PNG") -> bytes:
+def digit_photo(
+    digit: np.ndarray,
+    *,
+    size: tuple[int, int] = (400, 300),
+    scale: int = 140,
+    offset: tuple[int, int] = (130, 80),
+    dark_on_light: bool = True,
+    image_format: str = "PNG",
+) -> bytes:
     """An MNIST digit drawn on a plain page, as image bytes."""
     ink = Image.fromarray(255 - digit if dark_on_light else digit).resize(
-        (scale, scale), Image.Resampling.BICUBIC)
+        (scale, scale), Image.Resampling.BICUBIC
+    )
     page = Image.new("L", size, 255 if dark_on_light else 0)
     page.paste(ink, offset)
     buffer = io.BytesIO()

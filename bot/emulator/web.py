@@ -285,7 +285,8 @@ async def _send_photo(page: Page, request: web.Request) -> web.StreamResponse:
             user_id,
             upload.data,
             file_name=upload.file_name,
-            mime_type=None if upload.content_type == "application/octet-stream"
+            mime_type=None
+            if upload.content_type == "application/octet-stream"
             else upload.content_type,
             caption=caption,
             reply_to_message_id=reply_to,

@@ -63,8 +63,9 @@ async def emulator() -> AsyncIterator[BotApiEmulator]:
 
 
 @pytest.fixture
-def bot_settings(emulator: BotApiEmulator, model_dir: Path, mnist_path: Path,
-                 tmp_path: Path) -> dict[str, Any]:
+def bot_settings(
+    emulator: BotApiEmulator, model_dir: Path, mnist_path: Path, tmp_path: Path
+) -> dict[str, Any]:
     """Settings for a test bot; tests override single fields through start_bot(**fields)."""
     return {
         "telegram_bot_token": TOKEN,
@@ -98,8 +99,9 @@ async def start_bot(
         if webhook:
             await application.updater.start_webhook(**webhook_options(settings))
         else:
-            await application.updater.start_polling(poll_interval=0.0, timeout=1,
-                                                    allowed_updates=ALLOWED_UPDATES)
+            await application.updater.start_polling(
+                poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
+            )
         await application.start()
         return RunningBot(application, emulator, settings)
 
@@ -114,8 +116,12 @@ async def start_bot(
 async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIterator[Sandbox]:
     """The offline sandbox (what `digitbot sandbox` runs) on a free port, with its own store."""
     settings = Settings(
-        _env_file=None, sandbox_port=0, model_dir=model_dir, mnist_path=mnist_path,
-        heartbeat_file=None, flood_limit=1000,
+        _env_file=None,
+        sandbox_port=0,
+        model_dir=model_dir,
+        mnist_path=mnist_path,
+        heartbeat_file=None,
+        flood_limit=1000,
         database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
     )
     running = await start_sandbox(settings)

@@ -24,12 +24,19 @@ from tests.bot.test_bot_e2e import calls_named, replies_to, settle
 from tests.conftest import digit_photo
 
 ADMIN_ONLY = "Sorry, this command is for the bot's admins only."
-ADMIN_COMMANDS = ["/stats", f"/stats@{BOT_USERNAME}", "/retrain", f"/retrain@{BOT_USERNAME} 2",
-                  "/retrain 1", f"/STATS@{BOT_USERNAME.upper()}"]
+ADMIN_COMMANDS = [
+    "/stats",
+    f"/stats@{BOT_USERNAME}",
+    "/retrain",
+    f"/retrain@{BOT_USERNAME} 2",
+    "/retrain 1",
+    f"/STATS@{BOT_USERNAME.upper()}",
+]
 
 
 async def test_non_admins_cannot_run_admin_commands_anywhere(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     for chat_id in (USER_ID, GROUP_ID, OPEN_GROUP_ID):
@@ -39,13 +46,18 @@ async def test_non_admins_cannot_run_admin_commands_anywhere(
             assert reply["text"] == ADMIN_ONLY, (chat_id, command, reply["text"])
     assert bot.state.retrain is None
     assert not calls_named(emulator, "sendMediaGroup") and not calls_named(emulator, "sendPhoto")
-    texts = [m.get("text", "") for chat in (USER_ID, GROUP_ID, OPEN_GROUP_ID)
-             for m in emulator.messages(chat) if m["from"]["id"] == emulator.bot_id]
+    texts = [
+        m.get("text", "")
+        for chat in (USER_ID, GROUP_ID, OPEN_GROUP_ID)
+        for m in emulator.messages(chat)
+        if m["from"]["id"] == emulator.bot_id
+    ]
     assert not any("Model" in text or "Retraining" in text for text in texts)
 
 
 async def test_admin_commands_for_another_bot_are_ignored(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     for command in ("/stats@some_other_bot", "/retrain@some_other_bot 1"):
@@ -55,10 +67,15 @@ async def test_admin_commands_for_another_bot_are_ignored(
     assert bot.state.retrain is None
 
 
-@pytest.mark.parametrize(("user_chat", "admin_chat"), [(USER_ID, ADMIN_ID), (GROUP_ID, GROUP_ID),
-                                                      (OPEN_GROUP_ID, OPEN_GROUP_ID)])
+@pytest.mark.parametrize(
+    ("user_chat", "admin_chat"),
+    [(USER_ID, ADMIN_ID), (GROUP_ID, GROUP_ID), (OPEN_GROUP_ID, OPEN_GROUP_ID)],
+)
 async def test_editing_an_old_message_into_a_command_does_nothing(
-    user_chat: int, admin_chat: int, start_bot: Any, emulator: BotApiEmulator,
+    user_chat: int,
+    admin_chat: int,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     old = emulator.send_text(user_chat, USER_ID, "nice bot")
@@ -66,8 +83,14 @@ async def test_editing_an_old_message_into_a_command_does_nothing(
     await settle()
 
     def bot_messages() -> int:
-        return len([m for chat in {user_chat, admin_chat} for m in emulator.messages(chat)
-                    if m["from"]["id"] == emulator.bot_id])
+        return len(
+            [
+                m
+                for chat in {user_chat, admin_chat}
+                for m in emulator.messages(chat)
+                if m["from"]["id"] == emulator.bot_id
+            ]
+        )
 
     before = bot_messages()
     emulator.edit_text(user_chat, old["message_id"], "/stats")
@@ -80,7 +103,8 @@ async def test_editing_an_old_message_into_a_command_does_nothing(
 
 
 async def test_an_edit_that_reaches_the_bot_anyway_is_ignored(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     # ...and if one arrives anyway (a webhook registered earlier with other allowed_updates),
     # no handler takes it.
@@ -89,8 +113,9 @@ async def test_an_edit_that_reaches_the_bot_anyway_is_ignored(
         old = emulator.send_text(GROUP_ID, user_id, f"/start@{BOT_USERNAME}")
         await emulator.wait_for_reply(GROUP_ID, old["message_id"])
         edited = emulator.edit_text(GROUP_ID, old["message_id"], "/retrain 1")
-        update = Update.de_json({"update_id": 10_000 + user_id, "edited_message": edited},
-                                bot.application.bot)
+        update = Update.de_json(
+            {"update_id": 10_000 + user_id, "edited_message": edited}, bot.application.bot
+        )
         calls_before = len(emulator.calls)
         await bot.application.process_update(update)
         await settle()
@@ -100,7 +125,10 @@ async def test_an_edit_that_reaches_the_bot_anyway_is_ignored(
 
 
 async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sends(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, caplog: pytest.LogCaptureFixture,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every logger at DEBUG, including those an earlier `digitbot run` in this process quietened.
@@ -111,15 +139,21 @@ async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sen
     photo = digit_photo(mnist.x_test[0])
 
     # Ordinary traffic: commands, a photo, documents good and bad, admin /stats with uploads.
-    for chat_id, user_id, text in ((USER_ID, USER_ID, "/start"), (USER_ID, USER_ID, "/retrain"),
-                                   (ADMIN_ID, ADMIN_ID, "/stats"), (USER_ID, USER_ID, "hi")):
+    for chat_id, user_id, text in (
+        (USER_ID, USER_ID, "/start"),
+        (USER_ID, USER_ID, "/retrain"),
+        (ADMIN_ID, ADMIN_ID, "/stats"),
+        (USER_ID, USER_ID, "hi"),
+    ):
         sent = emulator.send_text(chat_id, user_id, text)
         await emulator.wait_for_reply(chat_id, sent["message_id"])
-    answered = [emulator.send_photo(USER_ID, USER_ID, photo),
-                emulator.send_document(USER_ID, USER_ID, b"junk", file_name="x.png",
-                                       mime_type="image/png"),
-                emulator.send_document(USER_ID, USER_ID, b"notes", file_name="n.txt",
-                                       mime_type="text/plain")]
+    answered = [
+        emulator.send_photo(USER_ID, USER_ID, photo),
+        emulator.send_document(USER_ID, USER_ID, b"junk", file_name="x.png", mime_type="image/png"),
+        emulator.send_document(
+            USER_ID, USER_ID, b"notes", file_name="n.txt", mime_type="text/plain"
+        ),
+    ]
     for message in answered:
         await emulator.wait_for_reply(USER_ID, message["message_id"])
 
@@ -151,16 +185,21 @@ async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sen
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     logged = [formatter.format(record) for record in caplog.records]
     assert len(logged) > 100, "DEBUG logging should have recorded the whole session"
-    assert any(record.levelno >= logging.ERROR and record.exc_info
-               for record in caplog.records), "the session should include logged tracebacks"
+    assert any(record.levelno >= logging.ERROR and record.exc_info for record in caplog.records), (
+        "the session should include logged tracebacks"
+    )
     for text in logged:
         for secret in secrets:
             assert secret not in text, text
     assert any("<redacted>" in text for text in logged), "the token would have been logged"
     assert any("getFile failed" in text and "<redacted>" in text for text in logged)
 
-    bot_messages = [m for chat in (USER_ID, ADMIN_ID) for m in emulator.messages(chat)
-                    if m["from"]["id"] == emulator.bot_id]
+    bot_messages = [
+        m
+        for chat in (USER_ID, ADMIN_ID)
+        for m in emulator.messages(chat)
+        if m["from"]["id"] == emulator.bot_id
+    ]
     assert len(bot_messages) >= 9
     sent_params = json.dumps([params for _, params in emulator.calls], default=str)
     for secret in secrets:
@@ -169,22 +208,27 @@ async def test_the_token_never_appears_in_any_log_record_or_anything_the_bot_sen
 
 
 async def test_the_flood_limit_is_per_user_across_private_chats_and_groups(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     # (test_bot_e2e checks the limit in a private chat, its single warning and its reset.)
     await start_bot(flood_limit=3, flood_window_seconds=30.0)
     photo = digit_photo(mnist.x_test[0])
-    sent = [emulator.send_photo(USER_ID, USER_ID, photo),
-            emulator.send_photo(USER_ID, USER_ID, photo),
-            emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict"),
-            emulator.send_photo(GROUP_ID, USER_ID, photo, caption=f"@{BOT_USERNAME}"),
-            emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict")]
+    sent = [
+        emulator.send_photo(USER_ID, USER_ID, photo),
+        emulator.send_photo(USER_ID, USER_ID, photo),
+        emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict"),
+        emulator.send_photo(GROUP_ID, USER_ID, photo, caption=f"@{BOT_USERNAME}"),
+        emulator.send_photo(GROUP_ID, USER_ID, photo, caption="/predict"),
+    ]
     other = emulator.send_photo(GROUP_ID, ADMIN_ID, photo, caption="/predict")
     reply = await emulator.wait_for_reply(GROUP_ID, other["message_id"])
     assert reply["text"].splitlines()[0] == str(mnist.y_test[0])  # others are not limited
     await emulator.wait_for(lambda m: "faster than I read them" in m.get("text", ""))
     await settle(0.5)
-    texts = [m["text"] for s in sent
-             for m in replies_to(emulator, s["chat"]["id"], s["message_id"])]
+    texts = [
+        m["text"] for s in sent for m in replies_to(emulator, s["chat"]["id"], s["message_id"])
+    ]
     assert len(texts) == 4  # three answers and one warning; the fifth photo is dropped quietly
     assert sum("faster than I read them" in text for text in texts) == 1

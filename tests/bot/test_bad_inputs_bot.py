@@ -58,22 +58,26 @@ def check_reply(reply: dict[str, Any], expected: str) -> None:
 
 
 async def test_every_bad_input_gets_one_clear_reply_and_the_bot_keeps_serving(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, caplog: pytest.LogCaptureFixture,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     bot = await start_bot()
     sent: list[tuple[dict[str, Any], str]] = []
     # All at once, documents and photos interleaved, as a busy group would.
     for name, file_name, mime_type, expected in DOCUMENTS:
-        message = emulator.send_document(USER_ID, USER_ID, (FOLDER / name).read_bytes(),
-                                         file_name=file_name, mime_type=mime_type)
+        message = emulator.send_document(
+            USER_ID, USER_ID, (FOLDER / name).read_bytes(), file_name=file_name, mime_type=mime_type
+        )
         sent.append((message, expected))
     for name, expected in PHOTOS:
-        sent.append((emulator.send_photo(USER_ID, USER_ID, (FOLDER / name).read_bytes()),
-                     expected))
+        sent.append((emulator.send_photo(USER_ID, USER_ID, (FOLDER / name).read_bytes()), expected))
     for message, expected in sent:
-        check_reply(await emulator.wait_for_reply(USER_ID, message["message_id"], timeout=30),
-                    expected)
+        check_reply(
+            await emulator.wait_for_reply(USER_ID, message["message_id"], timeout=30), expected
+        )
 
     # The bot still reads an ordinary photo.
     normal = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
@@ -84,14 +88,20 @@ async def test_every_bad_input_gets_one_clear_reply_and_the_bot_keeps_serving(
         assert len(replies_to(emulator, USER_ID, message["message_id"])) == 1
     assert bot.state.predictions_served == 1 + sum(
         expected.startswith("digit ") or expected == NO_DIGIT
-        for expected in [e for *_, e in DOCUMENTS] + [e for _, e in PHOTOS])
+        for expected in [e for *_, e in DOCUMENTS] + [e for _, e in PHOTOS]
+    )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_what_telegram_refuses_never_reaches_the_bot(emulator: BotApiEmulator) -> None:
     with pytest.raises(ApiError, match="file must be non-empty"):
-        emulator.send_document(USER_ID, USER_ID, (FOLDER / "empty.jpg").read_bytes(),
-                               file_name="empty.jpg", mime_type="image/jpeg")
+        emulator.send_document(
+            USER_ID,
+            USER_ID,
+            (FOLDER / "empty.jpg").read_bytes(),
+            file_name="empty.jpg",
+            mime_type="image/jpeg",
+        )
     for name in NOT_PHOTOS:
         with pytest.raises(ApiError, match="IMAGE_PROCESS_FAILED"):
             emulator.send_photo(USER_ID, USER_ID, (FOLDER / name).read_bytes())
@@ -100,11 +110,17 @@ async def test_what_telegram_refuses_never_reaches_the_bot(emulator: BotApiEmula
 
 
 async def test_an_empty_download_is_answered_clearly(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     await start_bot()
-    message = emulator.send_document(USER_ID, USER_ID, (FOLDER / "cmyk-7.jpg").read_bytes(),
-                                     file_name="x.jpg", mime_type="image/jpeg")
+    message = emulator.send_document(
+        USER_ID,
+        USER_ID,
+        (FOLDER / "cmyk-7.jpg").read_bytes(),
+        file_name="x.jpg",
+        mime_type="image/jpeg",
+    )
     # The server loses the file's content between the upload and the bot's download.
     emulator._files.get(message["document"]["file_id"]).data = b""
     reply = await emulator.wait_for_reply(USER_ID, message["message_id"])
@@ -112,15 +128,26 @@ async def test_an_empty_download_is_answered_clearly(
 
 
 async def test_enormous_valid_documents_under_and_over_the_pixel_limit(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     limit = bot.settings.max_image_pixels
     assert 6000 * 4000 < limit < 8000 * 6000, "the default MAX_IMAGE_PIXELS changed"
-    under = emulator.send_document(USER_ID, USER_ID, make.enormous_png(6000, 4000),
-                                   file_name="poster.png", mime_type="image/png")
-    over = emulator.send_document(USER_ID, USER_ID, make.enormous_png(8000, 6000),
-                                  file_name="billboard.png", mime_type="image/png")
+    under = emulator.send_document(
+        USER_ID,
+        USER_ID,
+        make.enormous_png(6000, 4000),
+        file_name="poster.png",
+        mime_type="image/png",
+    )
+    over = emulator.send_document(
+        USER_ID,
+        USER_ID,
+        make.enormous_png(8000, 6000),
+        file_name="billboard.png",
+        mime_type="image/png",
+    )
     reply = await emulator.wait_for_reply(USER_ID, under["message_id"], timeout=30)
     assert answered_digit(reply) == "7"
     reply = await emulator.wait_for_reply(USER_ID, over["message_id"], timeout=30)

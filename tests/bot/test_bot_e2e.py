@@ -52,9 +52,12 @@ def answered_digit(message: dict[str, Any]) -> str:
 
 
 def replies_to(emulator: BotApiEmulator, chat_id: int, message_id: int) -> list[dict[str, Any]]:
-    return [message for message in emulator.messages(chat_id)
-            if message["from"]["id"] == emulator.bot_id
-            and message.get("reply_to_message", {}).get("message_id") == message_id]
+    return [
+        message
+        for message in emulator.messages(chat_id)
+        if message["from"]["id"] == emulator.bot_id
+        and message.get("reply_to_message", {}).get("message_id") == message_id
+    ]
 
 
 def calls_named(emulator: BotApiEmulator, name: str) -> list[dict[str, Any]]:
@@ -96,8 +99,12 @@ async def settle(seconds: float = 0.3) -> None:
 
 # --- private chats -----------------------------------------------------------------------------
 
+
 async def test_private_photo_gets_the_right_digit_and_three_percentages(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, caplog: pytest.LogCaptureFixture,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     bot = await start_bot()
@@ -113,8 +120,11 @@ async def test_private_photo_gets_the_right_digit_and_three_percentages(
         assert any(entity["type"] == "bold" for entity in reply.get("entities", []))
     # The 800 px rendition was downloaded, not the 1280 px one.
     sizes = {size["file_id"]: size for size in sent[0][0]["photo"]}
-    fetched = [sizes[params["file_id"]] for params in calls_named(emulator, "getFile")
-               if params["file_id"] in sizes]
+    fetched = [
+        sizes[params["file_id"]]
+        for params in calls_named(emulator, "getFile")
+        if params["file_id"] in sizes
+    ]
     assert [max(size["width"], size["height"]) for size in fetched] == [800]
     assert bot.state.predictions_served == 3
     # The token never reaches the logs, although httpx and PTB log request URLs.
@@ -137,70 +147,98 @@ async def test_start_help_and_commands_menu(start_bot: Any, emulator: BotApiEmul
     commands = calls_named(emulator, "setMyCommands")
     everyone = [c for c in commands if "scope" not in c or c["scope"]["type"] == "default"]
     admins = [c for c in commands if c.get("scope", {}).get("type") == "chat"]
-    assert [c["command"] for c in everyone[0]["commands"]] == ["start", "help", "predict",
-                                                               "debug", "forget"]
+    assert [c["command"] for c in everyone[0]["commands"]] == [
+        "start",
+        "help",
+        "predict",
+        "debug",
+        "forget",
+    ]
     assert admins[0]["scope"]["chat_id"] == ADMIN_ID
     assert {"stats", "retrain"} <= {c["command"] for c in admins[0]["commands"]}
     assert bot.settings.heartbeat_file.is_file()
 
 
 async def test_image_documents_are_read_like_photos(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     await start_bot()
     (seven, label), (other, other_label) = test_digits(mnist, 2)
-    png = emulator.send_document(USER_ID, USER_ID, digit_photo(seven), file_name="digit.png",
-                                 mime_type="image/png")
-    tiff = emulator.send_document(USER_ID, USER_ID, digit_photo(other, image_format="TIFF"),
-                                  file_name="scan.tif", mime_type="application/octet-stream")
+    png = emulator.send_document(
+        USER_ID, USER_ID, digit_photo(seven), file_name="digit.png", mime_type="image/png"
+    )
+    tiff = emulator.send_document(
+        USER_ID,
+        USER_ID,
+        digit_photo(other, image_format="TIFF"),
+        file_name="scan.tif",
+        mime_type="application/octet-stream",
+    )
     assert answered_digit(await emulator.wait_for_reply(USER_ID, png["message_id"])) == str(label)
     reply = await emulator.wait_for_reply(USER_ID, tiff["message_id"])
     assert answered_digit(reply) == str(other_label)
 
 
 async def test_non_image_and_broken_documents_get_clear_replies(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     await start_bot()
-    text_file = emulator.send_document(USER_ID, USER_ID, b"just some notes\n",
-                                       file_name="notes.txt", mime_type="text/plain")
+    text_file = emulator.send_document(
+        USER_ID, USER_ID, b"just some notes\n", file_name="notes.txt", mime_type="text/plain"
+    )
     reply = await emulator.wait_for_reply(USER_ID, text_file["message_id"])
     assert "notes.txt is not an image" in reply["text"]
     assert not calls_named(emulator, "getFile")  # refused without downloading
-    fake_png = emulator.send_document(USER_ID, USER_ID, b"not really a png",
-                                      file_name="fake.png", mime_type="image/png")
+    fake_png = emulator.send_document(
+        USER_ID, USER_ID, b"not really a png", file_name="fake.png", mime_type="image/png"
+    )
     reply = await emulator.wait_for_reply(USER_ID, fake_png["message_id"])
     assert "not an image I can read" in reply["text"]
-    svg = emulator.send_document(USER_ID, USER_ID, b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                                 file_name="drawing.svg", mime_type="image/svg+xml")
+    svg = emulator.send_document(
+        USER_ID,
+        USER_ID,
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        file_name="drawing.svg",
+        mime_type="image/svg+xml",
+    )
     reply = await emulator.wait_for_reply(USER_ID, svg["message_id"])
     assert "cannot read image/svg+xml" in reply["text"]
 
 
 async def test_oversize_and_overpixel_documents_are_refused(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     await start_bot(max_download_bytes=50_000, max_image_pixels=200_000)
     noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(noise).save(buffer, "PNG")
     assert len(buffer.getvalue()) > 50_000
-    big = emulator.send_document(USER_ID, USER_ID, buffer.getvalue(), file_name="noise.png",
-                                 mime_type="image/png")
+    big = emulator.send_document(
+        USER_ID, USER_ID, buffer.getvalue(), file_name="noise.png", mime_type="image/png"
+    )
     reply = await emulator.wait_for_reply(USER_ID, big["message_id"])
     assert "too large" in reply["text"] and "50 MB" not in reply["text"]
     assert not calls_named(emulator, "getFile")  # checked before downloading
     assert not calls_named(emulator, "download")
     wide = digit_photo(mnist.x_test[0], size=(1000, 400), scale=300, offset=(350, 50))
     assert len(wide) < 50_000
-    many_pixels = emulator.send_document(USER_ID, USER_ID, wide, file_name="wide.png",
-                                         mime_type="image/png")
+    many_pixels = emulator.send_document(
+        USER_ID, USER_ID, wide, file_name="wide.png", mime_type="image/png"
+    )
     reply = await emulator.wait_for_reply(USER_ID, many_pixels["message_id"])
     assert "1000x400 pixels" in reply["text"]
 
 
 async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot()
@@ -218,12 +256,16 @@ async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
     assert "the model fell over" in caplog.text and "RuntimeError" in caplog.text
     monkeypatch.undo()
     again = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))  # still serving
-    assert TOP3_LINE.match((await emulator.wait_for_reply(USER_ID, again["message_id"]))["text"]
-                           .splitlines()[1])
+    assert TOP3_LINE.match(
+        (await emulator.wait_for_reply(USER_ID, again["message_id"]))["text"].splitlines()[1]
+    )
 
 
 async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The emulator has no setWebhook method (it is a polling emulator): stand in for that call.
     async def set_webhook(self: Any, *arguments: Any, **options: Any) -> bool:
@@ -231,9 +273,13 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
 
     monkeypatch.setattr(ExtBot, "set_webhook", set_webhook)
     port = free_port()
-    await start_bot(webhook=True, webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
-                    webhook_listen="127.0.0.1", webhook_port=port,
-                    webhook_secret_token="s3cret-Token")
+    await start_bot(
+        webhook=True,
+        webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
+        webhook_listen="127.0.0.1",
+        webhook_port=port,
+        webhook_secret_token="s3cret-Token",
+    )
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
     update = {"update_id": 1, "message": photo}  # what Telegram would post
     async with aiohttp.ClientSession() as session:
@@ -250,16 +296,32 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
 
 
 async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_token(
-    emulator: BotApiEmulator, model_dir: Path, tmp_path: Path,
+    emulator: BotApiEmulator,
+    model_dir: Path,
+    tmp_path: Path,
 ) -> None:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))}
-    environment.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=emulator.url,
-                       MODEL_DIR=str(model_dir), HEARTBEAT_FILE=str(tmp_path / "beat"),
-                       LOG_LEVEL="DEBUG")
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))
+    }
+    environment.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=emulator.url,
+        MODEL_DIR=str(model_dir),
+        HEARTBEAT_FILE=str(tmp_path / "beat"),
+        LOG_LEVEL="DEBUG",
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         start = emulator.send_text(USER_ID, USER_ID, "/start")
         reply = await emulator.wait_for_reply(USER_ID, start["message_id"], timeout=60)
@@ -280,30 +342,37 @@ async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_
 
 # --- groups ------------------------------------------------------------------------------------
 
+
 async def test_group_answers_mentions_predict_and_replies_to_the_bot(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     await start_bot()
     digits = test_digits(mnist, 4)
-    mention = emulator.send_photo(GROUP_ID, USER_ID, digit_photo(digits[0][0]),
-                                  caption=f"what is this @{BOT_USERNAME}?")
+    mention = emulator.send_photo(
+        GROUP_ID, USER_ID, digit_photo(digits[0][0]), caption=f"what is this @{BOT_USERNAME}?"
+    )
     reply = await emulator.wait_for_reply(GROUP_ID, mention["message_id"])
     assert answered_digit(reply) == str(digits[0][1])
 
-    command = emulator.send_photo(GROUP_ID, OTHER_USER_ID, digit_photo(digits[1][0]),
-                                  caption="/predict")
+    command = emulator.send_photo(
+        GROUP_ID, OTHER_USER_ID, digit_photo(digits[1][0]), caption="/predict"
+    )
     reply = await emulator.wait_for_reply(GROUP_ID, command["message_id"])
     assert answered_digit(reply) == str(digits[1][1])
 
     # Under privacy mode a plain photo never reaches the bot; /predict as a reply to it does.
     plain = emulator.send_photo(GROUP_ID, USER_ID, digit_photo(digits[2][0]))
-    predict = emulator.send_text(GROUP_ID, OTHER_USER_ID, "/predict",
-                                 reply_to_message_id=plain["message_id"])
+    predict = emulator.send_text(
+        GROUP_ID, OTHER_USER_ID, "/predict", reply_to_message_id=plain["message_id"]
+    )
     reply = await emulator.wait_for_reply(GROUP_ID, plain["message_id"])  # quotes the photo
     assert answered_digit(reply) == str(digits[2][1])
 
-    to_bot = emulator.send_photo(GROUP_ID, USER_ID, digit_photo(digits[3][0]),
-                                 reply_to_message_id=reply["message_id"])
+    to_bot = emulator.send_photo(
+        GROUP_ID, USER_ID, digit_photo(digits[3][0]), reply_to_message_id=reply["message_id"]
+    )
     reply = await emulator.wait_for_reply(GROUP_ID, to_bot["message_id"])
     assert answered_digit(reply) == str(digits[3][1])
 
@@ -316,15 +385,19 @@ async def test_group_answers_mentions_predict_and_replies_to_the_bot(
 
 
 async def test_group_mode_mention_ignores_other_photos_and_all_answers_them(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     image, label = test_digits(mnist, 1)[0]
     await start_bot(group_mode="mention")
     ignored = emulator.send_photo(OPEN_GROUP_ID, USER_ID, digit_photo(image))
-    other_bot = emulator.send_photo(OPEN_GROUP_ID, USER_ID, digit_photo(image),
-                                    caption="/predict@some_other_bot")
-    addressed = emulator.send_photo(OPEN_GROUP_ID, USER_ID, digit_photo(image),
-                                    caption=f"@{BOT_USERNAME}")
+    other_bot = emulator.send_photo(
+        OPEN_GROUP_ID, USER_ID, digit_photo(image), caption="/predict@some_other_bot"
+    )
+    addressed = emulator.send_photo(
+        OPEN_GROUP_ID, USER_ID, digit_photo(image), caption=f"@{BOT_USERNAME}"
+    )
     reply = await emulator.wait_for_reply(OPEN_GROUP_ID, addressed["message_id"])
     assert answered_digit(reply) == str(label)
     await settle()
@@ -333,7 +406,9 @@ async def test_group_mode_mention_ignores_other_photos_and_all_answers_them(
 
 
 async def test_group_mode_all_answers_every_photo_it_receives(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     image, label = test_digits(mnist, 1)[0]
     await start_bot(group_mode="all")
@@ -347,8 +422,10 @@ async def test_group_mode_all_answers_every_photo_it_receives(
 
 # --- admins ------------------------------------------------------------------------------------
 
+
 async def test_non_admins_are_refused_stats_and_retrain(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     for chat_id in (USER_ID, GROUP_ID):
@@ -361,7 +438,10 @@ async def test_non_admins_are_refused_stats_and_retrain(
 
 
 async def test_admin_stats_shows_the_model_and_counters_with_two_images(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    model_dir: Path,
 ) -> None:
     bot = await start_bot()
     photo = emulator.send_photo(ADMIN_ID, ADMIN_ID, digit_photo(mnist.x_test[0]))
@@ -378,26 +458,34 @@ async def test_admin_stats_shows_the_model_and_counters_with_two_images(
     assert "Predictions served: 1," in text and "average time to answer" in text
     # /retrain's shorter recipe is spelled out (these tests retrain 1 epoch on 2000 images).
     arch = bot.state.settings.retrain_arch or metadata["arch"]
-    assert (f"/retrain trains {arch} with the same recipe on the first 2,000 MNIST images: "
-            f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs})") in text
+    assert (
+        f"/retrain trains {arch} with the same recipe on the first 2,000 MNIST images: "
+        f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs})"
+    ) in text
     assert bot.state.predictions_served == 1
     images = await emulator.wait_for(lambda m: m["chat"]["id"] == GROUP_ID and "photo" in m)
     assert len(images) == 2
     assert all(m["reply_to_message"]["message_id"] == stats["message_id"] for m in images)
-    assert {m.get("caption") for m in images} == {"Confusion matrix on the MNIST test set",
-                                                  "Training curves"}
+    assert {m.get("caption") for m in images} == {
+        "Confusion matrix on the MNIST test set",
+        "Training curves",
+    }
     group_call = calls_named(emulator, "sendMediaGroup")
     assert len(group_call) == 1
 
 
 # --- /retrain ----------------------------------------------------------------------------------
 
+
 def staging_folders(model_dir: Path) -> list[Path]:
     return list(model_dir.glob(f"{registry.STAGING_PREFIX}*"))
 
 
 async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answered(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    model_dir: Path,
 ) -> None:
     bot = await start_bot(retrain_tolerance=100.0)  # any candidate is good enough
     old_version = bot.state.classifier.version
@@ -418,7 +506,8 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
 
     result = await emulator.wait_for(
         lambda m: m["chat"]["id"] == ADMIN_ID and "now serving" in m.get("text", ""),
-        timeout=RETRAIN_TIMEOUT)
+        timeout=RETRAIN_TIMEOUT,
+    )
     new_version = registry.current_version(model_dir)
     assert new_version != old_version
     assert new_version in result[0]["text"] and "previous" in result[0]["text"]
@@ -438,7 +527,10 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
 
 
 async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected(
-    start_bot: Any, emulator: BotApiEmulator, model_dir: Path, tmp_path: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     # Pretend the served model is nearly perfect, so that a 1-epoch candidate must lose.
     version = registry.current_version(model_dir)
@@ -458,8 +550,12 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     bot.state.settings.mnist_path = tmp_path / "missing.npz"
     first = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
     failed = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == first["message_id"]
-        and "failed" in m.get("text", ""), timeout=RETRAIN_TIMEOUT)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == first["message_id"]
+            and "failed" in m.get("text", "")
+        ),
+        timeout=RETRAIN_TIMEOUT,
+    )
     assert "missing.npz" in failed[0]["text"]
     assert bot.state.retrain is None and not staging_folders(model_dir)
 
@@ -469,12 +565,17 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     status = await emulator.wait_for_reply(ADMIN_ID, second["message_id"])
     await emulator.wait_for(
         lambda m: m["message_id"] == status["message_id"] and "Epoch 1/3" in m["text"],
-        timeout=RETRAIN_TIMEOUT)
+        timeout=RETRAIN_TIMEOUT,
+    )
     assert staging_folders(model_dir), "training should be writing into a staging folder"
     bot.state.retrain.process.kill()
     died = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == second["message_id"]
-        and "failed" in m.get("text", ""), timeout=30)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == second["message_id"]
+            and "failed" in m.get("text", "")
+        ),
+        timeout=30,
+    )
     assert "stopped unexpectedly" in died[0]["text"]
     assert bot.state.retrain is None and not staging_folders(model_dir)
     assert registry.current_version(model_dir) == version
@@ -482,8 +583,12 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     # 3. The next /retrain works; its candidate is worse than 99.99 % with no tolerance.
     third = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
     rejected = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == third["message_id"]
-        and "not promoted" in m.get("text", ""), timeout=RETRAIN_TIMEOUT)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == third["message_id"]
+            and "not promoted" in m.get("text", "")
+        ),
+        timeout=RETRAIN_TIMEOUT,
+    )
     assert "against 99.99 %" in rejected[0]["text"]
     assert re.search(r"accuracy \d{1,2}\.\d\d % against", rejected[0]["text"])
     assert registry.current_version(model_dir) == version
@@ -493,7 +598,9 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
 
 
 async def test_stopping_the_bot_stops_a_running_training(
-    start_bot: Any, emulator: BotApiEmulator, model_dir: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    model_dir: Path,
 ) -> None:
     bot = await start_bot()
     command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 5")
@@ -508,26 +615,34 @@ async def test_stopping_the_bot_stops_a_running_training(
     await application.post_stop(application)  # what run_polling does on Ctrl-C / SIGTERM
     assert not process.is_alive()
     assert bot.state.retrain is None and not staging_folders(model_dir)
-    told = [m for m in replies_to(emulator, ADMIN_ID, command["message_id"])
-            if "bot is stopping" in m["text"]]
+    told = [
+        m
+        for m in replies_to(emulator, ADMIN_ID, command["message_id"])
+        if "bot is stopping" in m["text"]
+    ]
     assert len(told) == 1
 
 
 # --- load and flood ----------------------------------------------------------------------------
 
+
 async def test_fifty_photos_at_once_are_all_answered_exactly_once(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     users = [USER_ID + 100 + index for index in range(5)]
     for index, user in enumerate(users):
         emulator.add_user(user, f"User {index}")
     # Private chats: in a group, Telegram (and so AIORateLimiter) allows 20 messages a minute.
-    sent = [emulator.send_photo(users[index % 5], users[index % 5],
-                                digit_photo(mnist.x_test[index]))
-            for index in range(50)]
-    replies = [await emulator.wait_for_reply(m["chat"]["id"], m["message_id"], timeout=60)
-               for m in sent]
+    sent = [
+        emulator.send_photo(users[index % 5], users[index % 5], digit_photo(mnist.x_test[index]))
+        for index in range(50)
+    ]
+    replies = [
+        await emulator.wait_for_reply(m["chat"]["id"], m["message_id"], timeout=60) for m in sent
+    ]
     await settle()
     for message, reply in zip(sent, replies, strict=True):
         assert len(replies_to(emulator, message["chat"]["id"], message["message_id"])) == 1
@@ -540,7 +655,9 @@ async def test_fifty_photos_at_once_are_all_answered_exactly_once(
 
 
 async def test_flood_limit_answers_politely_once_then_resets(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     await start_bot(flood_limit=3, flood_window_seconds=2.0)
     photo = digit_photo(mnist.x_test[0])
@@ -553,8 +670,14 @@ async def test_flood_limit_answers_politely_once_then_resets(
     texts = [m["text"] for s in sent for m in replies_to(emulator, USER_ID, s["message_id"])]
     assert len(texts) == 4
     assert sum("faster than I read them" in text for text in texts) == 1
-    assert sum(bool(TOP3_LINE.match(text.splitlines()[1])) for text in texts
-               if len(text.splitlines()) > 1) == 3
+    assert (
+        sum(
+            bool(TOP3_LINE.match(text.splitlines()[1]))
+            for text in texts
+            if len(text.splitlines()) > 1
+        )
+        == 3
+    )
     await asyncio.sleep(max(0.0, started + 2.5 - asyncio.get_running_loop().time()))
     later = emulator.send_photo(USER_ID, USER_ID, photo)
     reply = await emulator.wait_for_reply(USER_ID, later["message_id"])

@@ -48,46 +48,66 @@ def test_photo_size_is_the_smallest_with_800_px_else_the_largest() -> None:
         choose_photo_size([])
 
 
-@pytest.mark.parametrize(("file_name", "mime_type", "expected"), [
-    ("digit.png", "image/png", True),
-    ("scan.TIFF", "application/octet-stream", True),
-    ("photo", "image/webp", True),
-    ("x.gif", None, True),
-    ("x.bmp", "image/x-ms-bmp", True),
-    ("notes.txt", "text/plain", False),
-    ("drawing.svg", "image/svg+xml", False),
-    (None, None, False),
-])
+@pytest.mark.parametrize(
+    ("file_name", "mime_type", "expected"),
+    [
+        ("digit.png", "image/png", True),
+        ("scan.TIFF", "application/octet-stream", True),
+        ("photo", "image/webp", True),
+        ("x.gif", None, True),
+        ("x.bmp", "image/x-ms-bmp", True),
+        ("notes.txt", "text/plain", False),
+        ("drawing.svg", "image/svg+xml", False),
+        (None, None, False),
+    ],
+)
 def test_image_documents_by_mime_type_or_extension(
-    file_name: str | None, mime_type: str | None, expected: bool,
+    file_name: str | None,
+    mime_type: str | None,
+    expected: bool,
 ) -> None:
     assert is_image_document(file_name, mime_type) is expected
 
 
-def group_photo(caption: str | None = None, entities: list[MessageEntity] | None = None,
-                reply_to_bot: bool = False, chat_type: str = Chat.SUPERGROUP) -> Message:
+def group_photo(
+    caption: str | None = None,
+    entities: list[MessageEntity] | None = None,
+    reply_to_bot: bool = False,
+    chat_type: str = Chat.SUPERGROUP,
+) -> Message:
     chat = Chat(-100123, chat_type)
     user = User(2002, "Bob", is_bot=False)
     replied = None
     if reply_to_bot:
-        replied = Message(5, datetime.now(UTC), chat, from_user=User(BOT_ID, "Bot", is_bot=True),
-                          text="7")
-    return Message(9, datetime.now(UTC), chat, from_user=user, caption=caption,
-                   caption_entities=entities or [], photo=photo_sizes((320, 240)),
-                   reply_to_message=replied)
+        replied = Message(
+            5, datetime.now(UTC), chat, from_user=User(BOT_ID, "Bot", is_bot=True), text="7"
+        )
+    return Message(
+        9,
+        datetime.now(UTC),
+        chat,
+        from_user=user,
+        caption=caption,
+        caption_entities=entities or [],
+        photo=photo_sizes((320, 240)),
+        reply_to_message=replied,
+    )
 
 
 def command_entity(text: str) -> list[MessageEntity]:
     return [MessageEntity(MessageEntity.BOT_COMMAND, 0, len(text.split()[0]))]
 
 
-@pytest.mark.parametrize(("caption", "expected"), [
-    ("/predict", "predict"),
-    (f"/predict@{BOT_NAME} please", "predict"),
-    (f"/Predict@{BOT_NAME.upper()}", "predict"),
-    ("/predict@another_bot", None),
-    ("/stats", "stats"),
-])
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        ("/predict", "predict"),
+        (f"/predict@{BOT_NAME} please", "predict"),
+        (f"/Predict@{BOT_NAME.upper()}", "predict"),
+        ("/predict@another_bot", None),
+        ("/stats", "stats"),
+    ],
+)
 def test_caption_commands_addressed_to_this_bot(caption: str, expected: str | None) -> None:
     message = group_photo(caption, command_entity(caption))
     assert caption_command(message, BOT_NAME) == expected
@@ -95,8 +115,7 @@ def test_caption_commands_addressed_to_this_bot(caption: str, expected: str | No
 
 def test_group_photos_are_answered_only_when_addressed_unless_mode_all() -> None:
     def answered(message: Message, mode: str = "mention") -> bool:
-        return should_answer_image(message, bot_id=BOT_ID, bot_username=BOT_NAME,
-                                   group_mode=mode)
+        return should_answer_image(message, bot_id=BOT_ID, bot_username=BOT_NAME, group_mode=mode)
 
     mention = f"look @{BOT_NAME}"
     assert answered(group_photo(mention, [MessageEntity(MessageEntity.MENTION, 5, 18)]))
@@ -112,8 +131,13 @@ def test_group_photos_are_answered_only_when_addressed_unless_mode_all() -> None
 def test_flood_gate_allows_the_limit_warns_once_then_resets() -> None:
     gate = FloodGate(limit=2, window=10.0)
     verdicts = [gate.check(1, now=100.0 + step) for step in range(5)]
-    assert verdicts == [FloodVerdict.ALLOW, FloodVerdict.ALLOW, FloodVerdict.WARN,
-                        FloodVerdict.DROP, FloodVerdict.DROP]
+    assert verdicts == [
+        FloodVerdict.ALLOW,
+        FloodVerdict.ALLOW,
+        FloodVerdict.WARN,
+        FloodVerdict.DROP,
+        FloodVerdict.DROP,
+    ]
     assert gate.check(2, now=104.0) is FloodVerdict.ALLOW  # per user
     assert gate.seconds_until_free(1, now=104.0) == pytest.approx(6.0)
     assert gate.check(1, now=110.5) is FloodVerdict.ALLOW  # the first request left the window
@@ -140,8 +164,13 @@ def test_bad_retrain_epochs_say_the_allowed_range(arguments: list[str]) -> None:
 
 
 def prediction(digit: int, top3: list[tuple[int, float]]) -> DigitPrediction:
-    return DigitPrediction(digit=digit, confidence=top3[0][1], top3=top3,
-                           crop=np.zeros((28, 28), np.float32), box=(0, 0, 1, 1))
+    return DigitPrediction(
+        digit=digit,
+        confidence=top3[0][1],
+        top3=top3,
+        crop=np.zeros((28, 28), np.float32),
+        box=(0, 0, 1, 1),
+    )
 
 
 def test_answer_puts_the_digit_first_then_the_top3() -> None:
@@ -152,15 +181,20 @@ def test_answer_puts_the_digit_first_then_the_top3() -> None:
     assert text.startswith("<b>4</b>  <i>(not sure)</i>\n4: 48.0 %  9: 41.0 %  7: 5.0 %\n")
     assert "not sure" in text.splitlines()[2]
     assert replies.answer(Classification([], "v1", 0.01), 0.6).startswith(
-        "I could not find a digit")
+        "I could not find a digit"
+    )
 
 
 def test_answer_for_a_number_shows_each_digit_and_the_doubtful_ones() -> None:
-    number = Classification([
-        prediction(2, [(2, 0.99), (7, 0.005), (1, 0.001)]),
-        prediction(0, [(0, 0.97), (6, 0.02), (9, 0.005)]),
-        prediction(5, [(5, 0.52), (6, 0.40), (3, 0.05)]),
-    ], "v1", 0.01)
+    number = Classification(
+        [
+            prediction(2, [(2, 0.99), (7, 0.005), (1, 0.001)]),
+            prediction(0, [(0, 0.97), (6, 0.02), (9, 0.005)]),
+            prediction(5, [(5, 0.52), (6, 0.40), (3, 0.05)]),
+        ],
+        "v1",
+        0.01,
+    )
     lines = replies.answer(number, 0.6).splitlines()
     assert lines[0] == "<b>205</b>  <i>(not sure)</i>"
     assert lines[1] == "2: 99.0 %  0: 97.0 %  5: 52.0 %"
@@ -214,7 +248,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_run_without_a_token_is_a_one_line_error(
-    clean_environment: Path, capsys: pytest.CaptureFixture[str],
+    clean_environment: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["run"]) == 2
     error = capsys.readouterr().err
@@ -222,7 +257,9 @@ def test_run_without_a_token_is_a_one_line_error(
 
 
 def test_health_checks_the_heartbeat(
-    clean_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    clean_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     beat = clean_environment / "beat"
     monkeypatch.setenv("HEARTBEAT_FILE", str(beat))
@@ -248,7 +285,10 @@ def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
 
 
 async def test_workers_that_cannot_start_leave_the_bot_classifying_in_threads(
-    start_bot: Any, emulator: Any, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    start_bot: Any,
+    emulator: Any,
+    mnist: Any,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from core.serving import ClassifierWorkers

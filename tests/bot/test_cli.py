@@ -14,8 +14,14 @@ from tests.conftest import ROOT, digit_photo
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *arguments], cwd=ROOT,
-                          capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def test_predict_json(tmp_path: Path, mnist) -> None:
@@ -27,12 +33,14 @@ def test_predict_json(tmp_path: Path, mnist) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not really a png")
     missing = tmp_path / "missing.png"
-    result = run_cli("predict", "--json", str(paths[0]), str(text), str(missing), *map(str,
-                     paths[1:]))
+    result = run_cli(
+        "predict", "--json", str(paths[0]), str(text), str(missing), *map(str, paths[1:])
+    )
     assert result.returncode == 1  # some files failed, the rest were answered
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["path"] for line in lines] == [str(p) for p in (paths[0], text, missing,
-                                                                 *paths[1:])]
+    assert [line["path"] for line in lines] == [
+        str(p) for p in (paths[0], text, missing, *paths[1:])
+    ]
     answers = [lines[0], lines[3], lines[4]]
     for index, answer in enumerate(answers):
         assert answer["digit"] == int(mnist.y_test[index])

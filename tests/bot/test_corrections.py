@@ -34,6 +34,7 @@ NAMES = ("Ada", "Bob", "Cy", "ada", "bob", "cy")  # the test users' names: never
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 def keyboard(message: dict[str, Any]) -> list[list[tuple[str, str]]]:
     """The inline keyboard as rows of (text, callback_data)."""
     rows = message.get("reply_markup", {}).get("inline_keyboard", [])
@@ -53,18 +54,21 @@ def current(emulator: BotApiEmulator, chat_id: int, message_id: int) -> dict[str
     return next(m for m in emulator.messages(chat_id) if m["message_id"] == message_id)
 
 
-async def edited(emulator: BotApiEmulator, message: dict[str, Any], check: Any,
-                 timeout: float = 10.0) -> dict[str, Any]:
+async def edited(
+    emulator: BotApiEmulator, message: dict[str, Any], check: Any, timeout: float = 10.0
+) -> dict[str, Any]:
     """Wait until the bot's message satisfies `check` (after an edit); return it."""
     chat_id, message_id = message["chat"]["id"], message["message_id"]
     found = await emulator.wait_for(
         lambda m: m["chat"]["id"] == chat_id and m["message_id"] == message_id and check(m),
-        timeout=timeout)
+        timeout=timeout,
+    )
     return found[0]
 
 
-async def press(emulator: BotApiEmulator, message: dict[str, Any], user_id: int,
-                data: str) -> dict[str, Any]:
+async def press(
+    emulator: BotApiEmulator, message: dict[str, Any], user_id: int, data: str
+) -> dict[str, Any]:
     """Press a button and return the bot's answerCallbackQuery parameters."""
     query = emulator.press_button(message["chat"]["id"], message["message_id"], user_id, data)
     return await emulator.wait_for_callback_answer(query["id"])
@@ -95,8 +99,10 @@ def number_photo(digits: list[np.ndarray], scale: int = 140, gap: int = 60) -> b
 
 async def bot_api(emulator: BotApiEmulator, method: str, **params: Any) -> dict[str, Any]:
     """Call the emulator as the bot would (to leave a message the running bot did not make)."""
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{emulator.url}/bot{TOKEN}/{method}", json=params) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{emulator.url}/bot{TOKEN}/{method}", json=params) as response,
+    ):
         body = await response.json()
     assert body["ok"], body
     return body["result"]
@@ -113,19 +119,36 @@ def other_digit(digit: str) -> str:
 
 # --- pure parts --------------------------------------------------------------------------------
 
+
 def test_callback_data_round_trips_and_fits_64_bytes() -> None:
     biggest = 2**63 - 1  # the largest BIGINT sample id
     longest = "9" * 12
-    for kind, fields in [("ok", {}), ("no", {}), ("back", {}), ("d", {"number": "7"}),
-                         ("e", {"number": longest}), ("n", {"number": longest}),
-                         ("p", {"number": longest, "position": 11})]:
+    for kind, fields in [
+        ("ok", {}),
+        ("no", {}),
+        ("back", {}),
+        ("d", {"number": "7"}),
+        ("e", {"number": longest}),
+        ("n", {"number": longest}),
+        ("p", {"number": longest, "position": 11}),
+    ]:
         data = callback_data(biggest, kind, **fields)
         assert len(data.encode()) <= MAX_CALLBACK_BYTES
         action = parse_callback_data(data)
         assert action is not None and action.sample_id == biggest and action.kind == kind
         assert action.number == fields.get("number") and action.position == fields.get("position")
-    for garbage in ["", "fb", "fb:0:ok", "fb:12:maybe", "fb:12:d:77", "fb:12:p:3:123",
-                    "fb:12:e:1234567890123", "fb:-1:ok", "xx:12:ok", "fb:12:ok:extra"]:
+    for garbage in [
+        "",
+        "fb",
+        "fb:0:ok",
+        "fb:12:maybe",
+        "fb:12:d:77",
+        "fb:12:p:3:123",
+        "fb:12:e:1234567890123",
+        "fb:-1:ok",
+        "xx:12:ok",
+        "fb:12:ok:extra",
+    ]:
         assert parse_callback_data(garbage) is None, garbage
     with pytest.raises(ValueError, match="cannot encode"):
         callback_data(5, "p", number="12", position=2)
@@ -142,9 +165,16 @@ def test_footers_replace_each_other_and_never_touch_the_answer() -> None:
 
 def comparison(**changes: Any) -> Comparison:
     fields: dict[str, Any] = {
-        "new_mnist": 0.990, "old_mnist": 0.991, "mnist_tolerance": 0.2, "new_user": 0.80,
-        "old_user": 0.85, "holdout_count": 40, "user_tolerance": 2.0, "user_min_holdout": 20,
-        "user_digits": 160, "user_weight": 3.0,
+        "new_mnist": 0.990,
+        "old_mnist": 0.991,
+        "mnist_tolerance": 0.2,
+        "new_user": 0.80,
+        "old_user": 0.85,
+        "holdout_count": 40,
+        "user_tolerance": 2.0,
+        "user_min_holdout": 20,
+        "user_digits": 160,
+        "user_weight": 3.0,
     }
     return Comparison(**{**fields, **changes})
 
@@ -158,25 +188,32 @@ def test_promotion_needs_both_mnist_and_user_photo_accuracy_within_tolerance() -
     assert not comparison(new_user=None).promote  # measured old, unmeasured new: no risk
     assert comparison(old_mnist=None, new_user=0.9).promote  # first model without metadata
     rejected = replies.retrain_rejected(comparison())
-    assert rejected.startswith("❌ Candidate not promoted: accuracy on users' photos 80.0 % "
-                               "against 85.0 %")
+    assert rejected.startswith(
+        "❌ Candidate not promoted: accuracy on users' photos 80.0 % against 85.0 %"
+    )
     assert "MNIST test accuracy: new 99.00 %, current 99.10 % (tolerance 0.2 points)" in rejected
     promoted = replies.retrain_promoted("v2", comparison(new_user=0.9, holdout_count=5))
-    assert ("Accuracy on users' photos (5 held-out digits): new 90.0 %, previous 85.0 % "
-            "(tolerance 2 points; not enforced below 20 held-out digits") in promoted
+    assert (
+        "Accuracy on users' photos (5 held-out digits): new 90.0 %, previous 85.0 % "
+        "(tolerance 2 points; not enforced below 20 held-out digits"
+    ) in promoted
     assert "Trained with 160 confirmed user digits (weight 3)." in promoted
 
 
 # --- private chats -----------------------------------------------------------------------------
 
+
 async def test_private_wrong_then_the_real_digit_edits_the_answer_and_stores_it(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     predicted = answer["text"].split()[0]
     assert [[label for label, _ in row] for row in keyboard(answer)] == [
-        [replies.BUTTON_RIGHT, replies.BUTTON_WRONG]]
+        [replies.BUTTON_RIGHT, replies.BUTTON_WRONG]
+    ]
     sample_id = sample_id_of(answer)
     stored = bot.state.feedback.get(sample_id)
     assert stored.predicted == predicted and stored.confirmed is None
@@ -210,7 +247,9 @@ async def test_private_wrong_then_the_real_digit_edits_the_answer_and_stores_it(
 
 
 async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     answers = []
@@ -241,16 +280,28 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
 
 
 async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     sample_id = sample_id_of(answer)
     # A button left by an older bot version, and one whose data names another message's sample.
-    old = await bot_api(emulator, "sendMessage", chat_id=USER_ID, text="old menu", reply_markup={
-        "inline_keyboard": [[{"text": "old", "callback_data": "menu:v1:7"}]]})
-    forged = await bot_api(emulator, "sendMessage", chat_id=USER_ID, text="x", reply_markup={
-        "inline_keyboard": [[{"text": "ok", "callback_data": f"fb:{sample_id}:ok"}]]})
+    old = await bot_api(
+        emulator,
+        "sendMessage",
+        chat_id=USER_ID,
+        text="old menu",
+        reply_markup={"inline_keyboard": [[{"text": "old", "callback_data": "menu:v1:7"}]]},
+    )
+    forged = await bot_api(
+        emulator,
+        "sendMessage",
+        chat_id=USER_ID,
+        text="x",
+        reply_markup={"inline_keyboard": [[{"text": "ok", "callback_data": f"fb:{sample_id}:ok"}]]},
+    )
     reply = await press(emulator, old, USER_ID, "menu:v1:7")
     assert reply["text"] == replies.unknown_button()
     reply = await press(emulator, forged, USER_ID, f"fb:{sample_id}:ok")
@@ -262,7 +313,9 @@ async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
 
 
 async def test_a_number_is_corrected_digit_by_digit(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     answer = await send_privately(emulator, number_photo(list(mnist.x_test[:3])))
@@ -278,10 +331,16 @@ async def test_a_number_is_corrected_digit_by_digit(
     real_digit = other_digit(predicted[1])
     await press(emulator, keypad, USER_ID, data_of(keypad, real_digit))
     real = predicted[0] + real_digit + predicted[2]
-    editor = await edited(emulator, answer, lambda m: replies.number_question() in m["text"]
-                          and len(keyboard(m)[-1]) == 2)
-    assert [label for label, _ in keyboard(editor)[0]] == [predicted[0], f"«{real_digit}»",
-                                                           predicted[2]]
+    editor = await edited(
+        emulator,
+        answer,
+        lambda m: replies.number_question() in m["text"] and len(keyboard(m)[-1]) == 2,
+    )
+    assert [label for label, _ in keyboard(editor)[0]] == [
+        predicted[0],
+        f"«{real_digit}»",
+        predicted[2],
+    ]
     reply = await press(emulator, editor, USER_ID, data_of(editor, replies.button_save(real)))
     assert reply["text"] == replies.thanks(predicted, real)
     final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
@@ -291,14 +350,17 @@ async def test_a_number_is_corrected_digit_by_digit(
 
 
 async def test_a_typed_number_corrects_an_answer_and_replies_elsewhere_get_hints(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     answer = await send_privately(emulator, number_photo(list(mnist.x_test[3:5])))
     predicted = answer["text"].split()[0]
     real = other_digit(predicted[0]) + predicted[1:]
-    typed = emulator.send_text(USER_ID, USER_ID, " ".join(real),
-                               reply_to_message_id=answer["message_id"])
+    typed = emulator.send_text(
+        USER_ID, USER_ID, " ".join(real), reply_to_message_id=answer["message_id"]
+    )
     reply = await emulator.wait_for_reply(USER_ID, typed["message_id"])
     assert reply["text"] == replies.typed_saved(predicted, real)
     final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
@@ -308,18 +370,24 @@ async def test_a_typed_number_corrects_an_answer_and_replies_elsewhere_get_hints
     # A number replied to the bot's other messages, or to one's own, is not a correction.
     help_message = emulator.send_text(USER_ID, USER_ID, "/help")
     help_reply = await emulator.wait_for_reply(USER_ID, help_message["message_id"])
-    to_help = emulator.send_text(USER_ID, USER_ID, "5",
-                                 reply_to_message_id=help_reply["message_id"])
+    to_help = emulator.send_text(
+        USER_ID, USER_ID, "5", reply_to_message_id=help_reply["message_id"]
+    )
     assert (await emulator.wait_for_reply(USER_ID, to_help["message_id"]))["text"] == (
-        replies.typed_not_an_answer())
+        replies.typed_not_an_answer()
+    )
     to_self = emulator.send_text(USER_ID, USER_ID, "5", reply_to_message_id=typed["message_id"])
     assert (await emulator.wait_for_reply(USER_ID, to_self["message_id"]))["text"] == (
-        replies.private_text_hint())
+        replies.private_text_hint()
+    )
     assert bot.state.feedback.stats().confirmed == 1
 
 
 async def test_a_failing_store_never_costs_the_answer(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, monkeypatch: pytest.MonkeyPatch,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot()
@@ -345,12 +413,16 @@ async def test_help_says_what_is_kept_and_why(start_bot: Any, emulator: BotApiEm
 
 # --- groups ------------------------------------------------------------------------------------
 
+
 async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobody_named(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
-    photo = emulator.send_photo(GROUP_ID, USER_ID, digit_photo(mnist.x_test[1]),
-                                caption=f"@{BOT_USERNAME}")
+    photo = emulator.send_photo(
+        GROUP_ID, USER_ID, digit_photo(mnist.x_test[1]), caption=f"@{BOT_USERNAME}"
+    )
     answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
     predicted = answer["text"].split()[0]
     # Someone other than the photo's author opens the keypad.
@@ -360,31 +432,35 @@ async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobod
     # Two people tap a digit before the bot has updated the message: both taps reach it.
     first_choice, second_choice = other_digit(predicted), other_digit(other_digit(predicted))
     queries = [
-        emulator.press_button(GROUP_ID, keypad["message_id"], OTHER_USER_ID,
-                              data_of(keypad, first_choice)),
-        emulator.press_button(GROUP_ID, keypad["message_id"], ADMIN_ID,
-                              data_of(keypad, second_choice)),
+        emulator.press_button(
+            GROUP_ID, keypad["message_id"], OTHER_USER_ID, data_of(keypad, first_choice)
+        ),
+        emulator.press_button(
+            GROUP_ID, keypad["message_id"], ADMIN_ID, data_of(keypad, second_choice)
+        ),
     ]
-    answers = [(await emulator.wait_for_callback_answer(query["id"]))["text"]
-               for query in queries]
+    answers = [(await emulator.wait_for_callback_answer(query["id"]))["text"] for query in queries]
     stored = bot.state.feedback.get(sample_id_of(answer))
     assert stored.confirmed in (first_choice, second_choice)
-    assert sorted(answers) == sorted([replies.thanks(predicted, stored.confirmed),
-                                      replies.already_confirmed(stored.confirmed)])
+    assert sorted(answers) == sorted(
+        [replies.thanks(predicted, stored.confirmed), replies.already_confirmed(stored.confirmed)]
+    )
     final = await edited(emulator, answer, lambda m: "reply_markup" not in m)
     assert final["text"].endswith(f"Corrected: it is {stored.confirmed}, not {predicted}.")
     assert not any(name in final["text"] for name in NAMES)
     # A later typed correction is acknowledged, not stored.
-    late = emulator.send_text(GROUP_ID, USER_ID, predicted,
-                              reply_to_message_id=answer["message_id"])
+    late = emulator.send_text(
+        GROUP_ID, USER_ID, predicted, reply_to_message_id=answer["message_id"]
+    )
     reply = await emulator.wait_for_reply(GROUP_ID, late["message_id"])
     assert reply["text"] == replies.already_confirmed(stored.confirmed)
     assert bot.state.feedback.get(sample_id_of(answer)).confirmed == stored.confirmed
     assert stored.chat_type == "supergroup"  # the emulator's groups are supergroups
 
     # The right button in a group, pressed by a third person.
-    photo = emulator.send_photo(GROUP_ID, OTHER_USER_ID, digit_photo(mnist.x_test[2]),
-                                caption="/predict")
+    photo = emulator.send_photo(
+        GROUP_ID, OTHER_USER_ID, digit_photo(mnist.x_test[2]), caption="/predict"
+    )
     answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
     reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
     assert reply["text"].startswith("Thanks! Confirmed")
@@ -394,8 +470,12 @@ async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobod
 
 # --- durability, figures -----------------------------------------------------------------------
 
+
 async def test_samples_and_buttons_survive_a_restart(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, database_url: str,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    database_url: str,
 ) -> None:
     first = await start_bot(database_url=database_url)
     answers = []
@@ -426,11 +506,16 @@ async def test_samples_and_buttons_survive_a_restart(
 
 # --- /retrain ----------------------------------------------------------------------------------
 
+
 async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    model_dir: Path,
 ) -> None:
-    bot = await start_bot(retrain_tolerance=100.0, retrain_user_tolerance=100.0,
-                          feedback_holdout_fraction=0.5)
+    bot = await start_bot(
+        retrain_tolerance=100.0, retrain_user_tolerance=100.0, feedback_holdout_fraction=0.5
+    )
     for index in range(12):
         answer = await send_privately(emulator, digit_photo(mnist.x_test[index]))
         label = str(int(mnist.y_test[index]))
@@ -450,16 +535,22 @@ async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
     assert f"+ {len(training.y)} confirmed user digit" in status["text"]
     assert f"{len(holdout.y)} more user digit" in status["text"]
     result = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == command["message_id"]
-        and "now serving" in m.get("text", ""), timeout=RETRAIN_TIMEOUT)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == command["message_id"]
+            and "now serving" in m.get("text", "")
+        ),
+        timeout=RETRAIN_TIMEOUT,
+    )
     text = result[0]["text"]
     metadata = registry.read_metadata(model_dir)
     assert metadata["user_samples"] == len(training.y)
     assert metadata["user_holdout_count"] == len(holdout.y)
     assert f"MNIST test accuracy: new {metadata['test_accuracy'] * 100:.2f} %, previous " in text
-    assert (f"Accuracy on users' photos ({len(holdout.y)} held-out digit"
-            f"{'' if len(holdout.y) == 1 else 's'}): new {metadata['user_accuracy'] * 100:.1f} %,"
-            " previous ") in text
+    assert (
+        f"Accuracy on users' photos ({len(holdout.y)} held-out digit"
+        f"{'' if len(holdout.y) == 1 else 's'}): new {metadata['user_accuracy'] * 100:.1f} %,"
+        " previous "
+    ) in text
     assert "previous unknown" not in text
     assert f"Trained with {len(training.y)} confirmed user digit" in text
     assert bot.state.classifier.version == metadata["version"]
@@ -467,8 +558,11 @@ async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
 
 # --- the command line --------------------------------------------------------------------------
 
+
 def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
-    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bot.cli import main
@@ -478,14 +572,28 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
     crops = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     with FeedbackStore(url, "cli-salt") as store:
         for predicted, crop_slice, confirmed in (("7", crops[:1], "1"), ("42", crops[1:], None)):
-            sample_id = store.record(crops=crop_slice, predicted=predicted,
-                                     confidences=[0.9] * len(predicted), model_version=version,
-                                     chat_type="private", chat_id=5, user_id=5)
+            sample_id = store.record(
+                crops=crop_slice,
+                predicted=predicted,
+                confidences=[0.9] * len(predicted),
+                model_version=version,
+                chat_type="private",
+                chat_id=5,
+                user_id=5,
+            )
             store.confirm(user_id=5, sample_id=sample_id, confirmed=confirmed)
-        store.record(crops=crops[:1], predicted="3", confidences=[0.5], model_version="old",
-                     chat_type="group", chat_id=-6, user_id=6)
-        expected = replies.feedback_stats(store.stats(), store.stats(model_version=version),
-                                          version, html_format=False)
+        store.record(
+            crops=crops[:1],
+            predicted="3",
+            confidences=[0.5],
+            model_version="old",
+            chat_type="group",
+            chat_id=-6,
+            user_id=6,
+        )
+        expected = replies.feedback_stats(
+            store.stats(), store.stats(model_version=version), version, html_format=False
+        )
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("FEEDBACK_SALT", "cli-salt")
     assert main(["feedback", "stats", "--model-dir", str(model_dir)]) == 0
@@ -508,7 +616,8 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
 
 
 async def test_stats_without_any_feedback_says_so(
-    start_bot: Any, emulator: BotApiEmulator,
+    start_bot: Any,
+    emulator: BotApiEmulator,
 ) -> None:
     bot = await start_bot()
     stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")

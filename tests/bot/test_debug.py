@@ -20,17 +20,25 @@ from tests.bot.test_bot_e2e import big_photo
 
 
 def bot_replies(emulator: BotApiEmulator, chat_id: int, message_id: int) -> list[dict[str, Any]]:
-    return [message for message in emulator.messages(chat_id)
-            if message["from"]["id"] == emulator.bot_id
-            and message.get("reply_to_message", {}).get("message_id") == message_id]
+    return [
+        message
+        for message in emulator.messages(chat_id)
+        if message["from"]["id"] == emulator.bot_id
+        and message.get("reply_to_message", {}).get("message_id") == message_id
+    ]
 
 
-async def wait_for_photo_reply(emulator: BotApiEmulator, chat_id: int,
-                               message_id: int) -> dict[str, Any]:
+async def wait_for_photo_reply(
+    emulator: BotApiEmulator, chat_id: int, message_id: int
+) -> dict[str, Any]:
     """The bot's photo that replies to `message_id`."""
     found = await emulator.wait_for(
-        lambda message: message["chat"]["id"] == chat_id and "photo" in message
-        and message.get("reply_to_message", {}).get("message_id") == message_id)
+        lambda message: (
+            message["chat"]["id"] == chat_id
+            and "photo" in message
+            and message.get("reply_to_message", {}).get("message_id") == message_id
+        )
+    )
     return found[0]
 
 
@@ -46,8 +54,11 @@ async def test_debug_caption_sends_the_answer_and_the_enlarged_crop(
     digit, label = mnist.x_test[0], int(mnist.y_test[0])
     sent = emulator.send_photo(USER_ID, USER_ID, big_photo(digit), caption="debug please")
     answer = await emulator.wait_for(
-        lambda message: "text" in message
-        and message.get("reply_to_message", {}).get("message_id") == sent["message_id"])
+        lambda message: (
+            "text" in message
+            and message.get("reply_to_message", {}).get("message_id") == sent["message_id"]
+        )
+    )
     assert answer[0]["text"].splitlines()[0] == str(label)
     crops = await wait_for_photo_reply(emulator, USER_ID, sent["message_id"])
     assert "What the model saw" in crops["caption"] and f"Read as {label}" in crops["caption"]
@@ -61,8 +72,9 @@ async def test_debug_reply_to_a_photo_sends_only_the_crops(
     await start_bot()
     photo = emulator.send_photo(USER_ID, USER_ID, big_photo(mnist.x_test[1]))
     await emulator.wait_for_reply(USER_ID, photo["message_id"])
-    command = emulator.send_text(USER_ID, USER_ID, "/debug",
-                                 reply_to_message_id=photo["message_id"])
+    command = emulator.send_text(
+        USER_ID, USER_ID, "/debug", reply_to_message_id=photo["message_id"]
+    )
     crops = await wait_for_photo_reply(emulator, USER_ID, photo["message_id"])
     assert f"Read as {int(mnist.y_test[1])}" in crops["caption"]
     await asyncio.sleep(0.3)  # nothing else may follow
@@ -84,8 +96,9 @@ async def test_debug_caption_command_reaches_the_bot_in_a_private_mode_group(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any
 ) -> None:
     await start_bot()
-    sent = emulator.send_photo(GROUP_ID, USER_ID, big_photo(mnist.x_test[2]),
-                               caption=f"/debug@{BOT_USERNAME}")
+    sent = emulator.send_photo(
+        GROUP_ID, USER_ID, big_photo(mnist.x_test[2]), caption=f"/debug@{BOT_USERNAME}"
+    )
     crops = await wait_for_photo_reply(emulator, GROUP_ID, sent["message_id"])
     assert f"Read as {int(mnist.y_test[2])}" in crops["caption"]
 
@@ -110,12 +123,16 @@ async def test_a_photo_of_a_number_is_answered_digit_by_digit(
     await start_bot()
     indices = [5, 6, 7, 8]
     label = "".join(str(int(mnist.y_test[index])) for index in indices)
-    jpeg = render_number([mnist.x_test[index] for index in indices], "clean",
-                         np.random.default_rng(11))
+    jpeg = render_number(
+        [mnist.x_test[index] for index in indices], "clean", np.random.default_rng(11)
+    )
     sent = emulator.send_photo(USER_ID, USER_ID, jpeg, caption="debug")
     reply = await emulator.wait_for(
-        lambda message: "text" in message
-        and message.get("reply_to_message", {}).get("message_id") == sent["message_id"])
+        lambda message: (
+            "text" in message
+            and message.get("reply_to_message", {}).get("message_id") == sent["message_id"]
+        )
+    )
     lines = reply[0]["text"].splitlines()
     assert lines[0].split()[0] == label, reply[0]["text"]
     assert lines[1].count(" %") == len(label), "each digit's confidence, compactly"

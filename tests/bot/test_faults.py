@@ -31,16 +31,25 @@ ANSWER_METHODS = {"getFile", "download", "sendMessage"}
 
 def folder_listing(folder: Path) -> dict[str, int]:
     """Every file under `folder` (relative path -> size), hidden ones included."""
-    return {str(path.relative_to(folder)): path.stat().st_size
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): path.stat().st_size
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 async def send_photos_and_check_each_answered_once(
-    bot: Any, emulator: BotApiEmulator, mnist: Any, count: int, first: int = 0,
+    bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    count: int,
+    first: int = 0,
 ) -> None:
     """Send `count` distinct MNIST digits; each gets exactly one reply, with its digit."""
-    sent = [emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[first + index]))
-            for index in range(count)]
+    sent = [
+        emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[first + index]))
+        for index in range(count)
+    ]
     for message in sent:
         reply = await emulator.wait_for_reply(USER_ID, message["message_id"], timeout=60)
         assert WENT_WRONG not in reply["text"], reply["text"]
@@ -55,10 +64,14 @@ async def send_photos_and_check_each_answered_once(
 
 # --- the Bot API failing for a while -----------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "count"), [("500", 10), ("drop", 10), ("timeout", 4),
-                                             ("429", 6)])
+
+@pytest.mark.parametrize(("kind", "count"), [("500", 10), ("drop", 10), ("timeout", 4), ("429", 6)])
 async def test_photos_sent_while_the_bot_api_fails_are_each_answered_once(
-    kind: str, count: int, start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    kind: str,
+    count: int,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
@@ -78,7 +91,9 @@ async def test_photos_sent_while_the_bot_api_fails_are_each_answered_once(
 
 
 async def test_updates_sent_while_polling_fails_arrive_once_after_recovery(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot()
     # Only getUpdates fails: for a few seconds the bot hears nothing (PTB's Updater backs off).
@@ -90,7 +105,9 @@ async def test_updates_sent_while_polling_fails_arrive_once_after_recovery(
 
 
 async def test_a_request_that_keeps_failing_ends_in_a_clear_reply_not_silence(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     await start_bot(bot_api_retries=1)
     emulator.inject_faults(2, "500", methods={"getFile"})  # the first try and its one retry
@@ -131,11 +148,22 @@ def break_model(model_dir: Path, damage: str) -> str:
     return str(target)
 
 
-@pytest.mark.parametrize("damage", ["corrupt model.tflite", "truncated model.tflite",
-                                    "missing model.tflite", "corrupt metadata.json",
-                                    "CURRENT names a missing folder"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "corrupt model.tflite",
+        "truncated model.tflite",
+        "missing model.tflite",
+        "corrupt metadata.json",
+        "CURRENT names a missing folder",
+    ],
+)
 async def test_a_damaged_current_model_falls_back_to_the_last_good_version_and_says_so(
-    damage: str, start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+    damage: str,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    model_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     good = registry.current_version(model_dir)
@@ -143,8 +171,11 @@ async def test_a_damaged_current_model_falls_back_to_the_last_good_version_and_s
     caplog.set_level(logging.INFO)
     bot = await start_bot()
     assert bot.state.classifier.version == good
-    startup = [r.getMessage() for r in caplog.records if r.name == "bot.app"
-               and "serving model" in r.getMessage()]
+    startup = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bot.app" and "serving model" in r.getMessage()
+    ]
     assert len(startup) == 1 and f"serving model {good}" in startup[0]
     assert "FALL-BACK" in startup[0] and named in startup[0], startup[0]
     stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
@@ -157,7 +188,9 @@ async def test_a_damaged_current_model_falls_back_to_the_last_good_version_and_s
 
 
 def test_no_usable_model_at_start_is_a_one_line_error_naming_the_file(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     version = registry.current_version(model_dir)
@@ -175,8 +208,12 @@ def test_no_usable_model_at_start_is_a_one_line_error_naming_the_file(
 
 # --- /retrain whose training process dies ------------------------------------------------------
 
+
 async def test_retrain_killed_while_writing_its_model_leaves_nothing_and_the_next_one_works(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, model_dir: Path,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
+    model_dir: Path,
 ) -> None:
     bot = await start_bot(retrain_tolerance=100.0)  # any finished candidate is promoted
     served = bot.state.classifier.version
@@ -187,15 +224,20 @@ async def test_retrain_killed_while_writing_its_model_leaves_nothing_and_the_nex
     # plots into its staging folder: the moment a kill leaves partial files behind.
     await emulator.wait_for(
         lambda m: m["message_id"] == status["message_id"] and "Evaluating" in m["text"],
-        timeout=RETRAIN_TIMEOUT)
+        timeout=RETRAIN_TIMEOUT,
+    )
     assert staging_folders(model_dir)
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[1]))
     bot.state.retrain.process.kill()
     reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
     assert TOP3_LINE.match(reply["text"].splitlines()[1])
     told = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == command["message_id"]
-        and "failed" in m.get("text", ""), timeout=30)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == command["message_id"]
+            and "failed" in m.get("text", "")
+        ),
+        timeout=30,
+    )
     assert "stopped unexpectedly" in told[0]["text"] and "keeps serving" in told[0]["text"]
     assert bot.state.retrain is None
     assert folder_listing(model_dir) == before  # not one partial file left
@@ -203,11 +245,14 @@ async def test_retrain_killed_while_writing_its_model_leaves_nothing_and_the_nex
 
     again = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
     promoted = await emulator.wait_for(
-        lambda m: m.get("reply_to_message", {}).get("message_id") == again["message_id"]
-        and "now serving" in m.get("text", ""), timeout=RETRAIN_TIMEOUT)
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == again["message_id"]
+            and "now serving" in m.get("text", "")
+        ),
+        timeout=RETRAIN_TIMEOUT,
+    )
     new_version = registry.current_version(model_dir)
     assert new_version != served and new_version in promoted[0]["text"]
     assert bot.state.classifier.version == new_version
     assert sorted(registry.list_versions(model_dir)) == sorted([served, new_version])
     assert not staging_folders(model_dir)
-

@@ -25,9 +25,15 @@ def store(database_url: str) -> Iterator[FeedbackStore]:
 
 def recording(store: FeedbackStore, digit: int, chat_id: int) -> Any:
     crop = np.full((28, 28), digit * 20, np.uint8)
-    return store.recording(crops=[crop], predicted=str(digit), confidences=[0.9],
-                           model_version="v1", chat_type="private", chat_id=chat_id,
-                           user_id=chat_id)
+    return store.recording(
+        crops=[crop],
+        predicted=str(digit),
+        confidences=[0.9],
+        model_version="v1",
+        chat_type="private",
+        chat_id=chat_id,
+        user_id=chat_id,
+    )
 
 
 async def test_a_burst_of_writes_shares_one_transaction_and_each_gets_its_result(
@@ -35,12 +41,14 @@ async def test_a_burst_of_writes_shares_one_transaction_and_each_gets_its_result
 ) -> None:
     writes = GroupCommit(store)
     try:
-        ids = await asyncio.gather(*(writes.write(recording(store, n % 10, 5000 + n))
-                                     for n in range(40)))
+        ids = await asyncio.gather(
+            *(writes.write(recording(store, n % 10, 5000 + n)) for n in range(40))
+        )
         assert len(set(ids)) == 40
         assert writes.transactions == 1  # all 40 were queued before the first commit began
-        linked = await asyncio.gather(*(writes.write(store.linking(sample_id, 900 + n))
-                                        for n, sample_id in enumerate(ids)))
+        linked = await asyncio.gather(
+            *(writes.write(store.linking(sample_id, 900 + n)) for n, sample_id in enumerate(ids))
+        )
         assert linked == [True] * 40 and writes.transactions == 2
         for n, sample_id in enumerate(ids):
             sample = store.find(5000 + n, 900 + n)
@@ -58,8 +66,11 @@ async def test_one_failing_write_does_not_cost_the_others(store: FeedbackStore) 
 
     try:
         results = await asyncio.gather(
-            writes.write(recording(store, 1, 7001)), writes.write(broken),
-            writes.write(recording(store, 2, 7002)), return_exceptions=True)
+            writes.write(recording(store, 1, 7001)),
+            writes.write(broken),
+            writes.write(recording(store, 2, 7002)),
+            return_exceptions=True,
+        )
         first, failure, second = results
         assert isinstance(failure, RuntimeError) and str(failure) == "this write fails"
         assert isinstance(first, int) and isinstance(second, int) and first != second
@@ -72,8 +83,7 @@ async def test_one_failing_write_does_not_cost_the_others(store: FeedbackStore) 
 
 async def test_close_commits_what_was_queued(store: FeedbackStore) -> None:
     writes = GroupCommit(store)
-    pending = [asyncio.ensure_future(writes.write(recording(store, 3, 8000 + n)))
-               for n in range(5)]
+    pending = [asyncio.ensure_future(writes.write(recording(store, 3, 8000 + n))) for n in range(5)]
     await asyncio.sleep(0)  # queued, not yet committed
     await writes.close()
     assert all(task.done() and isinstance(task.result(), int) for task in pending)

@@ -22,7 +22,8 @@ from tests.conftest import digit_photo
 
 
 async def test_sixty_photos_from_twelve_users_in_three_chats_answered_exactly_once(
-    mnist: Any, model_dir: Path,
+    mnist: Any,
+    model_dir: Path,
 ) -> None:
     spec = LoadSpec(photos=60, users=12, chats=3, private_chats=1, timeout=60.0)
     photos = load_photos(mnist.x_test, mnist.y_test, spec.photos)
@@ -66,7 +67,9 @@ def test_only_image_work_needs_an_image_slot() -> None:
 
 
 async def test_start_is_answered_while_every_image_slot_is_busy(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     bot = await start_bot(image_processes=0, worker_threads=1)  # classify in a patchable thread
     release = threading.Event()
@@ -78,8 +81,7 @@ async def test_start_is_answered_while_every_image_slot_is_busy(
 
     bot.state.classifier.classify = slow_classify  # type: ignore[method-assign]
     image = digit_photo(mnist.x_test[0])
-    photos = [emulator.send_photo(USER_ID, USER_ID, image)
-              for _ in range(CONCURRENT_IMAGES + 8)]
+    photos = [emulator.send_photo(USER_ID, USER_ID, image) for _ in range(CONCURRENT_IMAGES + 8)]
     try:
         await settle(1.0)  # every slot is taken, the rest of the photos wait for one
         start = emulator.send_text(USER_ID, USER_ID, "/start")
@@ -97,12 +99,31 @@ async def test_start_is_answered_while_every_image_slot_is_busy(
 
 
 def test_digitbot_bench_load_prints_the_numbers(
-    model_dir: Path, mnist_path: Path, capsys: Any,
+    model_dir: Path,
+    mnist_path: Path,
+    capsys: Any,
 ) -> None:
     from bot.cli import main
 
-    assert main(["bench", "--load", "--count", "12", "--users", "4", "--chats", "3",
-                 "--model-dir", str(model_dir), "--mnist-path", str(mnist_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--load",
+                "--count",
+                "12",
+                "--users",
+                "4",
+                "--chats",
+                "3",
+                "--model-dir",
+                str(model_dir),
+                "--mnist-path",
+                str(mnist_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "12 photos (800x600 JPEG) from 4 users in 3 chats (2 private, 1 group)" in out
     assert "answered 12/12 in" in out and "photos/s" in out and "/start answered in" in out
@@ -111,7 +132,9 @@ def test_digitbot_bench_load_prints_the_numbers(
 
 
 async def test_ptbs_own_httpx_backend_still_works(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any,
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    mnist: Any,
 ) -> None:
     from tests.bot.conftest import ADMIN_ID
 

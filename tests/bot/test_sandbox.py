@@ -44,18 +44,27 @@ async def http(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def post(http: aiohttp.ClientSession, name: str, body: dict[str, Any],
-               status: int = 200) -> dict[str, Any]:
+async def post(
+    http: aiohttp.ClientSession, name: str, body: dict[str, Any], status: int = 200
+) -> dict[str, Any]:
     async with http.post(f"/sandbox/api/{name}", json=body, headers=GUARD) as response:
         reply = await response.json()
         assert response.status == status, reply
         return reply
 
 
-async def upload(http: aiohttp.ClientSession, chat_id: int, data: bytes, *,
-                 file_name: str = "digit.png", content_type: str = "image/png",
-                 caption: str | None = None, as_document: bool = False,
-                 user_id: int | None = None, status: int = 200) -> dict[str, Any]:
+async def upload(
+    http: aiohttp.ClientSession,
+    chat_id: int,
+    data: bytes,
+    *,
+    file_name: str = "digit.png",
+    content_type: str = "image/png",
+    caption: str | None = None,
+    as_document: bool = False,
+    user_id: int | None = None,
+    status: int = 200,
+) -> dict[str, Any]:
     form = aiohttp.FormData()
     form.add_field("chat_id", str(chat_id))
     form.add_field("as_document", "1" if as_document else "0")
@@ -86,6 +95,7 @@ def first_word(message: dict[str, Any]) -> str:
 
 # --- the page and its assets ---------------------------------------------------------------------
 
+
 async def test_page_and_assets_are_local(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
     async with http.get("/") as response:
         assert response.status == 200
@@ -106,7 +116,8 @@ async def test_page_and_assets_are_local(sandbox: Sandbox, http: aiohttp.ClientS
 
 
 async def test_state_lists_people_chats_and_group_settings(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     data = await state(http)
     assert data["bot"]["username"] == "digitbot_sandbox_bot"
@@ -125,10 +136,12 @@ async def test_state_lists_people_chats_and_group_settings(
 
 # --- talking to the bot --------------------------------------------------------------------------
 
+
 async def test_send_text_and_the_reply_shows_in_the_state(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
-    sent = (await post(http, "send_text", {"chat_id": BOB, "text": "/start", "user_id": BOB}))
+    sent = await post(http, "send_text", {"chat_id": BOB, "text": "/start", "user_id": BOB})
     message = sent["message"]
     assert message["from"]["id"] == BOB and message["text"] == "/start"
     reply = await reply_to(sandbox, BOB, message)
@@ -140,7 +153,9 @@ async def test_send_text_and_the_reply_shows_in_the_state(
 
 
 async def test_uploaded_photos_get_the_right_digit(
-    sandbox: Sandbox, http: aiohttp.ClientSession, mnist: Any,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
+    mnist: Any,
 ) -> None:
     sent = []
     for index in range(3):  # real MNIST test digits, drawn dark on a light page
@@ -159,7 +174,9 @@ async def test_uploaded_photos_get_the_right_digit(
 
 
 async def test_a_document_upload_with_a_reply_and_caption(
-    sandbox: Sandbox, http: aiohttp.ClientSession, mnist: Any,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
+    mnist: Any,
 ) -> None:
     hello = (await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "hi"}))["message"]
     await reply_to(sandbox, ADMIN_USER_ID, hello)
@@ -189,17 +206,22 @@ async def test_non_admin_stats_is_refused(sandbox: Sandbox, http: aiohttp.Client
 
 
 async def test_admin_stats_shows_accuracy_and_images(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
-    message = (await post(http, "send_text",
-                          {"chat_id": ADMIN_USER_ID, "text": "/stats"}))["message"]
+    message = (await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "/stats"}))[
+        "message"
+    ]
     reply = await reply_to(sandbox, ADMIN_USER_ID, message)
     accuracy = sandbox.application.bot_data["digitbot"].classifier.metadata["test_accuracy"]
     assert f"accuracy {accuracy * 100:.2f} %" in reply["text"]
     pictures = await sandbox.emulator.wait_for(
-        lambda item: "photo" in item
-        and item.get("reply_to_message", {}).get("message_id") == message["message_id"],
-        timeout=REPLY_TIMEOUT)
+        lambda item: (
+            "photo" in item
+            and item.get("reply_to_message", {}).get("message_id") == message["message_id"]
+        ),
+        timeout=REPLY_TIMEOUT,
+    )
     assert len(pictures) == 2 and pictures[0]["media_group_id"] == pictures[1]["media_group_id"]
     shown = (await state(http))["messages"][str(ADMIN_USER_ID)]
     assert [item["message_id"] for item in shown][-2:] == [p["message_id"] for p in pictures]
@@ -209,7 +231,8 @@ async def test_admin_stats_shows_accuracy_and_images(
 
 
 async def test_the_admin_switch_changes_the_running_bot(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     reply = await post(http, "admin", {"user_id": BOB, "is_admin": True})
     assert reply["admin_user_ids"] == [ADMIN_USER_ID, BOB]
@@ -217,19 +240,24 @@ async def test_the_admin_switch_changes_the_running_bot(
     assert sandbox.bot_settings.admin_user_ids == [BOB]
     users = {user["id"]: user["is_admin"] for user in (await state(http))["users"]}
     assert users[BOB] and not users[ADMIN_USER_ID]
-    bob = (await post(http, "send_text",
-                      {"chat_id": BOB, "text": "/stats", "user_id": BOB}))["message"]
-    alice = (await post(http, "send_text",
-                        {"chat_id": ADMIN_USER_ID, "text": "/stats"}))["message"]
+    bob = (await post(http, "send_text", {"chat_id": BOB, "text": "/stats", "user_id": BOB}))[
+        "message"
+    ]
+    alice = (await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "/stats"}))["message"]
     assert "accuracy" in (await reply_to(sandbox, BOB, bob))["text"]
     assert (await reply_to(sandbox, ADMIN_USER_ID, alice))["text"] == replies.admin_only()
 
 
 async def test_group_with_privacy_mode_and_its_switches(
-    sandbox: Sandbox, http: aiohttp.ClientSession, mnist: Any,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
+    mnist: Any,
 ) -> None:
-    captioned = (await upload(http, GROUP_CHAT_ID, digit_photo(mnist.x_test[2]),
-                              caption="/predict", user_id=BOB))["message"]
+    captioned = (
+        await upload(
+            http, GROUP_CHAT_ID, digit_photo(mnist.x_test[2]), caption="/predict", user_id=BOB
+        )
+    )["message"]
     reply = await reply_to(sandbox, GROUP_CHAT_ID, captioned)
     assert first_word(reply) == str(int(mnist.y_test[2]))
     settings = await post(http, "group", {"chat_id": GROUP_CHAT_ID, "bot_is_admin": True})
@@ -244,57 +272,70 @@ async def test_group_with_privacy_mode_and_its_switches(
 
 
 async def test_inline_buttons_are_pressed_as_the_current_person(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     # The bot sends no keyboards today; send one as the bot through the Bot API.
     bot = sandbox.application.bot
     keyboard = {"inline_keyboard": [[{"text": "Yes", "callback_data": "yes"}]]}
     async with aiohttp.ClientSession() as raw:
         url = f"{sandbox.bot_settings.telegram_api_url}/bot{bot.token}/sendMessage"
-        async with raw.post(url, json={"chat_id": ADMIN_USER_ID, "text": "Sure?",
-                                       "reply_markup": keyboard}) as response:
+        async with raw.post(
+            url, json={"chat_id": ADMIN_USER_ID, "text": "Sure?", "reply_markup": keyboard}
+        ) as response:
             sent = (await response.json())["result"]
-    pressed = await post(http, "press_button", {
-        "chat_id": ADMIN_USER_ID, "message_id": sent["message_id"], "callback_data": "yes"})
+    pressed = await post(
+        http,
+        "press_button",
+        {"chat_id": ADMIN_USER_ID, "message_id": sent["message_id"], "callback_data": "yes"},
+    )
     query = pressed["callback_query"]
     assert (query["data"], query["from"]["id"]) == ("yes", ADMIN_USER_ID)
     assert query["id"] in sandbox.emulator.callback_answers
-    wrong = await post(http, "press_button", {
-        "chat_id": ADMIN_USER_ID, "message_id": sent["message_id"], "callback_data": "no"},
-        status=400)
+    wrong = await post(
+        http,
+        "press_button",
+        {"chat_id": ADMIN_USER_ID, "message_id": sent["message_id"], "callback_data": "no"},
+        status=400,
+    )
     assert "no button" in wrong["error"]
 
 
 # --- the event stream ----------------------------------------------------------------------------
 
+
 async def read_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     async for line in response.content:
         if line.startswith(b"data: "):
-            yield json.loads(line[len(b"data: "):])
+            yield json.loads(line[len(b"data: ") :])
 
 
 async def test_event_stream_carries_messages_edits_and_page_changes(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     async with http.get("/sandbox/api/events") as response:
         assert response.status == 200
         assert response.content_type == "text/event-stream"
         events = read_events(response)
-        sent = (await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "/help"}))
+        sent = await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "/help"})
         seen: list[dict[str, Any]] = []
         async with asyncio.timeout(REPLY_TIMEOUT):
             async for event in events:
                 seen.append(event)
                 message = event.get("message", {})
-                if message.get("reply_to_message", {}).get("message_id") == (
-                        sent["message"]["message_id"]):
+                if (
+                    message.get("reply_to_message", {}).get("message_id")
+                    == (sent["message"]["message_id"])
+                ):
                     break
         assert seen[0]["type"] == "new_message" and seen[0]["message"]["text"] == "/help"
         assert seen[-1]["message"]["from"]["id"] == sandbox.emulator.bot_id
         # The bot's edits (the /retrain progress) arrive as edited_message events.
         bot = sandbox.application.bot
-        await bot.edit_message_text("edited text", chat_id=ADMIN_USER_ID,
-                                    message_id=seen[-1]["message"]["message_id"])
+        await bot.edit_message_text(
+            "edited text", chat_id=ADMIN_USER_ID, message_id=seen[-1]["message"]["message_id"]
+        )
         await post(http, "current_user", {"user_id": BOB})
         await post(http, "admin", {"user_id": BOB, "is_admin": True})
         kinds: list[str] = []
@@ -312,16 +353,19 @@ async def test_event_stream_carries_messages_edits_and_page_changes(
 
 # --- refusals ------------------------------------------------------------------------------------
 
+
 async def test_posts_need_the_sandbox_header(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
     # A plain cross-site form post cannot set this header without a CORS preflight.
-    async with http.post("/sandbox/api/send_text",
-                         data={"chat_id": str(ADMIN_USER_ID), "text": "/start"}) as response:
+    async with http.post(
+        "/sandbox/api/send_text", data={"chat_id": str(ADMIN_USER_ID), "text": "/start"}
+    ) as response:
         assert response.status == 403
     assert sandbox.emulator.messages(ADMIN_USER_ID) == []
 
 
 async def test_bad_requests_are_400_with_a_reason(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     unknown = await post(http, "send_text", {"chat_id": 42, "text": "hi"}, status=400)
     assert "unknown chat 42" in unknown["error"]
@@ -329,8 +373,14 @@ async def test_bad_requests_are_400_with_a_reason(
     assert "private chat" in other["error"]  # Alice cannot write in Bob's private chat
     empty = await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "  "}, status=400)
     assert "empty" in empty["error"]
-    not_image = await upload(http, ADMIN_USER_ID, b"plain text", file_name="notes.txt",
-                             content_type="text/plain", status=400)
+    not_image = await upload(
+        http,
+        ADMIN_USER_ID,
+        b"plain text",
+        file_name="notes.txt",
+        content_type="text/plain",
+        status=400,
+    )
     assert "IMAGE_PROCESS_FAILED" in not_image["error"]
     nobody = await post(http, "current_user", {"user_id": 999}, status=400)
     assert "unknown user 999" in nobody["error"]
@@ -341,11 +391,20 @@ async def test_bad_requests_are_400_with_a_reason(
 
 
 async def test_non_image_files_are_served_as_downloads(
-    sandbox: Sandbox, http: aiohttp.ClientSession,
+    sandbox: Sandbox,
+    http: aiohttp.ClientSession,
 ) -> None:
     page = b"<script>alert(1)</script>"
-    message = (await upload(http, ADMIN_USER_ID, page, file_name="page.html",
-                            content_type="text/html", as_document=True))["message"]
+    message = (
+        await upload(
+            http,
+            ADMIN_USER_ID,
+            page,
+            file_name="page.html",
+            content_type="text/html",
+            as_document=True,
+        )
+    )["message"]
     await reply_to(sandbox, ADMIN_USER_ID, message)  # "page.html is not an image ..."
     async with http.get(f"/sandbox/file/{message['document']['file_id']}") as response:
         assert response.status == 200
@@ -359,24 +418,38 @@ async def test_a_taken_port_is_a_clear_error(model_dir: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = Settings(_env_file=None, sandbox_port=port, model_dir=model_dir,
-                            heartbeat_file=None)
+        settings = Settings(
+            _env_file=None, sandbox_port=port, model_dir=model_dir, heartbeat_file=None
+        )
         with pytest.raises(ValueError, match=f"127.0.0.1:{port}.*SANDBOX_PORT"):
             await start_sandbox(settings)
 
 
 # --- the command line ----------------------------------------------------------------------------
 
+
 async def test_digitbot_start_without_a_token_serves_the_sandbox_until_ctrl_c(
-    model_dir: Path, tmp_path: Path,
+    model_dir: Path,
+    tmp_path: Path,
 ) -> None:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("TELEGRAM_", "SANDBOX_", "ADMIN_"))}
-    environment.update(MODEL_DIR=str(model_dir), SANDBOX_PORT="0",
-                       HEARTBEAT_FILE=str(tmp_path / "beat"))
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "SANDBOX_", "ADMIN_"))
+    }
+    environment.update(
+        MODEL_DIR=str(model_dir), SANDBOX_PORT="0", HEARTBEAT_FILE=str(tmp_path / "beat")
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "start", cwd=tmp_path, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "start",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output: list[str] = []
     try:
         url = None
@@ -388,13 +461,16 @@ async def test_digitbot_start_without_a_token_serves_the_sandbox_until_ctrl_c(
                 found = re.search(r"Open (http://127\.0\.0\.1:\d+/) in your browser", line)
                 url = found.group(1) if found else None
         async with aiohttp.ClientSession(base_url=url) as http:
-            message = (await post(http, "send_text",
-                                  {"chat_id": ADMIN_USER_ID, "text": "/start"}))["message"]
+            message = (await post(http, "send_text", {"chat_id": ADMIN_USER_ID, "text": "/start"}))[
+                "message"
+            ]
             async with asyncio.timeout(REPLY_TIMEOUT):
                 while True:
                     shown = (await state(http))["messages"][str(ADMIN_USER_ID)]
-                    if any(item.get("reply_to_message", {}).get("message_id")
-                           == message["message_id"] for item in shown):
+                    if any(
+                        item.get("reply_to_message", {}).get("message_id") == message["message_id"]
+                        for item in shown
+                    ):
                         break
                     await asyncio.sleep(0.1)
         process.send_signal(signal.SIGINT)
@@ -420,5 +496,8 @@ def test_emulator_hooks_validate_their_arguments() -> None:
     with pytest.raises(ValueError, match="unknown user 6"):
         emulator.configure_group(-7, admin_user_ids=[6])
     assert emulator.configure_group(-7, admin_user_ids=[5]) == {
-        "privacy": True, "bot_is_admin": False, "admin_user_ids": [5]}
+        "privacy": True,
+        "bot_is_admin": False,
+        "admin_user_ids": [5],
+    }
     assert emulator.bot_commands(5) == []

@@ -29,11 +29,14 @@ TIMEOUT_MS = 20_000  # a busy 2-core machine
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium with "
-                    "`apt-get install -y chromium` (never `playwright install`)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium with "
+            "`apt-get install -y chromium` (never `playwright install`)"
+        )
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                    args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
         try:
             yield launched
         finally:
@@ -60,7 +63,8 @@ async def answered(page: Page, send: Callable[[], Awaitable[Any]]) -> tuple[str,
     before = await outgoing.count()
     await send()
     await page.wait_for_function(
-        "count => document.querySelectorAll('#messages .msg.out').length > count", arg=before)
+        "count => document.querySelectorAll('#messages .msg.out').length > count", arg=before
+    )
     message_id = await outgoing.last.get_attribute("data-id")
     answer = page.locator(f'#messages .msg.bot[data-reply-to="{message_id}"] .text').first
     await answer.wait_for()
@@ -73,7 +77,10 @@ async def send_text(page: Page, text: str) -> None:
 
 
 async def test_upload_drop_and_draw_digits(
-    page: Page, sandbox: Sandbox, mnist: Any, tmp_path: Path,
+    page: Page,
+    sandbox: Sandbox,
+    mnist: Any,
+    tmp_path: Path,
 ) -> None:
     # A real MNIST test digit, dark on a light page, through the file picker.
     index = 0
@@ -84,8 +91,9 @@ async def test_upload_drop_and_draw_digits(
     await page.locator("#attachment-bar").wait_for()
     message_id, first_line = await answered(page, page.locator("#send-button").click)
     assert first_line.split()[0] == str(label), first_line
-    stored = next(m for m in sandbox.emulator.messages(ADMIN_USER_ID)
-                  if m["message_id"] == int(message_id))
+    stored = next(
+        m for m in sandbox.emulator.messages(ADMIN_USER_ID) if m["message_id"] == int(message_id)
+    )
     assert "photo" in stored  # sent as a photo, not a file
     # The page shows the photo and the quoted reply with its thumbnail.
     assert await page.locator(f'.msg.out[data-id="{message_id}"] img.photo').count() == 1
@@ -102,15 +110,18 @@ async def test_upload_drop_and_draw_digits(
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
             return transfer;
-        }""", encoded)
+        }""",
+        encoded,
+    )
     await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})
     await page.locator("#attachment-bar").wait_for()
     assert "dropped.png" in await page.locator("#attachment-name").inner_text()
     await page.locator("#as-document").check()
     message_id, first_line = await answered(page, page.locator("#send-button").click)
     assert first_line.split()[0] == str(int(mnist.y_test[index])), first_line
-    stored = next(m for m in sandbox.emulator.messages(ADMIN_USER_ID)
-                  if m["message_id"] == int(message_id))
+    stored = next(
+        m for m in sandbox.emulator.messages(ADMIN_USER_ID) if m["message_id"] == int(message_id)
+    )
     assert stored["document"]["file_name"] == "dropped.png"
 
     # A "1" drawn with the mouse: one vertical stroke down the middle of the canvas.
@@ -141,20 +152,23 @@ async def test_admin_stats_and_a_refused_non_admin(page: Page, sandbox: Sandbox)
     assert await photos.count() == 2
     await page.wait_for_function(
         "ids => [...document.querySelectorAll(ids)].every(img => img.complete && img.naturalWidth)",
-        arg=f'.msg.bot[data-reply-to="{message_id}"] img.photo')
+        arg=f'.msg.bot[data-reply-to="{message_id}"] img.photo',
+    )
 
     # Switch to Bob (not an admin): the page follows to his private chat; /stats is refused.
     bob = PEOPLE[1]
     await page.locator("#person").select_option(str(bob[0]))
     await page.wait_for_function(
-        "name => document.getElementById('chat-status').textContent.includes(name)", arg=bob[1])
+        "name => document.getElementById('chat-status').textContent.includes(name)", arg=bob[1]
+    )
     assert not await page.locator("#admin-toggle").is_checked()
     _, first_line = await answered(page, lambda: send_text(page, "/stats"))
     assert first_line == "Sorry, this command is for the bot's admins only."
 
 
 async def test_bot_html_is_rendered_from_entities_and_nothing_else_runs(
-    page: Page, sandbox: Sandbox,
+    page: Page,
+    sandbox: Sandbox,
 ) -> None:
     # What the bot may send in HTML parse mode: allowed tags become formatting, escaped markup
     # stays text, and a link to a script URL is not made clickable.
@@ -162,7 +176,8 @@ async def test_bot_html_is_rendered_from_entities_and_nothing_else_runs(
         ADMIN_USER_ID,
         "<b>bold</b> <i>it</i> <code>x</code> &lt;img src=x onerror=window.pwned=1&gt; "
         '<a href="javascript:window.pwned=1">link</a> <a href="https://example.org/">web</a>',
-        parse_mode="HTML")
+        parse_mode="HTML",
+    )
     text = page.locator("#messages .msg.bot .text").last
     await text.wait_for()
     assert await text.locator("strong").inner_text() == "bold"

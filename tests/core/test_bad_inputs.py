@@ -50,8 +50,11 @@ def classifier() -> Classifier:
 
 
 def test_the_committed_corpus_is_what_the_generator_makes() -> None:
-    committed = {path.name for path in CORPUS.iterdir() if path.suffix != ".py"
-                 and not path.name.startswith((".", "__"))}
+    committed = {
+        path.name
+        for path in CORPUS.iterdir()
+        if path.suffix != ".py" and not path.name.startswith((".", "__"))
+    }
     assert committed == set(make.corpus()) == set(EXPECTED)
     for path in CORPUS.iterdir():
         assert path.stat().st_size < 16_000, f"{path.name} should stay small"
@@ -61,8 +64,7 @@ def test_the_committed_corpus_is_what_the_generator_makes() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_bad_input_gets_a_clear_error_or_an_answer(name: str,
-                                                        classifier: Classifier) -> None:
+def test_each_bad_input_gets_a_clear_error_or_an_answer(name: str, classifier: Classifier) -> None:
     kind, expected = EXPECTED[name]
     data = (CORPUS / name).read_bytes()
     started = time.perf_counter()
@@ -98,7 +100,9 @@ def enormous_over_limit() -> bytes:
 
 
 def test_enormous_valid_images_under_and_over_the_pixel_limit(
-    enormous_under_limit: bytes, enormous_over_limit: bytes, classifier: Classifier,
+    enormous_under_limit: bytes,
+    enormous_over_limit: bytes,
+    classifier: Classifier,
 ) -> None:
     assert len(enormous_under_limit) < 50_000 and len(enormous_over_limit) < 50_000
     answer = classifier.classify(enormous_under_limit, max_pixels=40_000_000)
@@ -122,16 +126,65 @@ def test_extreme_strips_have_no_digit(size: tuple[int, int]) -> None:
 # (format, mode) pairs this Pillow writes and reads back. Not DDS: Pillow's own DDS reader takes
 # ~0.6 s per MB, which would make the time bound flaky (see the hardening notes in the README).
 WRITABLE = [
-    ("PNG", "1"), ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "RGB"), ("PNG", "RGBA"),
-    ("PNG", "I;16"), ("JPEG", "L"), ("JPEG", "RGB"), ("JPEG", "CMYK"), ("GIF", "P"),
-    ("GIF", "L"), ("BMP", "1"), ("BMP", "P"), ("BMP", "RGB"), ("TIFF", "1"), ("TIFF", "LA"),
-    ("TIFF", "RGBA"), ("TIFF", "CMYK"), ("TIFF", "I;16"), ("TIFF", "I"), ("TIFF", "F"),
-    ("TIFF", "YCbCr"), ("TIFF", "LAB"), ("WEBP", "RGB"), ("WEBP", "RGBA"), ("PPM", "L"),
-    ("PPM", "I"), ("ICO", "RGBA"), ("TGA", "LA"), ("TGA", "RGB"), ("PCX", "P"), ("SGI", "RGB"),
-    ("IM", "F"), ("QOI", "RGB"), ("SPIDER", "F"), ("XBM", "1"), ("MSP", "1"),
+    ("PNG", "1"),
+    ("PNG", "L"),
+    ("PNG", "LA"),
+    ("PNG", "P"),
+    ("PNG", "RGB"),
+    ("PNG", "RGBA"),
+    ("PNG", "I;16"),
+    ("JPEG", "L"),
+    ("JPEG", "RGB"),
+    ("JPEG", "CMYK"),
+    ("GIF", "P"),
+    ("GIF", "L"),
+    ("BMP", "1"),
+    ("BMP", "P"),
+    ("BMP", "RGB"),
+    ("TIFF", "1"),
+    ("TIFF", "LA"),
+    ("TIFF", "RGBA"),
+    ("TIFF", "CMYK"),
+    ("TIFF", "I;16"),
+    ("TIFF", "I"),
+    ("TIFF", "F"),
+    ("TIFF", "YCbCr"),
+    ("TIFF", "LAB"),
+    ("WEBP", "RGB"),
+    ("WEBP", "RGBA"),
+    ("PPM", "L"),
+    ("PPM", "I"),
+    ("ICO", "RGBA"),
+    ("TGA", "LA"),
+    ("TGA", "RGB"),
+    ("PCX", "P"),
+    ("SGI", "RGB"),
+    ("IM", "F"),
+    ("QOI", "RGB"),
+    ("SPIDER", "F"),
+    ("XBM", "1"),
+    ("MSP", "1"),
 ]
-IN_MEMORY_MODES = ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
-                   "YCbCr", "LAB", "HSV", "I", "I;16", "I;16B", "F"]
+IN_MEMORY_MODES = [
+    "1",
+    "L",
+    "LA",
+    "La",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "I",
+    "I;16",
+    "I;16B",
+    "F",
+]
 
 
 def picture(draw: st.DrawFn, modes: list[str] | None = None) -> Image.Image:
@@ -203,9 +256,12 @@ def check_contract(data: bytes | Image.Image) -> None:
 # CI runs the same 300 examples per test every time (derandomized, reproducible); a deeper, random
 # search: FUZZ_EXAMPLES=3000 pytest tests/core/test_bad_inputs.py -k fuzz
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=DEADLINE_MS,
-                derandomize="FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=DEADLINE_MS,
+    derandomize="FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -215,9 +271,22 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00",
-                        b"MM\x00*", b"RIFF\x00\x00\x00\x00WEBP", b"P5\n", b"<svg"]),
-       st.binary(max_size=2048))
+@given(
+    st.sampled_from(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff",
+            b"GIF89a",
+            b"BM",
+            b"II*\x00",
+            b"MM\x00*",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"P5\n",
+            b"<svg",
+        ]
+    ),
+    st.binary(max_size=2048),
+)
 def test_fuzz_random_bytes_behind_a_real_magic_number(magic: bytes, rest: bytes) -> None:
     check_contract(magic + rest)
 

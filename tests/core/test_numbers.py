@@ -16,8 +16,18 @@ from core.photos import render_number, render_photo
 from core.serving import Classifier
 from tests.conftest import ROOT
 
-CONDITIONS = ("clean", "blue_ink", "paper_tint", "grid_paper", "ruled_paper", "shadow",
-              "light_gradient", "thick_marker", "rotation", "noise")
+CONDITIONS = (
+    "clean",
+    "blue_ink",
+    "paper_tint",
+    "grid_paper",
+    "ruled_paper",
+    "shadow",
+    "light_gradient",
+    "thick_marker",
+    "rotation",
+    "noise",
+)
 SIZE = (800, 600)  # one of Telegram's photo sizes; smaller frames render faster
 
 
@@ -26,17 +36,18 @@ def classifier() -> Classifier:
     return Classifier(ROOT / "models")
 
 
-def numbers(mnist, seed: int, *, touching: bool, lengths: tuple[int, ...]) -> list[
-    tuple[str, bytes]
-]:
+def numbers(
+    mnist, seed: int, *, touching: bool, lengths: tuple[int, ...]
+) -> list[tuple[str, bytes]]:
     """(label, jpeg) for one number per condition, digits drawn from the MNIST test split."""
     rng = np.random.default_rng(seed)
     photos = []
     for condition, length in zip(CONDITIONS, lengths, strict=True):
         indices = rng.integers(0, len(mnist.x_test), size=length)
         label = "".join(str(int(mnist.y_test[index])) for index in indices)
-        jpeg = render_number([mnist.x_test[index] for index in indices], condition, rng,
-                             touching=touching, size=SIZE)
+        jpeg = render_number(
+            [mnist.x_test[index] for index in indices], condition, rng, touching=touching, size=SIZE
+        )
         photos.append((label, jpeg))
     return photos
 
@@ -52,6 +63,7 @@ def test_spaced_numbers_are_read_left_to_right(classifier: Classifier, mnist) ->
 def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
     """Two MNIST digits written so close that their ink boxes overlap by one MNIST pixel (about
     half a stroke): where their strokes meet they touch. Dark ink on a white page, JPEG."""
+
     def ink_columns(digit: np.ndarray) -> np.ndarray:
         return digit[:, np.flatnonzero(digit.max(axis=0) > 60)]
 
@@ -61,8 +73,7 @@ def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
     start = 3 + left.shape[1]
     window = canvas[:, start : start + right.shape[1]]
     np.maximum(window, right, out=window)
-    ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168),
-                                               Image.Resampling.BICUBIC)
+    ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168), Image.Resampling.BICUBIC)
     page = Image.new("L", (640, 480), 255)
     page.paste(ink, (80, 150))
     buffer = io.BytesIO()
@@ -99,8 +110,9 @@ def test_predict_json_has_digits_and_number(
     number_path = tmp_path / "number.jpg"
     number_path.write_bytes(jpeg)
     single_path = tmp_path / "single.jpg"
-    single_path.write_bytes(render_photo(mnist.x_test[0], "clean", np.random.default_rng(1),
-                                         size=SIZE))
+    single_path.write_bytes(
+        render_photo(mnist.x_test[0], "clean", np.random.default_rng(1), size=SIZE)
+    )
     arguments = ["predict", "--json", "--model-dir", str(ROOT / "models")]
     assert main([*arguments, str(number_path), str(single_path)]) == 0
     number, single = (json.loads(line) for line in capsys.readouterr().out.splitlines())

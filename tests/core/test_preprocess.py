@@ -57,8 +57,12 @@ def test_polarity_does_not_matter(digits: list[np.ndarray]) -> None:
 
 @pytest.mark.parametrize(
     ("scale", "offset", "size"),
-    [(140, (10, 10), (400, 300)), (60, (320, 220), (400, 300)), (280, (60, 10), (400, 300)),
-     (40, (5, 700), (1000, 750))],
+    [
+        (140, (10, 10), (400, 300)),
+        (60, (320, 220), (400, 300)),
+        (280, (60, 10), (400, 300)),
+        (40, (5, 700), (1000, 750)),
+    ],
     ids=["top-left", "small-bottom-right", "large", "tiny-corner"],
 )
 def test_centred_by_mass_whatever_the_position(
@@ -103,8 +107,9 @@ def test_rgba_palette_and_16_bit(digits: list[np.ndarray]) -> None:
     palette.save(buffer, "PNG")
     assert correlation(single_crop(buffer.getvalue()), reference) > 0.9
 
-    sixteen = (np.asarray(Image.open(io.BytesIO(digit_photo(digit))).convert("L"),
-                          dtype=np.uint16) * 257)
+    sixteen = (
+        np.asarray(Image.open(io.BytesIO(digit_photo(digit))).convert("L"), dtype=np.uint16) * 257
+    )
     buffer = io.BytesIO()
     Image.fromarray(sixteen).save(buffer, "PNG")  # a 16-bit grayscale PNG (mode I;16)
     assert Image.open(io.BytesIO(buffer.getvalue())).mode.startswith("I")
@@ -153,13 +158,22 @@ def test_truncated_jpeg(digits: list[np.ndarray]) -> None:
 
 def bomb_png(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size (the pixels never need to exist)."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
-            ">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + (
-        chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + (chunk(b"IEND", b""))
+    )
 
 
 def test_decompression_bomb_is_refused_before_decoding() -> None:
@@ -192,8 +206,9 @@ def line_and_blob_mask(seed: int, size: tuple[int, int] = (192, 256)) -> np.ndar
     for _ in range(rng.integers(0, 4)):
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         axes = (int(rng.integers(5, 40)), int(rng.integers(10, 60)))
-        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255,
-                    int(rng.integers(2, 8)))
+        cv2.ellipse(
+            mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, int(rng.integers(2, 8))
+        )
     return mask
 
 

@@ -19,18 +19,28 @@ def correlation(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.corrcoef(first.ravel(), second.ravel())[0, 1])
 
 
-def page(digit: np.ndarray, *, size: tuple[int, int] = (480, 360), scale: int = 160,
-         offset: tuple[int, int] = (160, 100)) -> np.ndarray:
+def page(
+    digit: np.ndarray,
+    *,
+    size: tuple[int, int] = (480, 360),
+    scale: int = 160,
+    offset: tuple[int, int] = (160, 100),
+) -> np.ndarray:
     """Dark MNIST ink on a white page as float grayscale (1 = paper)."""
-    return np.asarray(Image.open(io.BytesIO(digit_photo(digit, size=size, scale=scale,
-                                                        offset=offset))).convert("L"),
-                      dtype=np.float32) / 255.0
+    return (
+        np.asarray(
+            Image.open(
+                io.BytesIO(digit_photo(digit, size=size, scale=scale, offset=offset))
+            ).convert("L"),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
 
 
 def jpeg(gray: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(gray * 255.0, 0, 255).astype(np.uint8)).save(buffer, "JPEG",
-                                                                         quality=92)
+    Image.fromarray(np.clip(gray * 255.0, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
 
 
@@ -58,8 +68,9 @@ def test_a_shadow_over_most_of_the_page(digits: list[np.ndarray]) -> None:
         shaded = page(digit)
         columns = np.arange(shaded.shape[1])[None, :]
         # A phone's shadow: 45 % darker over two thirds of the page, its edge across the digit.
-        shaded *= np.where(columns > 0.33 * shaded.shape[1] + 0.2 * np.arange(
-            shaded.shape[0])[:, None], 0.55, 1.0)
+        shaded *= np.where(
+            columns > 0.33 * shaded.shape[1] + 0.2 * np.arange(shaded.shape[0])[:, None], 0.55, 1.0
+        )
         assert correlation(only_crop(jpeg(shaded)), clean) > 0.9
 
 
@@ -71,8 +82,7 @@ def test_uneven_light(digits: list[np.ndarray]) -> None:
 
 
 @pytest.mark.parametrize("grid", [False, True], ids=["ruled", "squared"])
-def test_paper_lines_crossing_the_digit_are_removed(digits: list[np.ndarray],
-                                                    grid: bool) -> None:
+def test_paper_lines_crossing_the_digit_are_removed(digits: list[np.ndarray], grid: bool) -> None:
     for digit in digits:
         lined = page(digit)
         height, width = lined.shape

@@ -38,8 +38,9 @@ def test_serving_does_not_import_tensorflow() -> None:
         "import numpy as np; c.predict(np.zeros((1, 28, 28), np.float32));"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
-    output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.strip()
+    output = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert output == "False False"
 
 
@@ -98,8 +99,9 @@ def test_nothing_to_serve(tmp_path: Path) -> None:
         Classifier(tmp_path)
 
 
-async def test_workers_answer_like_the_classifier_and_follow_a_reload(model_dir: Path,
-                                                                     mnist) -> None:
+async def test_workers_answer_like_the_classifier_and_follow_a_reload(
+    model_dir: Path, mnist
+) -> None:
     import shutil
 
     classifier = Classifier(model_dir)
@@ -109,8 +111,9 @@ async def test_workers_answer_like_the_classifier_and_follow_a_reload(model_dir:
         here, there = classifier.classify(photo), await workers.classify(photo)
         assert there.number == here.number == str(mnist.y_test[0])
         np.testing.assert_array_equal(there.digits[0].crop, here.digits[0].crop)
-        np.testing.assert_allclose([p for _, p in there.digits[0].top3],
-                                   [p for _, p in here.digits[0].top3], atol=1e-6)
+        np.testing.assert_allclose(
+            [p for _, p in there.digits[0].top3], [p for _, p in here.digits[0].top3], atol=1e-6
+        )
         assert there.model_version == classifier.version
         with pytest.raises(ImageError, match="not an image"):
             await workers.classify(b"plain text, not an image")
@@ -150,8 +153,13 @@ def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist, tmp_path: Path) ->
 
     photo = tmp_path / "digit.jpg"
     photo.write_bytes(digit_photo(mnist.x_test[2], image_format="JPEG"))
-    result = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT, str(model_dir), str(photo)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_SCRIPT, str(model_dir), str(photo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     # The same worker answered: it did not die of the signal (and print a traceback).
     assert result.stdout.split() == [str(mnist.y_test[2]), "True"], result.stderr
@@ -159,7 +167,9 @@ def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist, tmp_path: Path) ->
 
 
 async def test_a_killed_worker_is_replaced_and_the_image_still_answered(
-    model_dir: Path, mnist, caplog: pytest.LogCaptureFixture,
+    model_dir: Path,
+    mnist,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import os
     import signal

@@ -20,8 +20,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_path: Path) -> tuple
     model_dir = tmp_path_factory.mktemp("models")
     reports: list[EpochReport] = []
     staging = train_candidate(
-        mnist_path=mnist_path, model_dir=model_dir, arch="seed", epochs=2, train_limit=2000,
-        seed=1, progress=reports.append, command="pytest short run", verbose=0,
+        mnist_path=mnist_path,
+        model_dir=model_dir,
+        arch="seed",
+        epochs=2,
+        train_limit=2000,
+        seed=1,
+        progress=reports.append,
+        command="pytest short run",
+        verbose=0,
     )
     return staging, reports
 
@@ -91,8 +98,14 @@ def test_the_same_seed_trains_the_same_model(tmp_path: Path, mnist_path: Path) -
     losses = []
     for run, seed in (("first", 5), ("again", 5), ("other", 6)):
         staging = train_candidate(
-            mnist_path=mnist_path, model_dir=tmp_path / run, arch="compact", epochs=1,
-            train_limit=1200, seed=seed, command="pytest reproducibility", verbose=0,
+            mnist_path=mnist_path,
+            model_dir=tmp_path / run,
+            arch="compact",
+            epochs=1,
+            train_limit=1200,
+            seed=seed,
+            command="pytest reproducibility",
+            verbose=0,
         )
         losses.append(json.loads((staging / registry.METADATA_FILE).read_text())["test_loss"])
     assert losses[0] == losses[1]
