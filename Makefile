@@ -17,6 +17,7 @@ run: $(BIN)/digitbot
 
 test: $(BIN)/digitbot
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/digitbot
