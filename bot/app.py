@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from PIL import Image, ImageDraw
-from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -29,10 +29,11 @@ from telegram.ext import (
     ContextTypes,
     Defaults,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
-from bot import corrections, handlers
+from bot import corrections, handlers, i18n, replies
 from bot.aiohttp_request import AiohttpRequest
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.network import RetryingRateLimiter
@@ -54,18 +55,34 @@ POOL_TIMEOUT = 30.0
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
 
-PUBLIC_COMMANDS = [
-    BotCommand("start", "what this bot does"),
-    BotCommand("help", "how to get good results, how groups work"),
-    BotCommand("predict", "read the digit in the photo you reply to"),
-    BotCommand("debug", "show the 28x28 crops I classified in the photo you reply to"),
-    BotCommand("forget", "delete the digits and corrections you gave me"),
-]
-ADMIN_COMMANDS = [
-    *PUBLIC_COMMANDS,
-    BotCommand("stats", "model metrics and usage since start"),
-    BotCommand("retrain", "train a new model: /retrain [epochs]"),
-]
+PUBLIC_COMMANDS = ("start", "help", "predict", "debug", "forget")
+ADMIN_COMMANDS = (*PUBLIC_COMMANDS, "stats", "retrain")
+
+
+def command_menu(names: Iterable[str], language: str) -> list[BotCommand]:
+    """The command menu in `language` (the descriptions live with the other texts)."""
+    with i18n.use_language(language):
+        descriptions = replies.command_descriptions()
+    return [BotCommand(name, descriptions[name]) for name in names]
+
+
+async def set_command_menus(bot: Bot, admin_user_ids: Iterable[int]) -> None:
+    """The menu for everyone and for each admin, in English (the default) and in each language
+    with a catalog: Telegram shows a user the list for their own language_code."""
+    for language in i18n.LANGUAGES:
+        code = None if language == i18n.DEFAULT_LANGUAGE else language
+        await bot.set_my_commands(command_menu(PUBLIC_COMMANDS, language), language_code=code)
+    for admin_id in admin_user_ids:
+        try:
+            for language in i18n.LANGUAGES:
+                code = None if language == i18n.DEFAULT_LANGUAGE else language
+                await bot.set_my_commands(
+                    command_menu(ADMIN_COMMANDS, language),
+                    scope=BotCommandScopeChat(admin_id),
+                    language_code=code,
+                )
+        except TelegramError as error:  # e.g. the admin has not opened a chat with the bot yet
+            logger.warning("cannot show admin commands to user %s: %s", admin_id, error)
 
 
 def build_application(settings: Settings, classifier: Classifier | None = None) -> Application:
@@ -128,6 +145,8 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         workers=start_workers(classifier, settings.image_processes),
     )
     new_messages = filters.UpdateType.MESSAGE
+    # First, for every update: the texts it gets are in its sender's language.
+    application.add_handler(TypeHandler(Update, i18n.language_middleware), group=-1)
     application.add_handlers(
         [
             CommandHandler("start", handlers.on_start, filters=new_messages),
@@ -188,12 +207,7 @@ async def on_post_init(application: Application) -> None:
     state = get_state(application.bot_data)
     bot = application.bot
     await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
-    await bot.set_my_commands(PUBLIC_COMMANDS)
-    for admin_id in state.settings.admin_user_ids:
-        try:
-            await bot.set_my_commands(ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id))
-        except TelegramError as error:  # e.g. the admin has not opened a chat with the bot yet
-            logger.warning("cannot show admin commands to user %s: %s", admin_id, error)
+    await set_command_menus(bot, state.settings.admin_user_ids)
     loop = asyncio.get_running_loop()
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
     if state.workers is not None:

@@ -377,7 +377,7 @@ def _feedback_store(arguments: argparse.Namespace, settings: Settings) -> Feedba
 
 def cmd_feedback_stats(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the corrections figures of /stats (plain text)."""
-    from bot import replies
+    from bot import admin_replies
     from core import registry
 
     try:
@@ -387,7 +387,7 @@ def cmd_feedback_stats(arguments: argparse.Namespace, settings: Settings) -> int
     with _feedback_store(arguments, settings) as store:
         overall = store.stats()
         served = None if version is None else store.stats(model_version=version)
-    print(replies.feedback_stats(overall, served, version, html_format=False))
+    print(admin_replies.feedback_stats(overall, served, version, html_format=False))
     return 0
 
 

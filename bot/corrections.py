@@ -40,7 +40,7 @@ from telegram import (
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot import replies
+from bot import admin_replies, replies
 from bot.feedback import (
     CHAT_TYPES,
     MAX_DIGITS,
@@ -135,8 +135,8 @@ def answer_keyboard(sample_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [
-                _button(replies.BUTTON_RIGHT, sample_id, "ok"),
-                _button(replies.BUTTON_WRONG, sample_id, "no"),
+                _button(replies.button_right(), sample_id, "ok"),
+                _button(replies.button_wrong(), sample_id, "no"),
             ]
         ]
     )
@@ -149,7 +149,7 @@ def _digit_rows(make: Callable[[str], InlineKeyboardButton]) -> list[list[Inline
 def digit_keypad(sample_id: int) -> InlineKeyboardMarkup:
     """0-9 for a one-digit answer: pressing a digit saves it."""
     rows = _digit_rows(lambda digit: _button(digit, sample_id, "d", number=digit))
-    return InlineKeyboardMarkup([*rows, [_button(replies.BUTTON_BACK, sample_id, "back")]])
+    return InlineKeyboardMarkup([*rows, [_button(replies.button_back(), sample_id, "back")]])
 
 
 def number_editor(sample_id: int, predicted: str, draft: str) -> InlineKeyboardMarkup:
@@ -170,7 +170,7 @@ def number_editor(sample_id: int, predicted: str, draft: str) -> InlineKeyboardM
         positions[start : start + POSITIONS_PER_ROW]
         for start in range(0, len(positions), POSITIONS_PER_ROW)
     ]
-    last = [_button(replies.BUTTON_BACK, sample_id, "back")]
+    last = [_button(replies.button_back(), sample_id, "back")]
     if draft != predicted:
         last.insert(0, _button(replies.button_save(draft), sample_id, "n", number=draft))
     return InlineKeyboardMarkup([*rows, last])
@@ -185,7 +185,7 @@ def position_keypad(sample_id: int, position: int, draft: str) -> InlineKeyboard
 
     rows = _digit_rows(choose)
     return InlineKeyboardMarkup(
-        [*rows, [_button(replies.BUTTON_BACK, sample_id, "e", number=draft)]]
+        [*rows, [_button(replies.button_back(), sample_id, "e", number=draft)]]
     )
 
 
@@ -514,4 +514,4 @@ async def stats_text(state: BotState, *, html_format: bool = True) -> str | None
     overall, served = await asyncio.to_thread(
         lambda: (store.stats(), store.stats(model_version=version))
     )
-    return replies.feedback_stats(overall, served, version, html_format=html_format)
+    return admin_replies.feedback_stats(overall, served, version, html_format=html_format)

@@ -44,7 +44,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot import corrections, replies
+from bot import admin_replies, corrections, i18n, replies
 from bot.network import with_retries
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
@@ -175,17 +175,13 @@ def wants_debug(message: Message) -> bool:
     return bool(message.caption and DEBUG_WORD.search(message.caption))
 
 
-def crops_png(classification: Classification) -> bytes:
-    """The 28x28 crops the model saw, enlarged side by side with their digits, as PNG bytes."""
+def crops_png(classification: Classification, titles: list[str]) -> bytes:
+    """The 28x28 crops the model saw, enlarged side by side with their `titles`, as PNG bytes."""
     from core import plots  # matplotlib loads only when someone asks for crops
 
     buffer = io.BytesIO()
     with _PLOT_LOCK:
-        plots.save_crops(
-            [digit.crop for digit in classification.digits],
-            buffer,
-            replies.debug_titles(classification),
-        )
+        plots.save_crops([digit.crop for digit in classification.digits], buffer, titles)
     return buffer.getvalue()
 
 
@@ -276,7 +272,7 @@ async def classify_image(
     except Refusal as refusal:
         await reply(image_message, str(refusal))
     except ImageError as error:
-        await reply(image_message, replies.image_error(str(error)))
+        await reply(image_message, replies.image_error(error.reason, **error.details))
     return None
 
 
@@ -287,7 +283,22 @@ async def answer_image(
     *,
     debug: bool = False,
 ) -> None:
-    """Classify the image and reply with the digit(s); with `debug` also send the crops."""
+    """Classify the image and reply with the digit(s); with `debug` also send the crops.
+
+    The answer is in the language of the person who sent the image (in a group, a /predict
+    from someone else still answers in the photo's sender's language)."""
+    sender = image_message.from_user
+    with i18n.use_language(sender.language_code if sender else None):
+        await _answer_image(context, image_message, user_id, debug=debug)
+
+
+async def _answer_image(
+    context: ContextTypes.DEFAULT_TYPE,
+    image_message: Message,
+    user_id: int | None,
+    *,
+    debug: bool,
+) -> None:
     started = time.perf_counter()
     state = state_of(context)
     classification = await classify_image(context, image_message, user_id)
@@ -312,7 +323,9 @@ async def send_crops(
         await reply(image_message, replies.debug_no_digit())
         return
     loop = asyncio.get_running_loop()
-    png = await loop.run_in_executor(state_of(context).executor, crops_png, classification)
+    # The titles are made here: executor threads do not see this update's language.
+    titles = replies.debug_titles(classification)
+    png = await loop.run_in_executor(state_of(context).executor, crops_png, classification, titles)
     await image_message.reply_photo(
         png,
         caption=replies.debug_caption(classification),
@@ -405,7 +418,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     classifier = state.classifier
     served = state.predictions_served
-    text = replies.stats(
+    text = admin_replies.stats(
         metadata=classifier.metadata,
         backend=classifier.backend,
         fallback_reason=classifier.fallback_reason,
@@ -418,7 +431,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
     arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", DEFAULT_ARCH))
     if arch in RECIPES:
-        text += "\n" + replies.retrain_recipe(
+        text += "\n" + admin_replies.retrain_recipe(
             arch,
             state.settings.retrain_epochs,
             RECIPES[arch].epochs,
@@ -432,7 +445,7 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     media = [
         InputMediaPhoto((folder / name).read_bytes(), caption=caption)
         for name, caption in zip(
-            ("confusion.png", "curves.png"), replies.stats_image_captions(), strict=True
+            ("confusion.png", "curves.png"), admin_replies.stats_image_captions(), strict=True
         )
         if (folder / name).is_file()
     ]
@@ -458,7 +471,7 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     async with state.retrain_lock:  # two /retrain at once: exactly one starts
         if state.retrain is not None:
-            await reply(message, replies.retrain_busy(state.retrain.progress_text()))
+            await reply(message, admin_replies.retrain_busy(state.retrain.progress_text()))
             return
         try:
             epochs = parse_epochs(list(context.args or []), state.settings.retrain_epochs)

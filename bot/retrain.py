@@ -34,7 +34,7 @@ import numpy as np
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
-from bot import replies
+from bot import admin_replies
 from bot.state import BotState
 from core import registry
 from core.model import DEFAULT_ARCH
@@ -86,7 +86,7 @@ class TrainingRequest:
 
     def started_text(self) -> str:
         weight = 1.0 if self.user_data is None else self.user_data.weight
-        return replies.retrain_started(
+        return admin_replies.retrain_started(
             self.arch, self.epochs, self.train_limit, self.user_digits, self.holdout_digits, weight
         )
 
@@ -153,9 +153,10 @@ class RetrainJob:
         if self.last_report is None:
             return (
                 self.request.started_text()
-                + f"\n(running for {replies.duration(time.monotonic() - self.started)})"
+                + "\n"
+                + admin_replies.retrain_running_for(time.monotonic() - self.started)
             )
-        return replies.retrain_progress(
+        return admin_replies.retrain_progress(
             self.request.arch, self.last_report, self.request.train_limit, self.request.user_digits
         )
 
@@ -175,7 +176,7 @@ def parse_epochs(arguments: list[str], default: int) -> int:
         epochs = 0
     if len(arguments) > 1 or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
         raise ValueError(
-            replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS, default)
+            admin_replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS, default)
         )
     return epochs
 
@@ -335,13 +336,13 @@ async def supervise(state: BotState, bot: Bot, job: RetrainJob) -> None:
         text = await _decide(state, staging, job.request)
     except TrainingFailed as failure:
         logger.warning("retrain failed: %s", failure)
-        text = replies.retrain_failed(str(failure))
+        text = admin_replies.retrain_failed(str(failure))
     except asyncio.CancelledError:
         logger.info("retrain cancelled (the bot is stopping)")
         raise
     except Exception as error:
         logger.exception("retrain supervision failed")
-        text = replies.retrain_failed(f"{type(error).__name__}: {error}")
+        text = admin_replies.retrain_failed(f"{type(error).__name__}: {error}")
     finally:
         await asyncio.shield(_finish(state, job))
     await _reply(bot, job, text)
@@ -407,11 +408,11 @@ async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> s
     if not comparison.promote:
         registry.discard(staging)
         logger.info("retrain rejected: %s", comparison)
-        return replies.retrain_rejected(comparison)
+        return admin_replies.retrain_rejected(comparison)
     version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
     served = await asyncio.to_thread(state.classifier.reload)
     logger.info("retrain promoted %s (%s); serving %s", version, comparison, served)
-    return replies.retrain_promoted(version, comparison)
+    return admin_replies.retrain_promoted(version, comparison)
 
 
 async def _finish(state: BotState, job: RetrainJob) -> None:

@@ -57,7 +57,28 @@ SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-a
 
 
 class ImageError(ValueError):
-    """The input cannot be used as an image; the message is meant for the person who sent it."""
+    """The input cannot be used as an image; the message is meant for the person who sent it.
+
+    `reason` names the case (empty, not_image, svg, too_many_pixels, no_pixels, unreadable,
+    damaged, crashed) so that the bot can say it in the sender's language; `details` holds the
+    numbers in it. All three are in `args`, so the error crosses a process boundary intact.
+    """
+
+    def __init__(
+        self, message: str, reason: str = "unreadable", details: dict[str, int] | None = None
+    ) -> None:
+        super().__init__(message, reason, dict(details or {}))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[1])
+
+    @property
+    def details(self) -> dict[str, int]:
+        return dict(self.args[2])
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
         picture = data
     else:
         if not data:
-            raise ImageError("The file is empty.")
+            raise ImageError("The file is empty.", "empty")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -102,19 +123,24 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
         except UnidentifiedImageError as error:
             hint = " SVG drawings are not supported." if b"<svg" in data[:1000].lower() else ""
             raise ImageError(
-                f"This file is not an image I can read.{hint} Send a photo, PNG or JPEG."
+                f"This file is not an image I can read.{hint} Send a photo, PNG or JPEG.",
+                "svg" if hint else "not_image",
             ) from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageError("The image is too large (too many pixels).") from error
+            raise ImageError(
+                "The image is too large (too many pixels).", "too_many_pixels"
+            ) from error
         except (OSError, ValueError, SyntaxError, EOFError) as error:  # e.g. a bad PPM header
             raise ImageError(f"The image could not be read ({error}).") from error
     width, height = picture.size
     if width * height > max_pixels:
         raise ImageError(
-            f"The image is too large: {width}x{height} pixels (limit {max_pixels:,} pixels)."
+            f"The image is too large: {width}x{height} pixels (limit {max_pixels:,} pixels).",
+            "too_many_pixels",
+            {"width": width, "height": height, "limit": max_pixels},
         )
     if width < 1 or height < 1:
-        raise ImageError("The image has no pixels.")
+        raise ImageError("The image has no pixels.", "no_pixels")
     try:
         if picture.format == "JPEG" and picture.mode in ("RGB", "L", "YCbCr"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than decoding then resizing.
@@ -124,7 +150,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
         picture.load()
         picture = _to_gray(ImageOps.exif_transpose(picture))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
-        raise ImageError(f"The image is damaged or truncated ({error}).") from error
+        raise ImageError(f"The image is damaged or truncated ({error}).", "damaged") from error
     return picture
 
 

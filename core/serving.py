@@ -305,7 +305,8 @@ class ClassifierWorkers:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._start()
         raise ImageError(
-            "reading this image crashed the image reader twice; try another photo or format"
+            "reading this image crashed the image reader twice; try another photo or format",
+            "crashed",
         )
 
     def pids(self) -> list[int]:

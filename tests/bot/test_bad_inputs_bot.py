@@ -151,4 +151,4 @@ async def test_enormous_valid_documents_under_and_over_the_pixel_limit(
     reply = await emulator.wait_for_reply(USER_ID, under["message_id"], timeout=30)
     assert answered_digit(reply) == "7"
     reply = await emulator.wait_for_reply(USER_ID, over["message_id"], timeout=30)
-    assert f"too large: 8000x6000 pixels (limit {limit:,} pixels)" in reply["text"]
+    assert f"too large: 8000x6000 pixels (the limit is {limit:,} pixels)" in reply["text"]

@@ -38,7 +38,7 @@ from tests.bot.conftest import (
 )
 from tests.conftest import digit_photo
 
-TOP3_LINE = re.compile(r"^\d: \d{1,3}\.\d %  \d: \d{1,3}\.\d %  \d: \d{1,3}\.\d %$")
+TOP3_LINE = re.compile(r"^\d: \d{1,3}\.\d%  \d: \d{1,3}\.\d%  \d: \d{1,3}\.\d%$")
 RETRAIN_TIMEOUT = 90.0  # seconds for one spawned training run on a busy 2-core machine
 
 
@@ -451,7 +451,7 @@ async def test_admin_stats_shows_the_model_and_counters_with_two_images(
     metadata = registry.read_metadata(model_dir)
     text = reply["text"]
     assert metadata["version"] in text
-    assert f"{metadata['test_accuracy'] * 100:.2f} %" in text
+    assert f"{metadata['test_accuracy'] * 100:.2f}%" in text
     assert f"loss {metadata['test_loss']:.4f}" in text
     assert f"{metadata['params']:,} parameters" in text
     assert "Per digit: 0: " in text and " 9: " in text
@@ -460,7 +460,7 @@ async def test_admin_stats_shows_the_model_and_counters_with_two_images(
     arch = bot.state.settings.retrain_arch or metadata["arch"]
     assert (
         f"/retrain trains {arch} with the same recipe on the first 2,000 MNIST images: "
-        f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs})"
+        f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs} epochs)"
     ) in text
     assert bot.state.predictions_served == 1
     images = await emulator.wait_for(lambda m: m["chat"]["id"] == GROUP_ID and "photo" in m)
@@ -580,7 +580,7 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     assert bot.state.retrain is None and not staging_folders(model_dir)
     assert registry.current_version(model_dir) == version
 
-    # 3. The next /retrain works; its candidate is worse than 99.99 % with no tolerance.
+    # 3. The next /retrain works; its candidate is worse than 99.99% with no tolerance.
     third = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
     rejected = await emulator.wait_for(
         lambda m: (
@@ -589,8 +589,8 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
         ),
         timeout=RETRAIN_TIMEOUT,
     )
-    assert "against 99.99 %" in rejected[0]["text"]
-    assert re.search(r"accuracy \d{1,2}\.\d\d % against", rejected[0]["text"])
+    assert "against 99.99%" in rejected[0]["text"]
+    assert re.search(r"accuracy \d{1,2}\.\d\d% against", rejected[0]["text"])
     assert registry.current_version(model_dir) == version
     assert bot.state.classifier.version == version
     assert sorted(registry.list_versions(model_dir)) == versions_before

@@ -175,10 +175,10 @@ def prediction(digit: int, top3: list[tuple[int, float]]) -> DigitPrediction:
 
 def test_answer_puts_the_digit_first_then_the_top3() -> None:
     sure = Classification([prediction(7, [(7, 0.981), (1, 0.012), (9, 0.004)])], "v1", 0.01)
-    assert replies.answer(sure, 0.6) == "<b>7</b>\n7: 98.1 %  1: 1.2 %  9: 0.4 %"
+    assert replies.answer(sure, 0.6) == "<b>7</b>\n7: 98.1%  1: 1.2%  9: 0.4%"
     unsure = Classification([prediction(4, [(4, 0.48), (9, 0.41), (7, 0.05)])], "v1", 0.01)
     text = replies.answer(unsure, 0.6)
-    assert text.startswith("<b>4</b>  <i>(not sure)</i>\n4: 48.0 %  9: 41.0 %  7: 5.0 %\n")
+    assert text.startswith("<b>4</b>  <i>(not sure)</i>\n4: 48.0%  9: 41.0%  7: 5.0%\n")
     assert "not sure" in text.splitlines()[2]
     assert replies.answer(Classification([], "v1", 0.01), 0.6).startswith(
         "I could not find a digit"
@@ -197,15 +197,15 @@ def test_answer_for_a_number_shows_each_digit_and_the_doubtful_ones() -> None:
     )
     lines = replies.answer(number, 0.6).splitlines()
     assert lines[0] == "<b>205</b>  <i>(not sure)</i>"
-    assert lines[1] == "2: 99.0 %  0: 97.0 %  5: 52.0 %"
-    assert lines[2] == "3rd digit: 5 (52.0 %) or 6 (40.0 %) or 3 (5.0 %)?"
+    assert lines[1] == "2: 99.0%  0: 97.0%  5: 52.0%"
+    assert lines[2] == "Digit 3: 5 (52.0%) or 6 (40.0%) or 3 (5.0%)?"
 
 
 def test_user_text_is_escaped() -> None:
     assert "&lt;b&gt;evil.txt" in replies.not_an_image("<b>evil.txt", "text/plain")
     assert "Hello, A&amp;B!" in replies.start("A&B", "bot")
-    assert replies.duration(59) == "59 s" and replies.duration(125) == "2 min 05 s"
-    assert replies.duration(7260) == "2 h 01 min"
+    assert replies.duration(59) == "59 seconds" and replies.duration(125) == "2 minutes"
+    assert replies.duration(7260) == "2 hours"
 
 
 def test_redaction_removes_the_token_from_messages_arguments_and_tracebacks() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot import replies
+from bot import admin_replies, replies
 from bot.app import stop_application
 from bot.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
 from bot.emulator import BotApiEmulator
@@ -81,7 +81,7 @@ async def send_privately(emulator: BotApiEmulator, image: bytes) -> dict[str, An
 
 
 def sample_id_of(message: dict[str, Any]) -> int:
-    action = parse_callback_data(data_of(message, replies.BUTTON_RIGHT))
+    action = parse_callback_data(data_of(message, replies.button_right()))
     assert action is not None
     return action.sample_id
 
@@ -155,7 +155,7 @@ def test_callback_data_round_trips_and_fits_64_bytes() -> None:
 
 
 def test_footers_replace_each_other_and_never_touch_the_answer() -> None:
-    answer = "<b>7</b>\n7: 99.0 %  1: 0.5 %  2: 0.1 %"
+    answer = "<b>7</b>\n7: 99.0%  1: 0.5%  2: 0.1%"
     asked = replies.with_footer(answer, replies.digit_question())
     assert asked.startswith(answer + "\n\n")
     done = replies.with_footer(asked, replies.confirmed_footer("7", "1"))
@@ -180,21 +180,21 @@ def comparison(**changes: Any) -> Comparison:
 
 
 def test_promotion_needs_both_mnist_and_user_photo_accuracy_within_tolerance() -> None:
-    assert not comparison().promote  # users' photos: 80 % < 85 % - 2 points
+    assert not comparison().promote  # users' photos: 80% < 85% - 2 points
     assert comparison(new_user=0.83).promote  # exactly at the tolerance
     assert not comparison(new_user=0.95, new_mnist=0.985).promote  # MNIST dropped 0.6 points
     assert comparison(holdout_count=19).promote  # too few held-out digits to judge
     assert comparison(old_user=None, new_user=None, holdout_count=0).promote
     assert not comparison(new_user=None).promote  # measured old, unmeasured new: no risk
     assert comparison(old_mnist=None, new_user=0.9).promote  # first model without metadata
-    rejected = replies.retrain_rejected(comparison())
+    rejected = admin_replies.retrain_rejected(comparison())
     assert rejected.startswith(
-        "❌ Candidate not promoted: accuracy on users' photos 80.0 % against 85.0 %"
+        "❌ Candidate not promoted: accuracy on users' photos 80.0% against 85.0%"
     )
-    assert "MNIST test accuracy: new 99.00 %, current 99.10 % (tolerance 0.2 points)" in rejected
-    promoted = replies.retrain_promoted("v2", comparison(new_user=0.9, holdout_count=5))
+    assert "MNIST test accuracy: new 99.00%, current 99.10% (tolerance 0.2 points)" in rejected
+    promoted = admin_replies.retrain_promoted("v2", comparison(new_user=0.9, holdout_count=5))
     assert (
-        "Accuracy on users' photos (5 held-out digits): new 90.0 %, previous 85.0 % "
+        "Accuracy on users' photos (5 held-out digits): new 90.0%, previous 85.0% "
         "(tolerance 2 points; not enforced below 20 held-out digits"
     ) in promoted
     assert "Trained with 160 confirmed user digits (weight 3)." in promoted
@@ -212,23 +212,23 @@ async def test_private_wrong_then_the_real_digit_edits_the_answer_and_stores_it(
     answer = await send_privately(emulator, digit_photo(mnist.x_test[0]))
     predicted = answer["text"].split()[0]
     assert [[label for label, _ in row] for row in keyboard(answer)] == [
-        [replies.BUTTON_RIGHT, replies.BUTTON_WRONG]
+        [replies.button_right(), replies.button_wrong()]
     ]
     sample_id = sample_id_of(answer)
     stored = bot.state.feedback.get(sample_id)
     assert stored.predicted == predicted and stored.confirmed is None
 
-    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.button_wrong()))
     assert reply["text"] is None  # answered, nothing to say
     keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
     assert [label for row in keyboard(keypad)[:2] for label, _ in row] == list("0123456789")
     assert keypad["text"].endswith(replies.digit_question())
 
-    await press(emulator, keypad, USER_ID, data_of(keypad, replies.BUTTON_BACK))
+    await press(emulator, keypad, USER_ID, data_of(keypad, replies.button_back()))
     back = await edited(emulator, answer, lambda m: len(keyboard(m)) == 1)
     assert back["text"] == answer["text"]  # the question is gone again
 
-    await press(emulator, back, USER_ID, data_of(back, replies.BUTTON_WRONG))
+    await press(emulator, back, USER_ID, data_of(back, replies.button_wrong()))
     keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
     real = other_digit(predicted)
     reply = await press(emulator, keypad, USER_ID, data_of(keypad, real))
@@ -257,7 +257,7 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
         answers.append(await send_privately(emulator, digit_photo(mnist.x_test[index])))
     first, second = answers
     predicted = first["text"].split()[0]
-    reply = await press(emulator, first, USER_ID, data_of(first, replies.BUTTON_RIGHT))
+    reply = await press(emulator, first, USER_ID, data_of(first, replies.button_right()))
     assert reply["text"] == f"Thanks! Confirmed: {predicted}."
     done = await edited(emulator, first, lambda m: "reply_markup" not in m)
     assert done["text"].endswith(f"✅ Confirmed: it is {predicted}.")
@@ -271,7 +271,7 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
     assert bot.state.feedback.stats().collected == 0
 
     # The second answer still shows its buttons; they name a sample that is gone.
-    reply = await press(emulator, second, USER_ID, data_of(second, replies.BUTTON_RIGHT))
+    reply = await press(emulator, second, USER_ID, data_of(second, replies.button_right()))
     assert reply["text"] == replies.stale_answer()
     await edited(emulator, second, lambda m: "reply_markup" not in m)
     again = emulator.send_text(USER_ID, USER_ID, "/forget")
@@ -308,7 +308,7 @@ async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
     assert reply["text"] == replies.stale_answer()
     assert bot.state.feedback.get(sample_id).confirmed is None
     # The real answer still works afterwards.
-    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.button_right()))
     assert reply["text"].startswith("Thanks!")
 
 
@@ -321,13 +321,13 @@ async def test_a_number_is_corrected_digit_by_digit(
     answer = await send_privately(emulator, number_photo(list(mnist.x_test[:3])))
     predicted = answer["text"].split()[0]
     assert len(predicted) == 3, answer["text"]
-    await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    await press(emulator, answer, USER_ID, data_of(answer, replies.button_wrong()))
     editor = await edited(emulator, answer, lambda m: replies.number_question() in m["text"])
     assert [label for label, _ in keyboard(editor)[0]] == list(predicted)
-    assert [label for label, _ in keyboard(editor)[-1]] == [replies.BUTTON_BACK]  # no change yet
+    assert [label for label, _ in keyboard(editor)[-1]] == [replies.button_back()]  # no change yet
 
     await press(emulator, editor, USER_ID, keyboard(editor)[0][1][1])  # the 2nd digit
-    keypad = await edited(emulator, answer, lambda m: "2nd digit" in m["text"])
+    keypad = await edited(emulator, answer, lambda m: "digit is in position 2" in m["text"])
     real_digit = other_digit(predicted[1])
     await press(emulator, keypad, USER_ID, data_of(keypad, real_digit))
     real = predicted[0] + real_digit + predicted[2]
@@ -426,7 +426,7 @@ async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobod
     answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
     predicted = answer["text"].split()[0]
     # Someone other than the photo's author opens the keypad.
-    reply = await press(emulator, answer, OTHER_USER_ID, data_of(answer, replies.BUTTON_WRONG))
+    reply = await press(emulator, answer, OTHER_USER_ID, data_of(answer, replies.button_wrong()))
     assert reply["text"] is None
     keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
     # Two people tap a digit before the bot has updated the message: both taps reach it.
@@ -462,7 +462,7 @@ async def test_group_first_confirmation_counts_later_ones_are_acknowledged_nobod
         GROUP_ID, OTHER_USER_ID, digit_photo(mnist.x_test[2]), caption="/predict"
     )
     answer = await emulator.wait_for_reply(GROUP_ID, photo["message_id"])
-    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+    reply = await press(emulator, answer, USER_ID, data_of(answer, replies.button_right()))
     assert reply["text"].startswith("Thanks! Confirmed")
     final = await edited(emulator, answer, lambda m: "Confirmed" in m["text"])
     assert not any(name in final["text"] for name in NAMES)
@@ -483,7 +483,7 @@ async def test_samples_and_buttons_survive_a_restart(
         answers.append(await send_privately(emulator, digit_photo(mnist.x_test[index])))
     predicted = answers[0]["text"].split()[0]
     real = other_digit(predicted)
-    await press(emulator, answers[0], USER_ID, data_of(answers[0], replies.BUTTON_WRONG))
+    await press(emulator, answers[0], USER_ID, data_of(answers[0], replies.button_wrong()))
     keypad = await edited(emulator, answers[0], lambda m: len(keyboard(m)) == 3)
     await press(emulator, keypad, USER_ID, data_of(keypad, real))
     await edited(emulator, answers[0], lambda m: "reply_markup" not in m)
@@ -493,14 +493,14 @@ async def test_samples_and_buttons_survive_a_restart(
     second = await start_bot(database_url=database_url)
     assert second.state.feedback.stats().confirmed == 1
     # A button sent by the previous process still works.
-    reply = await press(emulator, answers[1], USER_ID, data_of(answers[1], replies.BUTTON_RIGHT))
+    reply = await press(emulator, answers[1], USER_ID, data_of(answers[1], replies.button_right()))
     assert reply["text"].startswith("Thanks! Confirmed")
     stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
     text = (await emulator.wait_for_reply(ADMIN_ID, stats["message_id"]))["text"]
     assert "Corrections from users" in text
     assert "Answers recorded: 2; confirmed: 2 (1 right, 1 wrong)" in text
     version = second.state.classifier.version
-    assert f"Live accuracy of {version}: 50.0 % on 2 confirmed answers" in text
+    assert f"Live accuracy of {version}: 50.0% on 2 confirmed answers" in text
     assert f"Mistakes users corrected: {real} read as {predicted} ×1" in text
 
 
@@ -520,9 +520,9 @@ async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
         answer = await send_privately(emulator, digit_photo(mnist.x_test[index]))
         label = str(int(mnist.y_test[index]))
         if answer["text"].split()[0] == label:
-            await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_RIGHT))
+            await press(emulator, answer, USER_ID, data_of(answer, replies.button_right()))
         else:
-            await press(emulator, answer, USER_ID, data_of(answer, replies.BUTTON_WRONG))
+            await press(emulator, answer, USER_ID, data_of(answer, replies.button_wrong()))
             keypad = await edited(emulator, answer, lambda m: len(keyboard(m)) == 3)
             await press(emulator, keypad, USER_ID, data_of(keypad, label))
     store = bot.state.feedback
@@ -545,10 +545,10 @@ async def test_retrain_learns_from_confirmed_digits_and_reports_both_accuracies(
     metadata = registry.read_metadata(model_dir)
     assert metadata["user_samples"] == len(training.y)
     assert metadata["user_holdout_count"] == len(holdout.y)
-    assert f"MNIST test accuracy: new {metadata['test_accuracy'] * 100:.2f} %, previous " in text
+    assert f"MNIST test accuracy: new {metadata['test_accuracy'] * 100:.2f}%, previous " in text
     assert (
         f"Accuracy on users' photos ({len(holdout.y)} held-out digit"
-        f"{'' if len(holdout.y) == 1 else 's'}): new {metadata['user_accuracy'] * 100:.1f} %,"
+        f"{'' if len(holdout.y) == 1 else 's'}): new {metadata['user_accuracy'] * 100:.1f}%,"
         " previous "
     ) in text
     assert "previous unknown" not in text
@@ -591,7 +591,7 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
             chat_id=-6,
             user_id=6,
         )
-        expected = replies.feedback_stats(
+        expected = admin_replies.feedback_stats(
             store.stats(), store.stats(model_version=version), version, html_format=False
         )
     monkeypatch.setenv("DATABASE_URL", url)
@@ -600,7 +600,7 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
     printed = capsys.readouterr().out
     assert printed.strip() == expected
     assert "Answers recorded: 3; confirmed: 2 (1 right, 1 wrong)" in printed
-    assert f"Live accuracy of {version}: 50.0 % on 2 confirmed answers" in printed
+    assert f"Live accuracy of {version}: 50.0% on 2 confirmed answers" in printed
     assert "Mistakes users corrected: 1 read as 7 ×1" in printed
     assert "<b>" not in printed
 

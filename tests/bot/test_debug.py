@@ -135,7 +135,7 @@ async def test_a_photo_of_a_number_is_answered_digit_by_digit(
     )
     lines = reply[0]["text"].splitlines()
     assert lines[0].split()[0] == label, reply[0]["text"]
-    assert lines[1].count(" %") == len(label), "each digit's confidence, compactly"
+    assert lines[1].count("%") == len(label), "each digit's confidence, compactly"
     crops = await wait_for_photo_reply(emulator, USER_ID, sent["message_id"])
     assert f"the {len(label)} 28x28 crops" in crops["caption"]
     width, height = photo_size(emulator, crops)

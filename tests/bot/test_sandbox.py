@@ -214,7 +214,7 @@ async def test_admin_stats_shows_accuracy_and_images(
     ]
     reply = await reply_to(sandbox, ADMIN_USER_ID, message)
     accuracy = sandbox.application.bot_data["digitbot"].classifier.metadata["test_accuracy"]
-    assert f"accuracy {accuracy * 100:.2f} %" in reply["text"]
+    assert f"accuracy {accuracy * 100:.2f}%" in reply["text"]
     pictures = await sandbox.emulator.wait_for(
         lambda item: (
             "photo" in item

@@ -145,7 +145,7 @@ async def test_admin_stats_and_a_refused_non_admin(page: Page, sandbox: Sandbox)
     assert first_line.startswith("Model ")
     accuracy = sandbox.application.bot_data["digitbot"].classifier.metadata["test_accuracy"]
     stats = page.locator(f'.msg.bot[data-reply-to="{message_id}"] .text').first
-    assert f"accuracy {accuracy * 100:.2f} %" in await stats.inner_text()
+    assert f"accuracy {accuracy * 100:.2f}%" in await stats.inner_text()
     # The confusion matrix and the curves, as one album of two loaded images.
     photos = page.locator(f'.msg.bot[data-reply-to="{message_id}"] img.photo')
     await photos.nth(1).wait_for()

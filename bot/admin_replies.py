@@ -1,0 +1,388 @@
+"""The admins' texts: /stats, /retrain's reports, and the corrections figures (also the CLI's).
+
+Like bot/replies.py (the texts everyone sees, and the helpers both use), each text is marked for
+translation and built when it is sent, in the language of the admin who asked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.i18n import _, date_time, decimal, duration, ngettext, number, percent
+from bot.replies import escape
+
+if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
+    from bot.feedback import FeedbackStats
+    from bot.retrain import Comparison
+    from core.train import EpochReport
+
+
+def points(value: float) -> str:
+    """Accuracy points (a tolerance of 0.1 or 2 points); no plural forms: 0.1 is not a count."""
+    return _("{value} points").format(value=decimal(value))
+
+
+def stats(
+    *,
+    metadata: dict[str, Any],
+    backend: str,
+    fallback_reason: str | None,
+    predictions_served: int,
+    average_answer_seconds: float | None,
+    average_model_seconds: float | None,
+    uptime_seconds: float,
+) -> str:
+    """The /stats text: the served model's metrics, then this process's counters."""
+    version = escape(str(metadata.get("version", "?")))
+    created = metadata.get("created")
+    try:
+        created_text = date_time(datetime.fromisoformat(created))
+    except (TypeError, ValueError):
+        created_text = escape(str(created or "?"))
+    lines = [
+        _("<b>Model</b> {version} ({backend}), trained {date}").format(
+            version=version, backend=escape(backend), date=created_text
+        )
+    ]
+    if fallback_reason:
+        lines.append(
+            "⚠ " + _("serving a fall-back version: {reason}").format(reason=escape(fallback_reason))
+        )
+    details = [escape(str(metadata.get("arch", "?")))]
+    if isinstance(metadata.get("params"), int):
+        details.append(
+            ngettext("{count} parameter", "{count} parameters", metadata["params"]).format(
+                count=number(metadata["params"])
+            )
+        )
+    if isinstance(metadata.get("epochs"), int):
+        details.append(epochs_text(metadata["epochs"]))
+    lines.append(_("Architecture: {details}").format(details=", ".join(details)))
+    accuracy, loss = metadata.get("test_accuracy"), metadata.get("test_loss")
+    if isinstance(accuracy, int | float) and isinstance(loss, int | float):
+        lines.append(
+            _("MNIST test: accuracy {accuracy}, loss {loss}").format(
+                accuracy=f"<b>{percent(accuracy, 2)}</b>", loss=number(loss, 4)
+            )
+        )
+    per_class = metadata.get("per_class_accuracy")
+    if isinstance(per_class, list) and len(per_class) == 10:
+        lines.append(
+            _("Per digit: {values}").format(
+                values="  ".join(
+                    f"{digit}: {percent(value)}" for digit, value in enumerate(per_class)
+                )
+            )
+        )
+    lines.append("")
+    lines.append(
+        "<b>"
+        + _("Since start")
+        + "</b> "
+        + _("(up {uptime})").format(uptime=duration(uptime_seconds))
+    )
+    served = _("Predictions served: {count}").format(count=number(predictions_served))
+    if average_answer_seconds is not None and average_model_seconds is not None:
+        served += _(
+            ", average time to answer {answer} ms (download + model; the model alone {model} ms)"
+        ).format(
+            answer=number(average_answer_seconds * 1000),
+            model=number(average_model_seconds * 1000, 1),
+        )
+    lines.append(served)
+    return "\n".join(lines)
+
+
+def epochs_text(count: int) -> str:
+    return ngettext("{count} epoch", "{count} epochs", count).format(count=number(count))
+
+
+def retrain_recipe(arch: str, epochs: int, full_epochs: int, train_limit: int | None) -> str:
+    """One /stats line: what /retrain would train, and how it differs from the full recipe."""
+    if train_limit:
+        text = _(
+            "/retrain trains {arch} with the same recipe on the first {limit} MNIST images: "
+            "{epochs} by default"
+        ).format(arch=escape(arch), limit=number(train_limit), epochs=epochs_text(epochs))
+    else:
+        text = _(
+            "/retrain trains {arch} with the same recipe on all of MNIST: {epochs} by default"
+        ).format(arch=escape(arch), epochs=epochs_text(epochs))
+    if epochs != full_epochs:
+        text += " " + _("(the full {arch} recipe: {epochs})").format(
+            arch=escape(arch), epochs=epochs_text(full_epochs)
+        )
+    return text
+
+
+def stats_image_captions() -> tuple[str, str]:
+    return _("Confusion matrix on the MNIST test set"), _("Training curves")
+
+
+# --- /retrain ----------------------------------------------------------------------------------
+
+
+def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> str:
+    return _(
+        "{argument} is not a number of epochs. Use /retrain or /retrain N with N "
+        "from {minimum} to {maximum} (default {default})."
+    ).format(argument=escape(argument), minimum=minimum, maximum=maximum, default=default)
+
+
+def retrain_started(
+    arch: str,
+    epochs: int,
+    train_limit: int | None,
+    user_digits: int = 0,
+    holdout_digits: int = 0,
+    user_weight: float = 1.0,
+) -> str:
+    if train_limit:
+        data = _("the first {count} MNIST training images").format(count=number(train_limit))
+    else:
+        data = "MNIST"
+    text = _("Retraining: {arch}, {epochs} on {data}").format(
+        arch=escape(arch), epochs=epochs_text(epochs), data=data
+    )
+    if user_digits:
+        text += " " + ngettext(
+            "+ {count} confirmed user digit (weight {weight}).",
+            "+ {count} confirmed user digits (weight {weight}).",
+            user_digits,
+        ).format(count=number(user_digits), weight=decimal(user_weight))
+    else:
+        text += " " + _("(no confirmed user digits to learn from yet).")
+    if holdout_digits:
+        text += "\n" + ngettext(
+            "{count} more user digit held out to measure accuracy on users' photos.",
+            "{count} more user digits held out to measure accuracy on users' photos.",
+            holdout_digits,
+        ).format(count=number(holdout_digits))
+    return text + "\n" + _("Starting the training process… photos are still answered meanwhile.")
+
+
+def retrain_progress(
+    arch: str, report: EpochReport, train_limit: int | None, user_digits: int = 0
+) -> str:
+    title = _("Retraining ({arch})").format(arch=escape(arch))
+    if train_limit:
+        title = _("Retraining ({arch} on {count} images)").format(
+            arch=escape(arch), count=number(train_limit)
+        )
+    if user_digits:
+        title += " " + ngettext(
+            "+ {count} user digit", "+ {count} user digits", user_digits
+        ).format(count=number(user_digits))
+    line = _("Epoch {epoch}/{epochs}: loss {loss}").format(
+        epoch=report.epoch, epochs=report.epochs, loss=number(report.loss, 4)
+    )
+    if report.val_accuracy is not None:
+        line += _(", validation accuracy {accuracy}").format(
+            accuracy=percent(report.val_accuracy, 2)
+        )
+    if report.epoch < report.epochs:
+        line += _(", about {time} left").format(time=duration(report.seconds_left))
+    else:
+        line += "\n" + _("Evaluating on the MNIST test set…")
+    return f"{title}\n{line}"
+
+
+def retrain_running_for(seconds: float) -> str:
+    return _("(running for {time})").format(time=duration(seconds))
+
+
+def retrain_busy(progress: str) -> str:
+    return _("A retraining is already running; one at a time.") + f"\n\n{progress}"
+
+
+def _accuracy_lines(comparison: Comparison, promoted: bool) -> list[str]:
+    """MNIST and user-photo accuracy, the candidate ("new") against the model it would replace."""
+    unknown = _("unknown")
+    old = unknown if comparison.old_mnist is None else percent(comparison.old_mnist, 2)
+    template = (
+        _("MNIST test accuracy: new {new}, previous {old} (tolerance {tolerance}).")
+        if promoted
+        else _("MNIST test accuracy: new {new}, current {old} (tolerance {tolerance}).")
+    )
+    lines = [
+        template.format(
+            new=percent(comparison.new_mnist, 2),
+            old=old,
+            tolerance=points(comparison.mnist_tolerance),
+        )
+    ]
+    if comparison.holdout_count == 0:
+        lines.append(_("Accuracy on users' photos: no held-out user digits yet."))
+    else:
+        new_user = unknown if comparison.new_user is None else percent(comparison.new_user)
+        old_user = unknown if comparison.old_user is None else percent(comparison.old_user)
+        rule = _("tolerance {tolerance}").format(tolerance=points(comparison.user_tolerance))
+        if not comparison.user_enforced:
+            rule += "; " + _("not enforced below {count} held-out digits, too few to judge").format(
+                count=comparison.user_min_holdout
+            )
+        template = (
+            ngettext(
+                "Accuracy on users' photos ({count} held-out digit): new {new}, previous {old} "
+                "({rule}).",
+                "Accuracy on users' photos ({count} held-out digits): new {new}, previous {old} "
+                "({rule}).",
+                comparison.holdout_count,
+            )
+            if promoted
+            else ngettext(
+                "Accuracy on users' photos ({count} held-out digit): new {new}, current {old} "
+                "({rule}).",
+                "Accuracy on users' photos ({count} held-out digits): new {new}, current {old} "
+                "({rule}).",
+                comparison.holdout_count,
+            )
+        )
+        lines.append(
+            template.format(
+                count=number(comparison.holdout_count), new=new_user, old=old_user, rule=rule
+            )
+        )
+    if comparison.user_digits:
+        lines.append(
+            ngettext(
+                "Trained with {count} confirmed user digit (weight {weight}).",
+                "Trained with {count} confirmed user digits (weight {weight}).",
+                comparison.user_digits,
+            ).format(count=number(comparison.user_digits), weight=decimal(comparison.user_weight))
+        )
+    return lines
+
+
+def retrain_promoted(version: str, comparison: Comparison) -> str:
+    return "\n".join(
+        [
+            "✅ " + _("New model {version} is now serving.").format(version=escape(version)),
+            *_accuracy_lines(comparison, promoted=True),
+        ]
+    )
+
+
+def retrain_rejected(comparison: Comparison) -> str:
+    if not comparison.mnist_ok and comparison.old_mnist is not None:
+        reason = _(
+            "MNIST test accuracy {new} against {old} for the current model (it may be at most "
+            "{tolerance} lower)"
+        ).format(
+            new=percent(comparison.new_mnist, 2),
+            old=percent(comparison.old_mnist, 2),
+            tolerance=points(comparison.mnist_tolerance),
+        )
+    else:
+        new_user = 0.0 if comparison.new_user is None else comparison.new_user
+        old_user = 0.0 if comparison.old_user is None else comparison.old_user
+        reason = _(
+            "accuracy on users' photos {new} against {old} for the current model (it may be at "
+            "most {tolerance} lower)"
+        ).format(
+            new=percent(new_user),
+            old=percent(old_user),
+            tolerance=points(comparison.user_tolerance),
+        )
+    return "\n".join(
+        [
+            "❌ "
+            + _("Candidate not promoted: {reason}. The current model keeps serving.").format(
+                reason=reason
+            ),
+            *_accuracy_lines(comparison, promoted=False),
+        ]
+    )
+
+
+def retrain_failed(reason: str) -> str:
+    return (
+        "⚠ "
+        + _("Retraining failed: {reason}").format(reason=escape(reason))
+        + "\n"
+        + _("The current model keeps serving; nothing was left behind. You can /retrain again.")
+    )
+
+
+# --- corrections from users (/stats and `digitbot feedback stats`) ----------------------------
+
+
+def feedback_stats(
+    overall: FeedbackStats,
+    served: FeedbackStats | None,
+    served_version: str | None,
+    *,
+    html_format: bool = True,
+) -> str:
+    """The corrections part of /stats and `digitbot feedback stats` (HTML or plain text)."""
+
+    def bold(text: str) -> str:
+        return f"<b>{text}</b>" if html_format else text
+
+    def safe(text: str) -> str:
+        return escape(text) if html_format else text
+
+    def live(stats: FeedbackStats) -> str:
+        return ngettext(
+            "{accuracy} on {count} confirmed answer",
+            "{accuracy} on {count} confirmed answers",
+            stats.confirmed,
+        ).format(accuracy=percent(stats.live_accuracy or 0.0), count=number(stats.confirmed))
+
+    lines = [bold(_("Corrections from users"))]
+    lines.append(
+        _(
+            "Answers recorded: {collected}; confirmed: {confirmed} ({right} right, {wrong} wrong)"
+        ).format(
+            collected=number(overall.collected),
+            confirmed=number(overall.confirmed),
+            right=number(overall.confirmed_right),
+            wrong=number(overall.confirmed_wrong),
+        )
+    )
+    if served_version is not None and served is not None:
+        if served.live_accuracy is None:
+            lines.append(
+                _("Live accuracy of {version}: no confirmed answers yet").format(
+                    version=safe(served_version)
+                )
+            )
+        else:
+            lines.append(
+                _("Live accuracy of {version}: {figures}").format(
+                    version=safe(served_version), figures=live(served)
+                )
+            )
+    if overall.live_accuracy is not None:
+        lines.append(_("Live accuracy, all models: {figures}").format(figures=live(overall)))
+    confusion = overall.confusion
+    per_digit = [
+        (digit, confusion[digit][digit], sum(confusion[digit]))
+        for digit in range(10)
+        if sum(confusion[digit])
+    ]
+    if per_digit:
+        lines.append(
+            _("Per digit (right/confirmed): {values}").format(
+                values="  ".join(f"{digit}: {right}/{total}" for digit, right, total in per_digit)
+            )
+        )
+    mistakes = sorted(
+        (
+            (confusion[true][read], true, read)
+            for true in range(10)
+            for read in range(10)
+            if true != read and confusion[true][read]
+        ),
+        key=lambda item: (-item[0], item[1], item[2]),
+    )
+    if mistakes:
+        shown = ", ".join(
+            _("{true} read as {read} ×{count}").format(true=true, read=read, count=count)
+            for count, true, read in mistakes[:10]
+        )
+        if len(mistakes) > 10:
+            shown += " " + _("(+{count} more)").format(count=len(mistakes) - 10)
+        lines.append(_("Mistakes users corrected: {mistakes}").format(mistakes=shown))
+    return "\n".join(lines)
