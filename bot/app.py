@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from PIL import Image, ImageDraw
 from telegram import Bot, BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
@@ -183,25 +183,6 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     return application
 
 
-def webhook_options(settings: Settings) -> dict[str, Any]:
-    """Arguments of `run_webhook`/`start_webhook`: Telegram posts to WEBHOOK_URL, which a reverse
-    proxy forwards to WEBHOOK_LISTEN:WEBHOOK_PORT/<the URL's path>; the secret token proves that
-    a request comes from Telegram."""
-    if not settings.webhook_url:
-        raise ValueError(
-            "--webhook needs WEBHOOK_URL, the public https:// address Telegram will post updates to"
-        )
-    secret = settings.webhook_secret_token
-    return {
-        "listen": settings.webhook_listen,
-        "port": settings.webhook_port,
-        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
-        "webhook_url": settings.webhook_url,
-        "secret_token": secret.get_secret_value() if secret else None,
-        "allowed_updates": ALLOWED_UPDATES,
-    }
-
-
 async def on_post_init(application: Application) -> None:
     """Set the command lists, warm the model, log one line with the version and accuracy."""
     state = get_state(application.bot_data)
@@ -290,7 +271,8 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
     state = get_state(context.bot_data)
     path = state.settings.heartbeat_file
     updater = context.application.updater
-    if path is None or (updater is not None and not updater.running):
+    receiving = state.webhook_serving or (updater is not None and updater.running)
+    if path is None or not receiving:
         return
     touch_heartbeat(path)
 

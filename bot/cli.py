@@ -342,15 +342,17 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
             "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
             "environment or in .env (or run `digitbot start` for the sandbox)"
         )
-    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, webhook_options
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, install_redaction
+    from bot.webhook import run_webhook, webhook_config
 
-    webhook = webhook_options(settings) if getattr(arguments, "webhook", False) else None
+    webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
     application = build_application(settings)
     if webhook is None:
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
     else:
-        application.run_webhook(**webhook)
+        install_redaction([webhook.secret])
+        run_webhook(application, webhook)
     return 0
 
 

@@ -101,6 +101,7 @@ class BotState:
     store_writes: GroupCommit | None = None  # the answers' writes to `feedback`, batched
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
     pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
+    webhook_serving: bool = False  # updates arrive on bot/webhook.py's server, not by polling
 
     async def classify(self, image: bytes) -> Classification:
         """Preprocess and predict off the event loop: in the worker processes, else a thread."""

@@ -20,12 +20,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, stop_application, webhook_options
+from bot.app import ALLOWED_UPDATES, build_application, stop_application
 from bot.emulator import BotApiEmulator
 from bot.feedback import normalize_url
 from bot.sandbox import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.state import BotState, get_state
+from bot.webhook import start_webhook, webhook_config
 
 TOKEN = "123456:TEST-TOKEN"
 BOT_USERNAME = "digitbot_test_bot"
@@ -89,6 +90,7 @@ async def start_bot(
 ) -> AsyncIterator[Callable[..., Awaitable[RunningBot]]]:
     """A factory: `await start_bot(group_mode="all")` -> a polling bot, stopped at teardown."""
     running: list[Application] = []
+    servers: list[Any] = []
 
     async def start(*, webhook: bool = False, **overrides: Any) -> RunningBot:
         settings = Settings(_env_file=None, **{**bot_settings, **overrides})
@@ -97,7 +99,7 @@ async def start_bot(
         running.append(application)
         await application.post_init(application)
         if webhook:
-            await application.updater.start_webhook(**webhook_options(settings))
+            servers.append(await start_webhook(application, webhook_config(settings)))
         else:
             await application.updater.start_polling(
                 poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
@@ -108,6 +110,8 @@ async def start_bot(
     try:
         yield start
     finally:
+        for server in servers:
+            await server.cleanup()
         for application in running:
             await stop_application(application)
 

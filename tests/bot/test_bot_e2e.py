@@ -18,11 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 from PIL import Image
-from telegram.ext import ExtBot
 
 from bot.emulator import BotApiEmulator
 from core import registry
@@ -259,40 +257,6 @@ async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
     assert TOP3_LINE.match(
         (await emulator.wait_for_reply(USER_ID, again["message_id"]))["text"].splitlines()[1]
     )
-
-
-async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
-    start_bot: Any,
-    emulator: BotApiEmulator,
-    mnist: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The emulator has no setWebhook method (it is a polling emulator): stand in for that call.
-    async def set_webhook(self: Any, *arguments: Any, **options: Any) -> bool:
-        return True
-
-    monkeypatch.setattr(ExtBot, "set_webhook", set_webhook)
-    port = free_port()
-    await start_bot(
-        webhook=True,
-        webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
-        webhook_listen="127.0.0.1",
-        webhook_port=port,
-        webhook_secret_token="s3cret-Token",
-    )
-    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
-    update = {"update_id": 1, "message": photo}  # what Telegram would post
-    async with aiohttp.ClientSession() as session:
-        url = f"http://127.0.0.1:{port}/digitbot/hook"
-        async with session.post(url, json=update) as response:
-            assert response.status == 403  # no secret token: refused
-        headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token"}
-        async with session.post(url, json=update, headers=headers) as response:
-            assert response.status == 200
-    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
-    assert answered_digit(reply) == str(int(mnist.y_test[0]))
-    await settle()
-    assert len(replies_to(emulator, USER_ID, photo["message_id"])) == 1
 
 
 async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_token(

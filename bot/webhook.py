@@ -1,0 +1,129 @@
+"""Webhook mode (`digitbot run --webhook`): an aiohttp server that Telegram posts updates to.
+
+Why not PTB's own webhook server: it compares the secret token with `!=` (not in constant time),
+logs a wrong token, and reads the whole body before looking at the header. Here every request
+must carry the secret (generated for this run and given to `setWebhook` when WEBHOOK_SECRET_TOKEN
+is not set), it is compared with `hmac.compare_digest`, and the body is read only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from aiohttp import web
+from telegram import Update
+from telegram.ext import Application
+
+from bot.settings import Settings
+from bot.state import get_state
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 1024 * 1024  # an update is a few KB of JSON; files are downloaded separately
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str  # the public https:// address given to setWebhook
+    path: str  # the path this server answers on (a reverse proxy forwards to it)
+    listen: str
+    port: int
+    secret: str
+    generated: bool  # True when no WEBHOOK_SECRET_TOKEN was set and one was made for this run
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """Where to listen and the secret every request must carry (ValueError without WEBHOOK_URL)."""
+    if not settings.webhook_url:
+        raise ValueError(
+            "--webhook needs WEBHOOK_URL, the public https:// address Telegram will post updates to"
+        )
+    configured = settings.webhook_secret_token
+    # Telegram allows 1-256 characters of A-Z a-z 0-9 _ -: token_urlsafe(32) is 43 of them.
+    secret = configured.get_secret_value() if configured else secrets.token_urlsafe(32)
+    return WebhookConfig(
+        url=settings.webhook_url,
+        path="/" + urlparse(settings.webhook_url).path.lstrip("/"),
+        listen=settings.webhook_listen,
+        port=settings.webhook_port,
+        secret=secret,
+        generated=configured is None,
+    )
+
+
+def webhook_handler(
+    application: Application, secret: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The POST handler: queue the update if the request carries the secret, else 403."""
+    expected = secret.encode()
+
+    async def receive(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        # Checked first, before a byte of the body is read or parsed.
+        if not hmac.compare_digest(given, expected):
+            raise web.HTTPForbidden(text="wrong or missing secret token")
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(text="expected application/json")
+        try:
+            update = Update.de_json(await request.json(), application.bot)
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
+            logger.warning("webhook: an update that could not be read: %s", error)
+            raise web.HTTPBadRequest(text="not a Telegram update") from error
+        if update is not None:
+            await application.update_queue.put(update)
+        return web.Response(text="ok")
+
+    return receive
+
+
+async def start_webhook(application: Application, config: WebhookConfig) -> web.AppRunner:
+    """Serve `config.path` on listen:port, then register the URL and secret with Telegram."""
+    from bot.app import ALLOWED_UPDATES
+
+    server = web.Application(client_max_size=MAX_UPDATE_BYTES)
+    server.router.add_post(config.path, webhook_handler(application, config.secret))
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.listen, config.port).start()
+    await application.bot.set_webhook(
+        config.url, secret_token=config.secret, allowed_updates=ALLOWED_UPDATES
+    )
+    if config.generated:
+        logger.info("WEBHOOK_SECRET_TOKEN is not set: using a random one for this run")
+    return runner
+
+
+def run_webhook(application: Application, config: WebhookConfig) -> None:
+    """What `Application.run_webhook` does, with this module's server; returns on SIGINT/SIGTERM."""
+    asyncio.run(_serve(application, config))
+
+
+async def _serve(application: Application, config: WebhookConfig) -> None:
+    from bot.app import stop_application
+
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    await application.initialize()
+    runner: web.AppRunner | None = None
+    try:
+        if application.post_init is not None:
+            await application.post_init(application)
+        runner = await start_webhook(application, config)
+        await application.start()
+        get_state(application.bot_data).webhook_serving = True  # the heartbeat's sign of life
+        await stopped.wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await stop_application(application)

@@ -1,0 +1,121 @@
+"""Webhook mode (bot/webhook.py): only requests that carry the secret token reach the bot.
+
+Telegram is replaced by the emulator for the bot's own calls; updates are posted the way Telegram
+posts them, with and without the `X-Telegram-Bot-Api-Secret-Token` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from telegram.ext import ExtBot
+
+from bot import webhook
+from bot.emulator import BotApiEmulator
+from tests.bot.conftest import ADMIN_ID, USER_ID
+from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
+from tests.conftest import digit_photo
+
+
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What the bot gave to setWebhook (the emulator is a polling emulator without it)."""
+    calls: dict[str, Any] = {}
+
+    async def set_webhook(self: Any, url: str, **options: Any) -> bool:
+        calls.update(options, url=url)
+        return True
+
+    monkeypatch.setattr(ExtBot, "set_webhook", set_webhook)
+    return calls
+
+
+async def start_webhook_bot(start_bot: Any, **overrides: Any) -> str:
+    port = free_port()
+    await start_bot(
+        webhook=True,
+        webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
+        webhook_listen="127.0.0.1",
+        webhook_port=port,
+        **overrides,
+    )
+    return f"http://127.0.0.1:{port}/digitbot/hook"
+
+
+async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any, registered: dict[str, Any]
+) -> None:
+    url = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    assert registered["secret_token"] == "s3cret-Token"
+    photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
+    update = {"update_id": 1, "message": photo}  # what Telegram would post
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json=update) as response:
+            assert response.status == 403  # no secret token: refused
+        headers = {webhook.SECRET_HEADER: "s3cret-Token"}
+        async with session.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+    reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
+    assert answered_digit(reply) == str(int(mnist.y_test[0]))
+    await settle()
+    assert len(replies_to(emulator, USER_ID, photo["message_id"])) == 1
+
+
+async def test_without_a_configured_secret_a_strong_one_is_generated_and_required(
+    start_bot: Any, emulator: BotApiEmulator, registered: dict[str, Any]
+) -> None:
+    url = await start_webhook_bot(start_bot, webhook_secret_token=None)
+    secret = registered["secret_token"]
+    assert isinstance(secret, str) and len(secret) >= 32
+    # A forged admin /stats, the attack of issue 17: refused without the secret.
+    stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
+    forged = {"update_id": 7, "message": stats}
+    async with aiohttp.ClientSession() as session:
+        for headers in ({}, {webhook.SECRET_HEADER: "guess"}, {webhook.SECRET_HEADER: ""}):
+            async with session.post(url, json=forged, headers=headers) as response:
+                assert response.status == 403
+        await settle()
+        assert replies_to(emulator, ADMIN_ID, stats["message_id"]) == []
+        async with session.post(
+            url, json=forged, headers={webhook.SECRET_HEADER: secret}
+        ) as response:
+            assert response.status == 200
+    reply = await emulator.wait_for_reply(ADMIN_ID, stats["message_id"])
+    assert reply["text"]
+
+
+async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
+    start_bot: Any, registered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = webhook.hmac.compare_digest
+
+    def spy(given: bytes, expected: bytes) -> bool:
+        compared.append((given, expected))
+        return real(given, expected)
+
+    monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
+    url = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    async with aiohttp.ClientSession() as session:
+        # Not JSON at all: with the wrong secret the answer is 403, never a parse error (400).
+        headers = {webhook.SECRET_HEADER: "wrong", "Content-Type": "application/json"}
+        async with session.post(url, data=b"{not json", headers=headers) as response:
+            assert response.status == 403
+        headers[webhook.SECRET_HEADER] = "s3cret-Token"
+        async with session.post(url, data=b"{not json", headers=headers) as response:
+            assert response.status == 400
+        # A body far beyond any update is refused, not buffered.
+        async with session.post(
+            url, data=b"x" * (2 * webhook.MAX_UPDATE_BYTES), headers=headers
+        ) as response:
+            assert response.status == 413
+    assert (b"wrong", b"s3cret-Token") in compared
+
+
+def test_webhook_mode_without_a_url_is_one_clear_error() -> None:
+    from bot.settings import Settings
+
+    with pytest.raises(ValueError, match="WEBHOOK_URL"):
+        webhook.webhook_config(Settings(_env_file=None, webhook_url=None))
