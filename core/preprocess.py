@@ -48,6 +48,12 @@ from core.segmentation import components, find_digits
 cv2.setNumThreads(1)
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# The only formats decoded, whatever a file's name or MIME type says. Pillow knows many more, and
+# some run outside code (EPS/PS through Ghostscript) or are slow, little-used parsers. A phone's
+# MPO (a JPEG with extra frames) is opened by the JPEG reader and reports format "MPO".
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+JPEG_FORMATS = ("JPEG", "MPO")
+SUPPORTED_TEXT = "a photo, or a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 WORKING_SIZE = 256  # longest side we analyse; JPEG draft mode decodes a 1024x768 photo at this size
 MIN_WORKING_SIZE = 112  # tiny inputs (a 28x28 MNIST digit) are enlarged to this
 MNIST_BOX = 20
@@ -113,17 +119,21 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
     """Any image (bytes or PIL) -> upright 8-bit grayscale PIL image, decoded at a useful size."""
     if isinstance(data, Image.Image):
         picture = data
+        if picture.format is not None and picture.format not in (*IMAGE_FORMATS, *JPEG_FORMATS):
+            raise ImageError(
+                f"{picture.format} images are not read here. Send {SUPPORTED_TEXT}.", "not_image"
+            )
     else:
         if not data:
             raise ImageError("The file is empty.", "empty")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                picture = Image.open(io.BytesIO(data))
+                picture = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         except UnidentifiedImageError as error:
             hint = " SVG drawings are not supported." if b"<svg" in data[:1000].lower() else ""
             raise ImageError(
-                f"This file is not an image I can read.{hint} Send a photo, PNG or JPEG.",
+                f"This file is not an image I can read.{hint} Send {SUPPORTED_TEXT}.",
                 "svg" if hint else "not_image",
             ) from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -142,7 +152,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.", "no_pixels")
     try:
-        if picture.format == "JPEG" and picture.mode in ("RGB", "L", "YCbCr"):
+        if picture.format in JPEG_FORMATS and picture.mode in ("RGB", "L", "YCbCr"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than decoding then resizing.
             target = WORKING_SIZE / max(width, height)
             picture.draft("L", (max(1, int(width * target)), max(1, int(height * target))))

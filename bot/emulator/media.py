@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from bot.emulator.errors import ApiError
+from core.preprocess import IMAGE_FORMATS
 
 PHOTO_SIDES = (90, 320, 800, 1280)
 THUMBNAIL_SIDE = 320
@@ -31,9 +32,11 @@ class Rendition:
 
 
 def _open_rgb(data: bytes) -> Image.Image:
-    """Decode, apply the EXIF orientation (as Telegram clients do) and flatten onto white."""
+    """Decode, apply the EXIF orientation (as Telegram clients do) and flatten onto white.
+
+    Only the formats the bot reads: an EPS upload must not run Ghostscript here either."""
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):

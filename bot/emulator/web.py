@@ -173,7 +173,7 @@ async def _state(page: Page, request: web.Request) -> web.StreamResponse:
 def image_mime_type(data: bytes) -> str | None:
     """The MIME type of an image PIL recognises among IMAGE_MIME_TYPES, else None."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=tuple(IMAGE_MIME_TYPES)) as image:
             return IMAGE_MIME_TYPES.get(image.format or "")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
