@@ -142,7 +142,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         classifier=classifier,
         executor=ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="digitbot-model"),
         flood=FloodGate(settings.flood_limit, settings.flood_window_seconds),
-        workers=start_workers(classifier, settings.image_processes),
+        workers=start_workers(classifier, settings.image_processes, settings.image_timeout_seconds),
     )
     new_messages = filters.UpdateType.MESSAGE
     # First, for every update: the texts it gets are in its sender's language.
@@ -219,12 +219,14 @@ async def on_post_init(application: Application) -> None:
     )
 
 
-def start_workers(classifier: Classifier, processes: int) -> ClassifierWorkers | None:
+def start_workers(
+    classifier: Classifier, processes: int, timeout: float
+) -> ClassifierWorkers | None:
     """The image worker processes, or None (threads) when 0 are asked or they cannot start."""
     if processes == 0:
         return None
     try:
-        return ClassifierWorkers(classifier, processes)
+        return ClassifierWorkers(classifier, processes, timeout=timeout)
     except OSError:  # e.g. no shared-memory semaphores in this container
         logger.exception("cannot create image worker processes; classifying images in threads")
         return None
@@ -274,7 +276,10 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
     receiving = state.webhook_serving or (updater is not None and updater.running)
     if path is None or not receiving:
         return
-    touch_heartbeat(path)
+    problem = state.stuck_images()
+    if problem:
+        logger.error("unhealthy: %s", problem)
+    touch_heartbeat(path, problem)
 
 
 # --- logging -----------------------------------------------------------------------------------

@@ -18,10 +18,11 @@ HEARTBEAT_SECONDS = 10.0
 HEARTBEAT_STALE_SECONDS = 60.0
 
 
-def touch_heartbeat(path: Path) -> None:
-    """Write the current time into `path` (a failure is logged, never raised)."""
+def touch_heartbeat(path: Path, problem: str | None = None) -> None:
+    """Write the current time into `path`, and on a second line what is wrong, if anything (a
+    stuck image); a failure is logged, never raised."""
     try:
-        path.write_text(f"{time.time():.0f}\n", encoding="utf-8")
+        path.write_text(f"{time.time():.0f}\n{problem or ''}\n", encoding="utf-8")
     except OSError as error:
         logger.warning("cannot write the heartbeat file %s: %s", path, error)
 
@@ -30,8 +31,11 @@ def heartbeat_problem(path: Path, max_age: float = HEARTBEAT_STALE_SECONDS) -> s
     """None if the running bot touched `path` recently, else what is wrong."""
     try:
         age = time.time() - path.stat().st_mtime
-    except OSError:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return f"no heartbeat file {path}: the bot is not running (or has not started yet)"
     if age > max_age:
         return f"heartbeat {path} is {age:.0f} s old: the bot's event loop is stuck or stopped"
+    if len(lines) > 1 and lines[1].strip():
+        return lines[1].strip()
     return None

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         20, ge=0, description="messages per minute, per group"
     )
     max_image_pixels: int = 40_000_000
+    # A photo takes ~20 ms; past this the worker processes are replaced and the sender told.
+    image_timeout_seconds: float = Field(
+        15.0, gt=0, le=600, description="seconds one image may take to decode and classify"
+    )
 
     # Webhook mode (`digitbot run --webhook`)
     webhook_url: str | None = None

@@ -18,7 +18,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
-from core.serving import Classification, Classifier, ClassifierWorkers
+from core.serving import (
+    Classification,
+    Classifier,
+    ClassifierWorkers,
+    ImageTimeoutError,
+    timeout_message,
+)
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
@@ -102,14 +108,43 @@ class BotState:
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
     pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
     webhook_serving: bool = False  # updates arrive on bot/webhook.py's server, not by polling
+    # image work in progress -> when it started (monotonic); read by the heartbeat
+    images_in_flight: dict[object, float] = field(default_factory=dict)
 
     async def classify(self, image: bytes) -> Classification:
-        """Preprocess and predict off the event loop: in the worker processes, else a thread."""
+        """Preprocess and predict off the event loop: in the worker processes, else a thread.
+        Either way the sender's wait is bounded by IMAGE_TIMEOUT_SECONDS (ImageTimeoutError)."""
         max_pixels = self.settings.max_image_pixels
+        key = object()
+        self.images_in_flight[key] = time.monotonic()
         if self.workers is not None:
-            return await self.workers.classify(image, max_pixels=max_pixels)
-        return await asyncio.get_running_loop().run_in_executor(
+            try:
+                return await self.workers.classify(image, max_pixels=max_pixels)
+            finally:
+                self.images_in_flight.pop(key, None)
+        # A thread cannot be stopped: the sender is answered at the deadline, and the image
+        # stays "in flight" until the thread returns, so the health check sees a stuck one.
+        future = asyncio.get_running_loop().run_in_executor(
             self.executor, functools.partial(self.classifier.classify, image, max_pixels=max_pixels)
+        )
+        future.add_done_callback(lambda _: self.images_in_flight.pop(key, None))
+        timeout = self.settings.image_timeout_seconds
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise ImageTimeoutError(timeout_message(timeout)) from None
+
+    def stuck_images(self) -> str | None:
+        """What is wrong when image work has run well past its time budget, else None."""
+        if not self.images_in_flight:
+            return None
+        oldest = time.monotonic() - min(self.images_in_flight.values())
+        limit = 2 * self.settings.image_timeout_seconds
+        if oldest <= limit:
+            return None
+        return (
+            f"{len(self.images_in_flight)} image(s) in progress, the oldest for {oldest:.0f} s "
+            f"(IMAGE_TIMEOUT_SECONDS is {self.settings.image_timeout_seconds:g})"
         )
 
     def record_prediction(self, answer_seconds: float, model_seconds: float) -> None:

@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -31,6 +32,20 @@ from core.evaluate import top_k
 from core.preprocess import DEFAULT_MAX_PIXELS, ImageError, prepare
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_TIMEOUT = 15.0  # seconds one image may take in a worker (a photo takes ~20 ms)
+SHUTDOWN_GRACE = 5.0  # seconds shutdown waits for a busy worker before killing it
+
+
+class ImageTimeoutError(ImageError):
+    """An image took longer than the time budget (its worker was replaced)."""
+
+
+def timeout_message(seconds: float) -> str:
+    return (
+        f"Reading this image took too long (more than {seconds:g} s), so I stopped. "
+        "Try a smaller photo or a JPEG."
+    )
 
 
 @dataclass(frozen=True)
@@ -255,15 +270,32 @@ class ClassifierWorkers:
     A crash inside an image decoder also ends one worker, not the bot: the pool is restarted and
     the image is tried once more before its sender is told it could not be read.
 
+    An image gets `timeout` seconds (from its submission): past that, the workers are killed and
+    replaced (a stuck C decoder cannot be interrupted any other way), the image fails with
+    ImageTimeoutError and the other images in flight are retried on the new workers.
+
     Each worker loads the model from `classifier.model_dir`; every task names the version the
     parent serves, and a worker that serves another one (after a /retrain promotion) reloads first.
+    `task` is what runs in a worker (tests pass a slow one).
     """
 
-    def __init__(self, classifier: Classifier, processes: int) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        processes: int,
+        *,
+        timeout: float = DEFAULT_IMAGE_TIMEOUT,
+        task: Callable[[bytes, int, str], Classification] | None = None,
+    ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
         self.classifier = classifier
         self.processes = processes
+        self.timeout = timeout
+        self._task = task or _classify_in_worker
+        self._closed = False
         self._pool = self._start()
 
     async def warm_up(self) -> None:
@@ -291,23 +323,40 @@ class ClassifierWorkers:
         """Like `Classifier.classify`, in a worker; ImageError for bad input, as there."""
         for attempt in (1, 2):
             pool = self._pool
+            if self._closed:
+                raise ImageError("The bot is stopping; send the image again in a minute.")
             try:
-                return await asyncio.wrap_future(
-                    pool.submit(_classify_in_worker, image, max_pixels, self.classifier.version)
+                future = pool.submit(self._task, image, max_pixels, self.classifier.version)
+                return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+            except TimeoutError:
+                logger.error(
+                    "an image took more than %g s; killing and replacing the worker processes",
+                    self.timeout,
                 )
+                self._replace(pool, kill=True)
+                raise ImageTimeoutError(timeout_message(self.timeout)) from None
             except BrokenProcessPool:
                 logger.error(
                     "a classifier worker process died (attempt %d for this image); "
                     "starting new workers",
                     attempt,
                 )
-                if self._pool is pool:  # the first caller to notice replaces it
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._start()
+                self._replace(pool)
         raise ImageError(
             "reading this image crashed the image reader twice; try another photo or format",
             "crashed",
         )
+
+    def _replace(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        """Start new workers instead of `pool`'s, unless another caller already did."""
+        if self._pool is not pool or self._closed:
+            return
+        processes = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            for process in processes:
+                process.kill()
+        self._pool = self._start()
 
     def pids(self) -> list[int]:
         """Process ids of the running workers (started by `warm_up` or the first image)."""
@@ -317,8 +366,21 @@ class ClassifierWorkers:
             if process.pid is not None
         ]
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop the workers: idle ones at once, a busy one after `grace` seconds (killed)."""
+        if self._closed:
+            return
+        self._closed = True
+        processes = list(self._pool._processes.values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                logger.warning("a worker process was still busy at shutdown; killing it")
+                process.kill()
+                process.join(1.0)
 
 
 _worker_classifier: Classifier | None = None  # in a worker process only (set by _start_worker)

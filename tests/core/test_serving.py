@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from core import registry
 from core.evaluate import evaluate_probabilities
 from core.preprocess import ImageError
-from core.serving import Classifier, ClassifierWorkers
+from core.serving import Classification, Classifier, ClassifierWorkers, ImageTimeoutError
 from tests.conftest import ROOT, digit_photo
 
 
@@ -186,3 +188,46 @@ async def test_a_killed_worker_is_replaced_and_the_image_still_answered(
         assert "classifier worker process died" in caplog.text
     finally:
         workers.shutdown()
+
+
+def slow_task(image: bytes, max_pixels: int, version: str) -> Classification:
+    """A worker task stuck for a minute on b"slow" (a decoder that never returns), else real."""
+    if image == b"slow":
+        time.sleep(60)
+    from core.serving import _classify_in_worker
+
+    return _classify_in_worker(image, max_pixels, version)
+
+
+async def test_an_image_past_its_time_budget_fails_and_its_worker_is_replaced(
+    model_dir: Path, mnist, caplog: pytest.LogCaptureFixture
+) -> None:
+    workers = ClassifierWorkers(Classifier(model_dir), processes=1, timeout=2.0, task=slow_task)
+    try:
+        await workers.warm_up()
+        (pid,) = workers.pids()
+        started = time.monotonic()
+        with pytest.raises(ImageTimeoutError, match="took too long"):
+            await workers.classify(b"slow")
+        assert time.monotonic() - started < 5
+        assert "killing and replacing the worker processes" in caplog.text
+        photo = digit_photo(mnist.x_test[1], image_format="JPEG")
+        assert (await workers.classify(photo)).number == str(mnist.y_test[1])
+        assert workers.pids() and pid not in workers.pids()
+    finally:
+        workers.shutdown()
+
+
+async def test_shutdown_does_not_wait_for_a_stuck_worker(model_dir: Path) -> None:
+    workers = ClassifierWorkers(Classifier(model_dir), processes=1, timeout=120, task=slow_task)
+    await workers.warm_up()
+    (pid,) = workers.pids()
+    stuck = asyncio.ensure_future(workers.classify(b"slow"))
+    await asyncio.sleep(0.5)  # the worker is inside the 60 s task now
+    started = time.monotonic()
+    await asyncio.get_running_loop().run_in_executor(None, workers.shutdown, 1.0)
+    assert time.monotonic() - started < 10
+    # Its worker was killed and no new one starts: the image fails at once (no hang).
+    with pytest.raises(ImageError, match="stopping"):
+        await asyncio.wait_for(stuck, 10)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
