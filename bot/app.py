@@ -3,8 +3,8 @@
 `build_application` sets the Bot API URLs (a self-hosted server or the local emulator works the
 same as api.telegram.org), concurrent update processing, the rate limiter, the handlers, the
 start-up work (feedback store, command lists, model warm-up, one log line) and the error handler;
-the feedback store is opened in post_init and closed in post_shutdown. Logging setup
-with token redaction lives here too, because the token is the one secret the bot handles.
+the feedback store is opened in post_init and closed in post_shutdown. Logging setup lives here
+too; the redaction of secrets in bot/redaction.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import quote
 
 from PIL import Image, ImageDraw
 from telegram import Bot, BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
@@ -37,6 +34,7 @@ from bot import corrections, handlers, i18n, replies
 from bot.aiohttp_request import AiohttpRequest
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.network import RetryingRateLimiter
+from bot.redaction import install_redaction
 from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
@@ -283,67 +281,6 @@ async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --- logging -----------------------------------------------------------------------------------
-
-
-class RedactSecrets(logging.Filter):
-    """Replace secrets (the bot token, raw and URL-encoded) in a record's message and traceback."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if secret:
-                self.secrets.update({secret, quote(secret, safe="")})
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is logging's problem, not ours
-            return True
-        # Always freeze the rendered text: the arguments may be objects that change after the
-        # call (PTB logs getFile's result dict, then writes the token-bearing download URL into
-        # it), and a handler that formats later (a queue, pytest, an error tracker) would see that.
-        record.msg, record.args = self.redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
-        return True
-
-
-def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
-    """Redact `secrets` from every log record created from now on, whichever handler gets it.
-
-    Installed as a record factory rather than on handlers so that handlers added later (pytest's
-    capture, a library's own) see only redacted records too. Calling it again adds secrets.
-    """
-    factory: Any = logging.getLogRecordFactory()
-    existing = getattr(factory, "redactor", None)
-    if isinstance(existing, RedactSecrets):
-        existing.add(secrets)
-        return existing
-    redactor = RedactSecrets(secrets)
-
-    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = factory(*args, **kwargs)
-        redactor.filter(record)
-        return record
-
-    redacting_factory.redactor = redactor  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(redacting_factory)
-    return redactor
 
 
 def configure_logging(settings: Settings) -> None:

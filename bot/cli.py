@@ -26,6 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         settings = Settings()
+        if settings.telegram_bot_token is not None:
+            from bot.redaction import redact_output
+
+            # Before anything can fail: a traceback or error line must not show the token.
+            redact_output([settings.telegram_bot_token.get_secret_value()])
         # --model-dir / --mnist-path override MODEL_DIR / MNIST_PATH for every subcommand.
         overrides = {
             name: getattr(arguments, name)
@@ -342,7 +347,8 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
             "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
             "environment or in .env (or run `digitbot start` for the sandbox)"
         )
-    from bot.app import ALLOWED_UPDATES, build_application, configure_logging, install_redaction
+    from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+    from bot.redaction import redact_output
     from bot.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
@@ -351,7 +357,7 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     if webhook is None:
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
     else:
-        install_redaction([webhook.secret])
+        redact_output([webhook.secret])
         run_webhook(application, webhook)
     return 0
 

@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     @field_validator("telegram_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        """Refuse a URL without a scheme here, as one line, not deep in the HTTP client (whose
+        error would show the request URL, token included)."""
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"TELEGRAM_API_URL must start with https:// (or http:// for a server on this "
+                f"machine), got {value!r}"
+            )
         return value.rstrip("/")
 
     @field_validator(

@@ -16,7 +16,6 @@ import pytest
 from telegram import Chat, Message, MessageEntity, PhotoSize, User
 
 from bot import replies
-from bot.app import RedactSecrets, install_redaction
 from bot.cli import main
 from bot.handlers import (
     caption_command,
@@ -25,6 +24,7 @@ from bot.handlers import (
     should_answer_image,
 )
 from bot.heartbeat import heartbeat_problem
+from bot.redaction import RedactSecrets, install_redaction
 from bot.retrain import parse_epochs
 from bot.state import FloodGate, FloodVerdict
 from core.serving import Classification, DigitPrediction
