@@ -30,8 +30,9 @@ from telegram.ext import (
     filters,
 )
 
-from bot import corrections, handlers, i18n, replies
+from bot import corrections, flood, handlers, i18n, replies
 from bot.aiohttp_request import AiohttpRequest
+from bot.flood import SHARE_WINDOW_SECONDS
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.network import RetryingRateLimiter
 from bot.redaction import install_redaction
@@ -140,11 +141,15 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         classifier=classifier,
         executor=ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="digitbot-model"),
         flood=FloodGate(settings.flood_limit, settings.flood_window_seconds),
+        actions=FloodGate(settings.action_flood_limit, settings.flood_window_seconds),
+        group_shares=FloodGate(settings.group_user_share_per_minute, SHARE_WINDOW_SECONDS),
         workers=start_workers(classifier, settings.image_processes, settings.image_timeout_seconds),
     )
     new_messages = filters.UpdateType.MESSAGE
-    # First, for every update: the texts it gets are in its sender's language.
-    application.add_handler(TypeHandler(Update, i18n.language_middleware), group=-1)
+    # First, for every update: the texts it gets are in its sender's language; then the flood
+    # limits of commands and presses (one handler runs per group, so each has its own).
+    application.add_handler(TypeHandler(Update, i18n.language_middleware), group=-2)
+    application.add_handler(TypeHandler(Update, flood.on_update), group=-1)
     application.add_handlers(
         [
             CommandHandler("start", handlers.on_start, filters=new_messages),

@@ -44,7 +44,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot import admin_replies, corrections, i18n, replies
+from bot import admin_replies, corrections, flood, i18n, replies
 from bot.network import with_retries
 from bot.retrain import parse_epochs, start_retrain
 from bot.state import BotState, FloodVerdict, get_state
@@ -241,15 +241,18 @@ async def classify_image(
     state = state_of(context)
     settings = state.settings
     if user_id is not None:
-        verdict = state.flood.check(user_id)
-        if verdict is FloodVerdict.DROP:
-            return None
-        if verdict is FloodVerdict.WARN:
+        # The user's image limit first, then their share of a group's answers (bot/flood.py).
+        verdict, text = state.flood.check(user_id), ""
+        if verdict is FloodVerdict.ALLOW:
+            verdict = flood.group_share(state, user_id, image_message.chat)
+            if verdict is FloodVerdict.WARN:
+                text = flood.group_share_reply(state, user_id, image_message.chat)
+        else:
             wait = state.flood.seconds_until_free(user_id)
-            await reply(
-                image_message,
-                replies.flood(settings.flood_limit, settings.flood_window_seconds, wait),
-            )
+            text = replies.flood(settings.flood_limit, settings.flood_window_seconds, wait)
+        if verdict is FloodVerdict.WARN:
+            await reply(image_message, text)
+        if verdict is not FloodVerdict.ALLOW:
             return None
     try:
         chosen = image_file(image_message, state)

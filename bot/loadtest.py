@@ -207,7 +207,12 @@ async def run_load(
         "feedback_salt": SecretStr(secrets.token_hex(16)),
     }
     if spec.rate_limits_off:
-        overrides |= {"rate_limit_overall": 0, "rate_limit_group_per_minute": 0}
+        # ... and so is each user's share of a group's limit (bot/flood.py).
+        overrides |= {
+            "rate_limit_overall": 0,
+            "rate_limit_group_per_minute": 0,
+            "group_user_share_per_minute": spec.photos,
+        }
     settings = settings.model_copy(update=overrides)  # (model_copy does not validate)
     report = LoadReport(spec, settings_summary(settings))
     bot = BotProcess(settings)

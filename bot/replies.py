@@ -156,6 +156,20 @@ def flood(limit: int, window_seconds: float, wait_seconds: float) -> str:
     ).format(limit=limit, window=duration(window_seconds), wait=duration(max(wait_seconds, 1)))
 
 
+def action_flood(limit: int, window_seconds: float, wait_seconds: float) -> str:
+    return _(
+        "Too many commands and button presses: at most {limit} every {window}. "
+        "I will ignore the extra ones; try again in {wait}."
+    ).format(limit=limit, window=duration(window_seconds), wait=duration(max(wait_seconds, 1)))
+
+
+def group_flood(limit: int, window_seconds: float, wait_seconds: float) -> str:
+    return _(
+        "This group shares my answers: at most {limit} for each member every {window}. "
+        "I will skip the extra ones; try again in {wait}."
+    ).format(limit=limit, window=duration(window_seconds), wait=duration(max(wait_seconds, 1)))
+
+
 def predict_usage() -> str:
     return _(
         "Use /predict as a reply to a photo (or image file), or send a photo with /predict "

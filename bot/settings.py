@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
     flood_limit: int = Field(20, ge=1, description="photos per user per flood window")
     flood_window_seconds: float = Field(60.0, gt=0)
+    action_flood_limit: int = Field(
+        30, ge=1, description="commands and button presses per user per flood window"
+    )
+    # 5 of a group's 20 messages a minute: another member's answer waits at most 18 s for them.
+    group_user_share_per_minute: int = Field(
+        5, ge=1, description="answers a minute one user may get from the bot in one group"
+    )
     # Images are classified in this many processes beside the bot's (0: in its threads instead).
     # One keeps up with two cores' worth of photos; each costs ~80 MB of memory (RSS).
     image_processes: int = Field(1, ge=0, le=16, description="processes that classify images")

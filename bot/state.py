@@ -11,6 +11,7 @@ import asyncio
 import functools
 import time
 from collections import deque
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,15 +43,16 @@ class FloodVerdict(Enum):
 
 @dataclass
 class FloodGate:
-    """A sliding-window limit on image requests per user (`limit` per `window` seconds)."""
+    """A sliding-window limit on requests per key (`limit` per `window` seconds); the key is a
+    user id, or (user id, chat id) for a user's share of a group."""
 
     limit: int
     window: float
     max_tracked_users: int = 10_000
-    _events: dict[int, deque[float]] = field(default_factory=dict)
-    _warned_at: dict[int, float] = field(default_factory=dict)
+    _events: dict[Hashable, deque[float]] = field(default_factory=dict)
+    _warned_at: dict[Hashable, float] = field(default_factory=dict)
 
-    def check(self, user_id: int, now: float | None = None) -> FloodVerdict:
+    def check(self, user_id: Hashable, now: float | None = None) -> FloodVerdict:
         """Count one request of `user_id` and say whether to serve it."""
         now = time.monotonic() if now is None else now
         if len(self._events) > self.max_tracked_users:
@@ -67,7 +69,7 @@ class FloodGate:
         self._warned_at[user_id] = now
         return FloodVerdict.WARN
 
-    def seconds_until_free(self, user_id: int, now: float | None = None) -> float:
+    def seconds_until_free(self, user_id: Hashable, now: float | None = None) -> float:
         """How long until `user_id` may send another image."""
         now = time.monotonic() if now is None else now
         events = self._events.get(user_id)
@@ -94,7 +96,9 @@ class BotState:
     settings: Settings
     classifier: Classifier
     executor: ThreadPoolExecutor
-    flood: FloodGate
+    flood: FloodGate  # images
+    actions: FloodGate  # commands and button presses (bot/flood.py)
+    group_shares: FloodGate  # answers per (user, group) (bot/flood.py)
     workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -78,6 +78,8 @@ def bot_settings(
         "database_url": f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
         "feedback_salt": "test-salt",
         "flood_limit": 1000,
+        "action_flood_limit": 1000,
+        "group_user_share_per_minute": 1000,
         "retrain_arch": "seed",
         "retrain_epochs": 1,
         "retrain_train_limit": 2000,
@@ -126,6 +128,8 @@ async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIte
         mnist_path=mnist_path,
         heartbeat_file=None,
         flood_limit=1000,
+        action_flood_limit=1000,
+        group_user_share_per_minute=1000,
         database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
     )
     running = await start_sandbox(settings)
