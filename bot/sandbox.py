@@ -5,9 +5,9 @@ SANDBOX_HOST:SANDBOX_PORT, a few simulated people and a group chat live in it, a
 `build_application` polls it through TELEGRAM_API_URL exactly as it polls api.telegram.org. The
 bot has no idea it is in a sandbox: same handlers, same replies, same /stats and /retrain.
 
-The sandbox decides two things the bot reads from its settings: the token (a made-up one the
-emulator accepts) and ADMIN_USER_IDS (the sandbox admin, switchable on the page; the page changes
-the running bot's settings object, as editing .env and restarting would).
+The sandbox decides two things the bot reads from its settings: the token (a random one per run
+that the emulator accepts) and ADMIN_USER_IDS (the sandbox admin, switchable on the page; the page
+changes the running bot's settings object, as editing .env and restarting would).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from core.serving import Classifier
 
 logger = logging.getLogger(__name__)
 
-SANDBOX_TOKEN = "7000000001:sandbox-local-token"  # accepted by the emulator only
+BOT_ID = 7000000001
 BOT_USERNAME = "digitbot_sandbox_bot"
 BOT_FIRST_NAME = "DigitBot"
 # (user id, first name, username); the first person is the bot admin at start.
@@ -81,9 +82,17 @@ def page_url(host: str, bound_url: str) -> str:
 
 async def start_sandbox(settings: Settings, classifier: Classifier | None = None) -> Sandbox:
     """Start the emulator and its page, then the bot polling it; the caller must `stop_sandbox`."""
-    emulator = BotApiEmulator(SANDBOX_TOKEN, BOT_USERNAME, bot_first_name=BOT_FIRST_NAME)
+    # A new token each run: a web page cannot post to the Bot API half with a token it knows.
+    token = f"{BOT_ID}:{secrets.token_urlsafe(24)}"
+    emulator = BotApiEmulator(token, BOT_USERNAME, bot_first_name=BOT_FIRST_NAME)
     populate(emulator)
-    page = add_page(emulator, admin_user_ids=[ADMIN_USER_ID], current_user_id=ADMIN_USER_ID)
+    wildcard = settings.sandbox_host in ("0.0.0.0", "::", "")
+    page = add_page(
+        emulator,
+        admin_user_ids=[ADMIN_USER_ID],
+        current_user_id=ADMIN_USER_ID,
+        host_names=() if wildcard else [settings.sandbox_host],
+    )
     try:
         bound_url = await emulator.start(settings.sandbox_host, settings.sandbox_port)
     except OSError as error:
@@ -96,7 +105,7 @@ async def start_sandbox(settings: Settings, classifier: Classifier | None = None
         api_url = page_url(settings.sandbox_host, bound_url).rstrip("/")
         bot_settings = settings.model_copy(
             update={
-                "telegram_bot_token": SecretStr(SANDBOX_TOKEN),
+                "telegram_bot_token": SecretStr(token),
                 "telegram_api_url": api_url,
                 "admin_user_ids": [ADMIN_USER_ID],
             }

@@ -312,7 +312,12 @@ class BotApiEmulator:
         stored = self._files.by_path(file_path)
         if stored is None:
             return self._error_response(ApiError(404, "Not Found"))
-        return web.Response(body=stored.data, content_type=stored.mime_type)
+        # The bot downloads this; a browser must never render it (an uploaded HTML file).
+        return web.Response(
+            body=stored.data,
+            content_type=stored.mime_type,
+            headers={"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"},
+        )
 
     def _record_call(self, name: str, params: dict[str, Any]) -> None:
         self.calls.append((name, params))

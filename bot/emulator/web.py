@@ -11,7 +11,8 @@
 The page renders what the emulator stored: Telegram's plain text plus entities (the emulator has
 already parsed the bot's HTML), turned into DOM nodes on the client, so nothing is ever inserted
 as HTML. POST endpoints want an `X-Sandbox: 1` header: a custom header forces a CORS preflight, so
-other web sites open in the same browser cannot post to the sandbox.
+other web sites open in the same browser cannot post to the sandbox; bot/emulator/guard.py checks
+Host and Origin on every route and sends a strict Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
 from bot.emulator.errors import ApiError
+from bot.emulator.guard import install_guard
 from bot.emulator.params import Params, Upload, get_bool, get_integer, get_string, read_request
 from bot.emulator.server import MAX_PHOTO_UPLOAD_BYTES, MAX_UPLOAD_BYTES, BotApiEmulator
 
@@ -74,8 +76,11 @@ def add_page(
     admin_user_ids: Iterable[int] = (),
     current_user_id: int | None = None,
     on_admins_changed: Callable[[list[int]], None] | None = None,
+    host_names: Iterable[str] = (),
 ) -> Page:
-    """Add the page's routes to `emulator.app` (call before `emulator.start()`)."""
+    """Add the page's routes to `emulator.app` (call before `emulator.start()`), and the guard
+    (bot/emulator/guard.py) to all of its routes; `host_names`: names besides IP addresses and
+    `localhost` the page may be opened as."""
     page = Page(
         emulator=emulator,
         admin_user_ids=set(admin_user_ids),
@@ -83,6 +88,7 @@ def add_page(
         on_admins_changed=on_admins_changed,
     )
     app = emulator.app
+    install_guard(app, host_names)
     app.router.add_get("/", _with_page(page, _index))
     app.router.add_static("/sandbox/static", STATIC_DIR, append_version=False)
     app.router.add_get("/sandbox/file/{file_id}", _with_page(page, _file))
@@ -184,11 +190,10 @@ async def _file(page: Page, request: web.Request) -> web.StreamResponse:
         data = page.emulator.file_bytes(request.match_info["file_id"])
     except ValueError:
         return _error(404, "file not found (unknown, or dropped to stay within the file budget)")
-    mime_type = image_mime_type(data)
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
-    if mime_type is None:
-        headers["Content-Disposition"] = "attachment"
-        mime_type = "application/octet-stream"
+    # Always an attachment (an <img> still shows it; opening it downloads); an image type only
+    # for bytes Pillow reads as that image, never the uploader's claim (no HTML, no SVG).
+    headers = {"Content-Disposition": "attachment", "Cache-Control": "private, max-age=3600"}
+    mime_type = image_mime_type(data) or "application/octet-stream"
     return web.Response(body=data, content_type=mime_type, headers=headers)
 
 

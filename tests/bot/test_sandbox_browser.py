@@ -46,15 +46,26 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser, sandbox: Sandbox) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    # The page must work under its strict Content-Security-Policy: every violation is recorded.
+    await context.add_init_script(
+        "window.cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', event =>"
+        " window.cspViolations.push(event.violatedDirective + ' ' + event.blockedURI));"
+    )
     opened = await context.new_page()
     opened.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
-    await opened.goto(sandbox.url)
+    response = await opened.goto(sandbox.url)
+    assert response is not None and "script-src 'self'" in (
+        await response.header_value("content-security-policy") or ""
+    )
     await opened.locator(".chat-row.active").wait_for()
     yield opened
+    violations = await opened.evaluate("window.cspViolations")
     await context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 async def answered(page: Page, send: Callable[[], Awaitable[Any]]) -> tuple[str, str]:
