@@ -97,7 +97,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         [
             token,
             secret.get_secret_value() if secret else "",
-            settings.feedback_salt.get_secret_value(),
+            settings.feedback_salt.get_secret_value() if settings.feedback_salt else "",
         ]
     )
     if classifier is None:

@@ -51,6 +51,7 @@ from bot.feedback import (
     open_store,
 )
 from bot.groupcommit import GroupCommit
+from bot.salts import LEGACY_DEFAULT_SALT
 from bot.state import BotState, get_state
 from core.serving import Classification
 
@@ -60,7 +61,6 @@ PREFIX = "fb"
 MAX_CALLBACK_BYTES = 64
 LINK_WAIT_SECONDS = 5.0  # how long a press may wait for its answer's message id to be stored
 POSITIONS_PER_ROW = 6
-DEFAULT_SALT = "change-me"  # Settings.feedback_salt's default: fine for a demo, not for production
 TYPED_NUMBER = re.compile(r"^\s*\d[\d ]*\s*$")  # "2026" or "2 0 2 6"
 _CALLBACK = re.compile(
     rf"^{PREFIX}:(?P<id>[1-9]\d{{0,18}}):(?:(?P<simple>ok|no|back)|d:(?P<digit>\d)|"
@@ -225,10 +225,11 @@ async def open_feedback(state: BotState) -> None:
     state.feedback = store
     state.store_writes = GroupCommit(store)
     logger.info("feedback store: %s", store.url.render_as_string(hide_password=True))
-    if settings.feedback_salt.get_secret_value() == DEFAULT_SALT:
+    salt = settings.feedback_salt
+    if salt is not None and salt.get_secret_value() == LEGACY_DEFAULT_SALT:
         logger.warning(
-            "FEEDBACK_SALT is the default; set a long random secret so that stored "
-            "user hashes cannot be recomputed from user ids"
+            "FEEDBACK_SALT is the old public default; unset it (a random salt is then made) "
+            "or set a long random secret, so that stored user hashes cannot be recomputed"
         )
 
 

@@ -331,6 +331,7 @@ class FeedbackStore:
         url: str | URL,
         salt: str,
         *,
+        earlier_salts: Sequence[str] = (),
         max_confirmations_per_day: int = DEFAULT_MAX_CONFIRMATIONS_PER_DAY,
         max_confirmations_total: int = DEFAULT_MAX_CONFIRMATIONS_TOTAL,
         holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
@@ -343,6 +344,7 @@ class FeedbackStore:
         if not 0.0 <= holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         self._salt = salt.encode("utf-8")
+        self._earlier_salts = [earlier.encode("utf-8") for earlier in earlier_salts if earlier]
         self.max_confirmations_per_day = max_confirmations_per_day
         self.max_confirmations_total = max_confirmations_total
         self.holdout_fraction = holdout_fraction
@@ -437,10 +439,10 @@ class FeedbackStore:
 
     # -- hashing -----------------------------------------------------------------------------
 
-    def hash_id(self, kind: str, telegram_id: int) -> str:
+    def hash_id(self, kind: str, telegram_id: int, salt: bytes | None = None) -> str:
         """HMAC-SHA256 (hex) of a Telegram id with the salt; `kind` keeps user and chat apart."""
         message = f"{kind}:{int(telegram_id)}".encode("ascii")
-        return hmac.new(self._salt, message, hashlib.sha256).hexdigest()
+        return hmac.new(salt or self._salt, message, hashlib.sha256).hexdigest()
 
     def user_hash(self, user_id: int) -> str:
         """The stored stand-in for a user id."""
@@ -647,14 +649,17 @@ class FeedbackStore:
         Returns how many samples were deleted or un-confirmed. Samples the user confirmed for
         others become unconfirmed (the photo was the other person's; the label was this user's).
         """
-        user_hash = self.user_hash(user_id)
+        # Under the current salt and every earlier one (bot/salts.py).
+        hashes = [
+            self.hash_id("user", user_id, salt) for salt in [self._salt, *self._earlier_salts]
+        ]
         with self.engine.begin() as connection:
             deleted = connection.execute(
-                delete(samples_table).where(samples_table.c.user_hash == user_hash)
+                delete(samples_table).where(samples_table.c.user_hash.in_(hashes))
             ).rowcount
             withdrawn = connection.execute(
                 update(samples_table)
-                .where(samples_table.c.confirmer_hash == user_hash)
+                .where(samples_table.c.confirmer_hash.in_(hashes))
                 .values(
                     confirmed=None,
                     correct=None,
@@ -828,10 +833,14 @@ class FeedbackStore:
 
 
 def open_store(settings: Settings) -> FeedbackStore:
-    """The store named by DATABASE_URL and salted with FEEDBACK_SALT."""
+    """The store named by DATABASE_URL, salted with FEEDBACK_SALT or the generated salt."""
+    from bot.salts import load_salts
+
+    salts = load_salts(settings)
     return FeedbackStore(
         settings.database_url,
-        settings.feedback_salt.get_secret_value(),
+        salts.current,
+        earlier_salts=salts.earlier,
         max_confirmations_per_day=settings.feedback_max_per_day,
         max_confirmations_total=settings.feedback_max_total,
         holdout_fraction=settings.feedback_holdout_fraction,

@@ -205,6 +205,7 @@ async def run_load(
         # Answers are recorded as in production, but in a throwaway feedback store.
         "database_url": f"sqlite:///{Path(scratch.name) / 'feedback.sqlite3'}",
         "feedback_salt": SecretStr(secrets.token_hex(16)),
+        "data_dir": Path(scratch.name),
     }
     if spec.rate_limits_off:
         # ... and so is each user's share of a group's limit (bot/flood.py).

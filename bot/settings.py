@@ -99,8 +99,10 @@ class Settings(BaseSettings):
     sandbox_port: int = 8080
 
     # Feedback store
+    data_dir: Path = Field(Path("data"), description="the generated salt and the heartbeat")
     database_url: str = "sqlite:///data/feedback.sqlite3"
-    feedback_salt: SecretStr = SecretStr("change-me")
+    # Unset: a random salt made on first start, kept in DATA_DIR/feedback-salts (bot/salts.py).
+    feedback_salt: SecretStr | None = None
     feedback_max_per_day: int = Field(100, ge=1, description="confirmations per user per 24 h")
     feedback_max_total: int = Field(2000, ge=1, description="confirmations per user, ever")
     feedback_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -141,6 +143,7 @@ class Settings(BaseSettings):
         "telegram_bot_token",
         "webhook_url",
         "webhook_secret_token",
+        "feedback_salt",
         "mnist_path",
         "heartbeat_file",
         mode="before",

@@ -596,6 +596,7 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
         )
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("FEEDBACK_SALT", "cli-salt")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     assert main(["feedback", "stats", "--model-dir", str(model_dir)]) == 0
     printed = capsys.readouterr().out
     assert printed.strip() == expected

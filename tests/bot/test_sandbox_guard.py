@@ -83,6 +83,7 @@ async def test_the_token_is_new_each_run(
             sandbox_port=0,
             model_dir=model_dir,
             heartbeat_file=None,
+            data_dir=tmp_path / "other",
             database_url=f"sqlite:///{tmp_path / 'other.sqlite3'}",
         )
     )
