@@ -53,6 +53,12 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # MPO (a JPEG with extra frames) is opened by the JPEG reader and reports format "MPO".
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 JPEG_FORMATS = ("JPEG", "MPO")
+# What one decode may hold in memory (see decode_bytes): a 40 MP RGBA PNG of 166 KB used to cost
+# ~680 MB and a second of CPU. JPEG decodes reduced (draft mode), so only formats without a
+# reduced decode meet this limit: 67 MP in grey, 16 MP in colour, 8 MP with transparency.
+# Decodes run one per worker process (IMAGE_PROCESSES), so this also bounds concurrent decodes.
+MAX_DECODE_BYTES = 64 * 2**20
+REDUCE_ABOVE_PIXELS = 4_000_000  # larger decodes are box-reduced before any conversion
 SUPPORTED_TEXT = "a photo, or a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 WORKING_SIZE = 256  # longest side we analyse; JPEG draft mode decodes a 1024x768 photo at this size
 MIN_WORKING_SIZE = 112  # tiny inputs (a 28x28 MNIST digit) are enlarged to this
@@ -152,16 +158,64 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.", "no_pixels")
     try:
-        if picture.format in JPEG_FORMATS and picture.mode in ("RGB", "L", "YCbCr"):
+        if picture.format in JPEG_FORMATS:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than decoding then resizing.
             target = WORKING_SIZE / max(width, height)
-            picture.draft("L", (max(1, int(width * target)), max(1, int(height * target))))
+            gray = "L" if picture.mode in ("RGB", "L", "YCbCr") else picture.mode
+            picture.draft(gray, (max(1, int(width * target)), max(1, int(height * target))))
+        cost = decode_bytes(picture)
+        if cost > MAX_DECODE_BYTES:
+            megapixels = MAX_DECODE_BYTES * picture.width * picture.height // cost / 1e6
+            raise ImageError(
+                f"The image is too large to read: {width}x{height} {picture.format or ''} "
+                f"pixels in {picture.mode} (at most {megapixels:.1f} million of them). "
+                "Send it as a JPEG, or smaller."
+            )
         picture.seek(0)  # first frame of an animation
         picture.load()
-        picture = _to_gray(ImageOps.exif_transpose(picture))
+        picture = _to_gray(ImageOps.exif_transpose(_reduced(picture)))
+    except ImageError:
+        raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(f"The image is damaged or truncated ({error}).", "damaged") from error
     return picture
+
+
+def _reducible_mode(picture: Image.Image) -> str:
+    """The mode `_reduced` averages in: palettes, bits and 16-bit first become one it can."""
+    mode = picture.mode
+    if mode == "P":
+        return "RGBA" if "transparency" in picture.info else "RGB"
+    return {"1": "L", "PA": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I"}.get(mode, mode)
+
+
+def decode_bytes(picture: Image.Image) -> int:
+    """Bytes decoding `picture` holds at once: Pillow's storage (RGB, RGBA, CMYK, LA, I and F
+    take 4 bytes a pixel, L, P and 1 one), and for a large one what `_reduced` adds: the
+    conversion to a mode it can average, and Pillow's premultiplied copy of an alpha image."""
+
+    def per_pixel(mode: str) -> int:
+        return 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+
+    width, height = picture.size
+    per = per_pixel(picture.mode)
+    if width * height > REDUCE_ABOVE_PIXELS:
+        target = _reducible_mode(picture)
+        per += (per_pixel(target) if target != picture.mode else 0) + 4 * target.endswith("A")
+    return width * height * per
+
+
+def _reduced(picture: Image.Image) -> Image.Image:
+    """A large decode averaged down (box filter, in C) to at least twice WORKING_SIZE before any
+    other step copies it: orientation, grayscale and resizing then work on a small image."""
+    width, height = picture.size
+    factor = min(max(width, height) // (2 * WORKING_SIZE), min(width, height))
+    if width * height <= REDUCE_ABOVE_PIXELS or factor < 2:
+        return picture
+    mode = _reducible_mode(picture)
+    if mode != picture.mode:
+        picture = picture.convert(mode)
+    return picture.reduce(factor)
 
 
 def _to_gray(picture: Image.Image) -> Image.Image:

@@ -1,6 +1,6 @@
 """Which formats are decoded (an allow-list, whatever the file's name says) and what decoding may
-cost. EPS/PostScript in particular never reaches Ghostscript: the core, the CLI and the emulator
-all refuse it.
+cost (memory measured in a fresh process). EPS/PostScript in particular never reaches
+Ghostscript: the core, the CLI and the emulator all refuse it.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import EpsImagePlugin, Image
+from PIL import EpsImagePlugin, Image, ImageDraw
 
 from bot.emulator import media
 from bot.emulator.errors import ApiError
-from core.preprocess import IMAGE_FORMATS, ImageError, decode
+from core.preprocess import IMAGE_FORMATS, MAX_DECODE_BYTES, ImageError, decode, decode_bytes
 from tests.conftest import ROOT
 
 # A vertical bar: what a "1" looks like, in PostScript.
@@ -100,3 +100,87 @@ def test_predict_on_an_eps_named_png_is_one_error_line(tmp_path: Path) -> None:
         "or TIFF file."
     )
     assert "Traceback" not in result.stderr
+
+
+# --- what a decode may cost ----------------------------------------------------------------------
+
+MEASURE = """
+import sys, time
+from core.preprocess import ImageError, prepare
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+
+data = open(sys.argv[1], "rb").read()
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # Linux: restart the peak (VmHWM) from the current size
+before = status("VmRSS")
+started = time.process_time()
+try:
+    outcome = f"digits={len(prepare(data).digits)}"
+except ImageError as error:
+    outcome = f"error={error}"
+print(f"{status('VmHWM') - before:.0f} {time.process_time() - started:.2f} {outcome}")
+"""
+
+
+def measure(folder: Path, mode: str, side: int) -> tuple[int, float, str]:
+    """(file bytes, peak memory growth in MB, outcome) of one prepare() of a PNG with a bar, in
+    a fresh process."""
+    page = Image.new("RGBA" if mode == "RGBA" else "L", (side, side), "white")
+    ImageDraw.Draw(page).line([(side // 2, side // 6), (side // 2, side * 5 // 6)], 0, side // 20)
+    page = page.convert(mode)
+    path = folder / f"{mode}-{side}.png"
+    page.save(path)
+    del page
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    grown, seconds, outcome = result.stdout.split(maxsplit=2)
+    size = path.stat().st_size
+    print(f"PNG {mode} {side}x{side}: {size // 1024} KB, +{grown} MB, {seconds} s CPU")
+    return size, float(grown), outcome.strip()
+
+
+def test_a_small_file_with_40_million_colour_pixels_is_refused_before_decoding(
+    tmp_path: Path,
+) -> None:
+    size, grown, outcome = measure(tmp_path, "RGBA", 6300)  # issue 17: 166 KB, ~680 MB
+    assert size < 200_000
+    assert outcome.startswith("error=The image is too large to read: 6300x6300 PNG pixels")
+    assert grown < 20
+
+
+@pytest.mark.parametrize(
+    ("mode", "side"), [("RGBA", 2800), ("RGB", 3950), ("P", 3500), ("L", 6300)]
+)
+def test_large_decodes_within_the_limit_stay_within_their_memory_bound(
+    tmp_path: Path, mode: str, side: int
+) -> None:
+    _, grown, outcome = measure(tmp_path, mode, side)
+    assert outcome == ("digits=0" if mode == "RGBA" else "digits=1")  # RGBA's bar: transparent
+    # Before: 291 MB for a 3950x3950 RGBA PNG (now refused), 177 MB for RGB.
+    assert grown < 1.25 * MAX_DECODE_BYTES / 2**20
+
+
+def test_decode_cost_counts_pillow_storage_and_the_copies_before_reducing() -> None:
+    assert decode_bytes(Image.new("L", (1000, 1000))) == 1_000_000
+    assert decode_bytes(Image.new("RGB", (1000, 1000))) == 4_000_000  # RGB is kept in 4 bytes
+    # Large ones are reduced first: a palette becomes RGB; alpha is premultiplied in a copy.
+    assert decode_bytes(Image.new("P", (3000, 3000))) == 9_000_000 * 5
+    assert decode_bytes(Image.new("RGBA", (3000, 3000))) == 9_000_000 * 8
+    assert decode_bytes(Image.new("I;16", (3000, 3000))) == 9_000_000 * 6
+
+
+def test_a_large_jpeg_decodes_reduced() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (6000, 4000), "white").save(buffer, "JPEG")
+    picture = decode(buffer.getvalue())
+    assert picture.size == (750, 500)  # libjpeg's 1/8 scale, never the full 24 MP
