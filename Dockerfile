@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MODEL_DIR=/app/models \
-    HEARTBEAT_FILE=/tmp/digitbot.heartbeat \
+    DATA_DIR=/app/data \
     MPLCONFIGDIR=/tmp/matplotlib
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin digitbot
@@ -27,6 +27,8 @@ COPY bot ./bot
 RUN pip install . && rm -rf /root/.cache
 
 COPY --chown=digitbot:digitbot models ./models
+# The feedback store, its generated salt and the heartbeat file (a volume keeps the first two).
+RUN mkdir -p /app/data && chown digitbot:digitbot /app/data
 USER digitbot
 
 # Healthy while the bot's event loop keeps touching its heartbeat file (every 10 s); a crashed

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -61,7 +62,9 @@ PREFIX = "fb"
 MAX_CALLBACK_BYTES = 64
 LINK_WAIT_SECONDS = 5.0  # how long a press may wait for its answer's message id to be stored
 POSITIONS_PER_ROW = 6
-TYPED_NUMBER = re.compile(r"^\s*\d[\d ]*\s*$")  # "2026" or "2 0 2 6"
+# "2026" or "2 0 2 6", any script's digits (normalised by `typed_number`); one character class
+# after the first digit, so a long reply is matched in linear time (no backtracking).
+TYPED_NUMBER = re.compile(r"^\s*\d[\d\s]*$")
 _CALLBACK = re.compile(
     rf"^{PREFIX}:(?P<id>[1-9]\d{{0,18}}):(?:(?P<simple>ok|no|back)|d:(?P<digit>\d)|"
     r"(?P<kind>[en]):(?P<draft>\d{1,12})|p:(?P<position>\d{1,2}):(?P<pdraft>\d{1,12}))$"
@@ -440,7 +443,7 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
     if store is None:
         await quote_reply(message, replies.corrections_unavailable())
         return
-    number = message.text.replace(" ", "").strip()
+    number = typed_number(message.text)
     if len(number) > MAX_DIGITS:
         await quote_reply(message, replies.typed_too_long(MAX_DIGITS))
         return
@@ -466,11 +469,22 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
         await edit_answer(context.bot, message.chat.id, answer.message_id, outcome.text, None)
 
 
+def typed_number(text: str) -> str:
+    """The digits of a typed correction in ASCII: `٣ 4` -> "34" (every Unicode decimal digit
+    has its value; the store keeps 0-9)."""
+    return "".join(str(unicodedata.decimal(char)) for char in "".join(text.split()))
+
+
 async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/forget: delete every sample and correction the sender ever contributed."""
     message = update.effective_message
     user = update.effective_user
     if message is None or user is None:
+        return
+    if message.sender_chat is not None:
+        # An anonymous admin (or a channel) writes as one identity shared by all of them:
+        # forgetting "them" would delete every other anonymous admin's data too.
+        await quote_reply(message, replies.forget_anonymous())
         return
     store = get_state(context.bot_data).feedback
     if store is None:

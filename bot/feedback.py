@@ -53,6 +53,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -310,6 +311,8 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             # FULL: a commit is on disk when it returns, even across a power cut.
             cursor.execute("PRAGMA synchronous = FULL")
+            # /forget must not leave deleted crops readable in free pages of the file.
+            cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()
 
@@ -560,6 +563,14 @@ class FeedbackStore:
             raise ValueError("name the sample by sample_id or by chat_id and message_id (one way)")
         confirmer_hash = self.user_hash(user_id)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # One confirmation per confirmer at a time, across replicas, until commit: the
+                # caps are counted and then written, which READ COMMITTED alone lets two
+                # simultaneous confirmations both pass (SQLite's BEGIN IMMEDIATE serialises).
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": int(confirmer_hash[:15], 16)},
+                )
             if chat_id is not None and message_id is not None:
                 # A bot message id can repeat after an emulator restart; the newest sample wins.
                 sample_id = connection.execute(
@@ -668,7 +679,26 @@ class FeedbackStore:
                     content_hash=None,
                 )
             ).rowcount
+        self._checkpoint()
         return int(deleted) + int(withdrawn)
+
+    def _checkpoint(self) -> None:
+        """SQLite: copy the WAL into the file and truncate it, so that deleted crops do not stay
+        in the WAL's older page images (the file's own pages are zeroed by secure_delete)."""
+        if self.url.get_backend_name() != "sqlite":
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _, _ = cursor.fetchone()
+            if busy:
+                logger.warning(
+                    "a reader kept SQLite's WAL busy after /forget: the deleted crops stay in "
+                    "it until the next checkpoint"
+                )
+        finally:
+            raw.close()
 
     # -- reads -------------------------------------------------------------------------------
 

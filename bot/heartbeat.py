@@ -22,6 +22,7 @@ def touch_heartbeat(path: Path, problem: str | None = None) -> None:
     """Write the current time into `path`, and on a second line what is wrong, if anything (a
     stuck image); a failure is logged, never raised."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{time.time():.0f}\n{problem or ''}\n", encoding="utf-8")
     except OSError as error:
         logger.warning("cannot write the heartbeat file %s: %s", path, error)

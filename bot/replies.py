@@ -289,6 +289,14 @@ def help_text(bot_username: str, group_mode: str = "mention") -> str:
     )
 
 
+def forget_anonymous() -> str:
+    return _(
+        "You are writing anonymously (as the group), and all anonymous admins share that one "
+        "identity, so I cannot tell your data from theirs. Turn off “Remain anonymous” in your "
+        "admin rights, or send /forget to me in a private chat."
+    )
+
+
 def corrections_help() -> str:
     """The /help part about the buttons, what is kept and why, and /forget."""
     return (
@@ -306,6 +314,12 @@ def corrections_help() -> str:
             "the time, and a salted hash of your user id (never the id or your name).\n"
             "• /forget deletes everything you contributed: your digits and your corrections."
         ).format(right=button_right(), wrong=button_wrong())
+        + "\n"
+        + _(
+            "• Anonymous group admins all write as one identity (the group's): their "
+            "corrections count as one person's, and /forget is refused for it; turn off "
+            "“Remain anonymous” first."
+        )
     )
 
 

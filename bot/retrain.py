@@ -285,7 +285,7 @@ async def start_retrain(
         epochs=epochs,
         train_limit=settings.retrain_train_limit,
         seed=secrets.randbelow(2**31),
-        command=f"/retrain {epochs} (Telegram user {user_id})",
+        command=f"/retrain {epochs} (by an admin)",  # no user id in metadata.json
         user_data=user_data,
     )
     status = await bot.send_message(

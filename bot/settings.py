@@ -6,11 +6,14 @@ they need to `core` functions as plain arguments.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+HEARTBEAT_NAME = "digitbot.heartbeat"
 
 
 class Settings(BaseSettings):
@@ -109,7 +112,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     # The running bot touches this file every few seconds; `digitbot health` checks it is fresh.
-    heartbeat_file: Path | None = Path("/tmp/digitbot.heartbeat")
+    # Unset: $XDG_RUNTIME_DIR/digitbot.heartbeat, else DATA_DIR/digitbot.heartbeat (never a
+    # shared /tmp, where another user could plant or read it); empty: no heartbeat.
+    heartbeat_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _default_heartbeat(self) -> Settings:
+        if "heartbeat_file" not in self.model_fields_set:
+            runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
+            folder = Path(runtime) if runtime else self.data_dir
+            self.heartbeat_file = folder / HEARTBEAT_NAME
+        return self
 
     @field_validator("admin_user_ids", mode="before")
     @classmethod

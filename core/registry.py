@@ -105,12 +105,28 @@ def promote(model_dir: Path, staging: Path, keep: int = KEEP_VERSIONS) -> str:
     target = model_dir / version
     if target.exists():
         raise RegistryError(f"{target} already exists; not overwriting a version")
+    # Every file and the folder reach the disk before CURRENT can name them (a power cut must
+    # not leave CURRENT pointing at an empty model file), and each rename is made durable.
+    for path in sorted(staging.rglob("*"), reverse=True):
+        fsync_path(path)
+    fsync_path(staging)
     os.replace(staging, target)
     pointer_tmp = model_dir / f".{CURRENT_FILE}.tmp"
     pointer_tmp.write_text(version + "\n", encoding="utf-8")
+    fsync_path(pointer_tmp)
     os.replace(pointer_tmp, model_dir / CURRENT_FILE)
+    fsync_path(model_dir)
     prune(model_dir, keep)
     return version
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def discard(staging: Path) -> None:

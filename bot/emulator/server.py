@@ -56,6 +56,13 @@ Handler = Callable[[Params, dict[str, Upload]], Any]
 Result = TypeVar("Result")
 
 # A well-formed token that is not ours gets 401; a malformed one 404, as on api.telegram.org.
+# Who an anonymous group admin's messages come from: one user shared by all of them.
+GROUP_ANONYMOUS_BOT = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
 TOKEN_PATTERN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,100}$")
 CONFLICT_DESCRIPTION = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
@@ -806,10 +813,21 @@ class BotApiEmulator:
             self._push_update(kind, message)
 
     def send_text(
-        self, chat_id: int, user_id: int, text: str, reply_to_message_id: int | None = None
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        reply_to_message_id: int | None = None,
+        *,
+        anonymous: bool = False,
     ) -> Message:
-        """A user sends a text message; returns the Message (the bot gets it if Telegram would)."""
+        """A user sends a text message; returns the Message (the bot gets it if Telegram would).
+        `anonymous`: a group admin writing as the group (Telegram's GroupAnonymousBot)."""
         chat, user = self._user_chat(chat_id, user_id)
+        if anonymous:
+            if chat.chat["type"] == "private":
+                raise ValueError("only a group admin can write anonymously")
+            user = dict(GROUP_ANONYMOUS_BOT)
         if not text or not text.strip():
             raise ValueError("a message text must not be empty")
         if len(text) > MAX_TEXT_LENGTH:
@@ -817,6 +835,8 @@ class BotApiEmulator:
         plain, entities = trim_text(text, detect_entities(text))
         reply_to = self._user_reply_target(chat, reply_to_message_id)
         content = text_fields(plain, entities, "text", "entities")
+        if anonymous:
+            content["sender_chat"] = copy.deepcopy(chat.chat)
         message = self._store_message(chat, user, content, reply_to=reply_to)
         self._deliver(chat, message, "message")
         return copy.deepcopy(message)

@@ -484,6 +484,7 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
     metadata = registry.read_metadata(model_dir)
     assert metadata["train_count"] == 2000 and metadata["arch"] == "seed"
     assert metadata["command"].startswith("/retrain 1")
+    assert str(ADMIN_ID) not in json.dumps(metadata)  # no admin's user id in the model folder
 
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(image))
     reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
