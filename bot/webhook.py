@@ -99,6 +99,7 @@ async def start_webhook(application: Application, config: WebhookConfig) -> web.
     )
     if config.generated:
         logger.info("WEBHOOK_SECRET_TOKEN is not set: using a random one for this run")
+    get_state(application.bot_data).webhook_serving = True  # the heartbeat's sign of life
     return runner
 
 
@@ -121,7 +122,6 @@ async def _serve(application: Application, config: WebhookConfig) -> None:
             await application.post_init(application)
         runner = await start_webhook(application, config)
         await application.start()
-        get_state(application.bot_data).webhook_serving = True  # the heartbeat's sign of life
         await stopped.wait()
     finally:
         if runner is not None:

@@ -14,7 +14,8 @@ from telegram.ext import ExtBot
 
 from bot import webhook
 from bot.emulator import BotApiEmulator
-from tests.bot.conftest import ADMIN_ID, USER_ID
+from bot.heartbeat import heartbeat_problem
+from tests.bot.conftest import ADMIN_ID, USER_ID, RunningBot
 from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
 from tests.conftest import digit_photo
 
@@ -32,22 +33,23 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return calls
 
 
-async def start_webhook_bot(start_bot: Any, **overrides: Any) -> str:
+async def start_webhook_bot(start_bot: Any, **overrides: Any) -> tuple[str, RunningBot]:
+    """A bot in webhook mode on a free port; the URL Telegram would post to, and the bot."""
     port = free_port()
-    await start_bot(
+    running = await start_bot(
         webhook=True,
         webhook_url=f"http://127.0.0.1:{port}/digitbot/hook",
         webhook_listen="127.0.0.1",
         webhook_port=port,
         **overrides,
     )
-    return f"http://127.0.0.1:{port}/digitbot/hook"
+    return f"http://127.0.0.1:{port}/digitbot/hook", running
 
 
 async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any, registered: dict[str, Any]
 ) -> None:
-    url = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     assert registered["secret_token"] == "s3cret-Token"
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
     update = {"update_id": 1, "message": photo}  # what Telegram would post
@@ -66,7 +68,7 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
 async def test_without_a_configured_secret_a_strong_one_is_generated_and_required(
     start_bot: Any, emulator: BotApiEmulator, registered: dict[str, Any]
 ) -> None:
-    url = await start_webhook_bot(start_bot, webhook_secret_token=None)
+    url, _ = await start_webhook_bot(start_bot, webhook_secret_token=None)
     secret = registered["secret_token"]
     assert isinstance(secret, str) and len(secret) >= 32
     # A forged admin /stats, the attack of issue 17: refused without the secret.
@@ -97,7 +99,7 @@ async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
         return real(given, expected)
 
     monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
-    url = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     async with aiohttp.ClientSession() as session:
         # Not JSON at all: with the wrong secret the answer is 403, never a parse error (400).
         headers = {webhook.SECRET_HEADER: "wrong", "Content-Type": "application/json"}
@@ -112,6 +114,17 @@ async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
         ) as response:
             assert response.status == 413
     assert (b"wrong", b"s3cret-Token") in compared
+
+
+async def test_the_heartbeat_is_written_in_webhook_mode(
+    start_bot: Any, registered: dict[str, Any]
+) -> None:
+    _, running = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    path = running.settings.heartbeat_file
+    path.unlink(missing_ok=True)
+    (job,) = running.application.job_queue.get_jobs_by_name("heartbeat")
+    await job.run(running.application)
+    assert heartbeat_problem(path) is None  # no updater polls, yet the bot is alive
 
 
 def test_webhook_mode_without_a_url_is_one_clear_error() -> None:
