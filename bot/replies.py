@@ -112,6 +112,12 @@ def image_error(reason: str, **details: Any) -> str:
         text = _("The image is damaged or truncated.")
     elif reason == "crashed":
         text = _("Reading this image crashed my image reader twice.")
+    elif reason == "timeout":
+        text = _("Reading this image took too long (more than {seconds} s), so I stopped.").format(
+            seconds=details.get("seconds", "?")
+        )
+    elif reason == "stopping":
+        return _("I am restarting; send the image again in a minute.")
     else:
         text = _("This file is not an image I can read.")
     return text + "\n" + _("Send a photo (or a PNG/JPEG file) of a handwritten digit.")

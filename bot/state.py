@@ -24,7 +24,6 @@ from core.serving import (
     Classifier,
     ClassifierWorkers,
     ImageTimeoutError,
-    timeout_message,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ class BotState:
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            raise ImageTimeoutError(timeout_message(timeout)) from None
+            raise ImageTimeoutError(timeout) from None
 
     def stuck_images(self) -> str | None:
         """What is wrong when image work has run well past its time budget, else None."""

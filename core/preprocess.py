@@ -72,8 +72,9 @@ class ImageError(ValueError):
     """The input cannot be used as an image; the message is meant for the person who sent it.
 
     `reason` names the case (empty, not_image, svg, too_many_pixels, no_pixels, unreadable,
-    damaged, crashed) so that the bot can say it in the sender's language; `details` holds the
-    numbers in it. All three are in `args`, so the error crosses a process boundary intact.
+    damaged, crashed, timeout, stopping) so that the bot can say it in the sender's language;
+    `details` holds the numbers in it. All three are in `args`, so the error crosses a process
+    boundary intact.
     """
 
     def __init__(
@@ -169,7 +170,9 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
             raise ImageError(
                 f"The image is too large to read: {width}x{height} {picture.format or ''} "
                 f"pixels in {picture.mode} (at most {megapixels:.1f} million of them). "
-                "Send it as a JPEG, or smaller."
+                "Send it as a JPEG, or smaller.",
+                "too_many_pixels",
+                {"width": width, "height": height, "limit": int(megapixels * 1e6)},
             )
         picture.seek(0)  # first frame of an animation
         picture.load()

@@ -40,12 +40,13 @@ SHUTDOWN_GRACE = 5.0  # seconds shutdown waits for a busy worker before killing 
 class ImageTimeoutError(ImageError):
     """An image took longer than the time budget (its worker was replaced)."""
 
-
-def timeout_message(seconds: float) -> str:
-    return (
-        f"Reading this image took too long (more than {seconds:g} s), so I stopped. "
-        "Try a smaller photo or a JPEG."
-    )
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"Reading this image took too long (more than {seconds:g} s), so I stopped. "
+            "Try a smaller photo or a JPEG.",
+            "timeout",
+            {"seconds": round(seconds)},
+        )
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,9 @@ class ClassifierWorkers:
         for attempt in (1, 2):
             pool = self._pool
             if self._closed:
-                raise ImageError("The bot is stopping; send the image again in a minute.")
+                raise ImageError(
+                    "The bot is stopping; send the image again in a minute.", "stopping"
+                )
             try:
                 future = pool.submit(self._task, image, max_pixels, self.classifier.version)
                 return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
@@ -334,7 +337,7 @@ class ClassifierWorkers:
                     self.timeout,
                 )
                 self._replace(pool, kill=True)
-                raise ImageTimeoutError(timeout_message(self.timeout)) from None
+                raise ImageTimeoutError(self.timeout) from None
             except BrokenProcessPool:
                 logger.error(
                     "a classifier worker process died (attempt %d for this image); "
