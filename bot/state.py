@@ -113,6 +113,7 @@ class BotState:
     webhook_serving: bool = False  # updates arrive on bot/webhook.py's server, not by polling
     # image work in progress -> when it started (monotonic); read by the heartbeat
     images_in_flight: dict[object, float] = field(default_factory=dict)
+    image_threads: asyncio.Semaphore | None = None  # made in the event loop, by `classify`
 
     async def classify(self, image: bytes) -> Classification:
         """Preprocess and predict off the event loop: in the worker processes, else a thread.
@@ -127,15 +128,20 @@ class BotState:
                 self.images_in_flight.pop(key, None)
         # A thread cannot be stopped: the sender is answered at the deadline, and the image
         # stays "in flight" until the thread returns, so the health check sees a stuck one.
-        future = asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(self.classifier.classify, image, max_pixels=max_pixels)
-        )
-        future.add_done_callback(lambda _: self.images_in_flight.pop(key, None))
-        timeout = self.settings.image_timeout_seconds
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise ImageTimeoutError(timeout) from None
+        # One image per thread at a time: the budget does not count the wait for a thread.
+        if self.image_threads is None:
+            self.image_threads = asyncio.Semaphore(self.settings.worker_threads)
+        async with self.image_threads:
+            future = asyncio.get_running_loop().run_in_executor(
+                self.executor,
+                functools.partial(self.classifier.classify, image, max_pixels=max_pixels),
+            )
+            future.add_done_callback(lambda _: self.images_in_flight.pop(key, None))
+            timeout = self.settings.image_timeout_seconds
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                raise ImageTimeoutError(timeout) from None
 
     def stuck_images(self) -> str | None:
         """What is wrong when image work has run well past its time budget, else None."""

@@ -271,9 +271,9 @@ class ClassifierWorkers:
     A crash inside an image decoder also ends one worker, not the bot: the pool is restarted and
     the image is tried once more before its sender is told it could not be read.
 
-    An image gets `timeout` seconds (from its submission): past that, the workers are killed and
-    replaced (a stuck C decoder cannot be interrupted any other way), the image fails with
-    ImageTimeoutError and the other images in flight are retried on the new workers.
+    An image gets `timeout` seconds from when a worker starts it: past that, the workers are
+    killed and replaced (a stuck C decoder cannot be interrupted any other way), the image fails
+    with ImageTimeoutError and the other images in flight are retried on the new workers.
 
     Each worker loads the model from `classifier.model_dir`; every task names the version the
     parent serves, and a worker that serves another one (after a /retrain promotion) reloads first.
@@ -297,6 +297,7 @@ class ClassifierWorkers:
         self.timeout = timeout
         self._task = task or _classify_in_worker
         self._closed = False
+        self._free: asyncio.Semaphore | None = None
         self._pool = self._start()
 
     async def warm_up(self) -> None:
@@ -322,6 +323,14 @@ class ClassifierWorkers:
         self, image: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> Classification:
         """Like `Classifier.classify`, in a worker; ImageError for bad input, as there."""
+        if self._free is None:  # made in the running event loop
+            self._free = asyncio.Semaphore(self.processes)
+        # At most one image per worker is submitted, so the time budget counts from when its
+        # worker starts it, never the wait behind other images.
+        async with self._free:
+            return await self._classify(image, max_pixels)
+
+    async def _classify(self, image: bytes, max_pixels: int) -> Classification:
         for attempt in (1, 2):
             pool = self._pool
             if self._closed:

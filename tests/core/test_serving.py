@@ -194,6 +194,8 @@ def slow_task(image: bytes, max_pixels: int, version: str) -> Classification:
     """A worker task stuck for a minute on b"slow" (a decoder that never returns), else real."""
     if image == b"slow":
         time.sleep(60)
+    if image == b"pause":
+        time.sleep(1.2)
     from core.serving import _classify_in_worker
 
     return _classify_in_worker(image, max_pixels, version)
@@ -214,6 +216,22 @@ async def test_an_image_past_its_time_budget_fails_and_its_worker_is_replaced(
         photo = digit_photo(mnist.x_test[1], image_format="JPEG")
         assert (await workers.classify(photo)).number == str(mnist.y_test[1])
         assert workers.pids() and pid not in workers.pids()
+    finally:
+        workers.shutdown()
+
+
+async def test_the_time_budget_does_not_count_the_wait_behind_other_images(
+    model_dir: Path,
+) -> None:
+    workers = ClassifierWorkers(Classifier(model_dir), processes=1, timeout=2.0, task=slow_task)
+    try:
+        await workers.warm_up()
+        # Three images of 1.2 s each on one worker: 3.6 s in all, each within its 2 s.
+        results = await asyncio.gather(
+            *(workers.classify(b"pause") for _ in range(3)), return_exceptions=True
+        )
+        assert [type(result) for result in results] == [ImageError] * 3
+        assert all("not an image" in str(result) for result in results)
     finally:
         workers.shutdown()
 
