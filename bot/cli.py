@@ -99,8 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
-    predict.add_argument("--debug-dir", type=Path, help="write the 28x28 crops the model saw here")
+    predict.add_argument(
+        "--debug-dir",
+        type=Path,
+        help="write the 28x28 crops the model saw here, and a picture of the pieces of ink "
+        "(digits in green, what was left out in red with why)",
+    )
     bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
+    bench.add_argument(
+        "what",
+        nargs="?",
+        choices=["numbers"],
+        help="numbers: exact-number accuracy on photos of written numbers and pages",
+    )
+    bench.add_argument(
+        "--real-digits",
+        type=Path,
+        default=Path("../shared/data/real-digits"),
+        help="with numbers: the real digits folder (its nsysu/ digits are written too)",
+    )
     bench.add_argument(
         "--count", type=int, help="photos to time (default 200; with --load, photos sent: 500)"
     )
@@ -199,7 +216,15 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     from core.data import load_mnist
 
     mnist = load_mnist(arguments.mnist_path)
-    if arguments.photos:
+    if arguments.what == "numbers":
+        from core.bench import number_benchmark
+        from core.pages import load_nsysu
+
+        nsysu = load_nsysu(arguments.real_digits)
+        number_benchmark(
+            arguments.model_dir, mnist, nsysu, count=arguments.count or 300, seed=arguments.seed
+        )
+    elif arguments.photos:
         from core.bench import photo_benchmark
 
         photo_benchmark(
@@ -330,6 +355,9 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
                 [digit.crop for digit in result.digits],
                 arguments.debug_dir / f"{path.stem}-crops.png",
                 [str(digit.digit) for digit in result.digits],
+            )
+            (arguments.debug_dir / f"{path.stem}-pieces.png").write_bytes(
+                plots.pieces_png(path.read_bytes(), result)
             )
         print(
             json.dumps(result.as_json(str(path)))

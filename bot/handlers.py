@@ -88,6 +88,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 PREDICT_COMMAND = "predict"
 DEBUG_COMMAND = "debug"
+MAX_NUMBER_REPLIES = 8  # replies with buttons for one picture; further numbers are listed
 DEBUG_WORD = re.compile(r"(?<![\w/])/?debug\b", re.IGNORECASE)
 _PLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time
 
@@ -235,9 +236,10 @@ async def reply(
 
 async def classify_image(
     context: ContextTypes.DEFAULT_TYPE, image_message: Message, user_id: int | None
-) -> Classification | None:
-    """Flood check, size checks, download, classify off the event loop; None when the user got
-    another reply instead (flood warning, refusal, unreadable image)."""
+) -> tuple[Classification, bytes] | None:
+    """Flood check, size checks, download, classify off the event loop: the answer and the
+    image's bytes; None when the user got another reply instead (flood warning, refusal,
+    unreadable image)."""
     state = state_of(context)
     settings = state.settings
     if user_id is not None:
@@ -271,7 +273,7 @@ async def classify_image(
         )
         if len(data) > settings.max_download_bytes:
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
-        return await state.classify(data)
+        return await state.classify(data), data
     except Refusal as refusal:
         await reply(image_message, str(refusal))
     except ImageError as error:
@@ -304,39 +306,77 @@ async def _answer_image(
 ) -> None:
     started = time.perf_counter()
     state = state_of(context)
-    classification = await classify_image(context, image_message, user_id)
-    if classification is None:
+    answered = await classify_image(context, image_message, user_id)
+    if answered is None:
         return
+    classification, data = answered
     # Counted before sending, so that /stats right after an answer includes it.
     state.record_prediction(time.perf_counter() - started, classification.seconds)
-    text = replies.answer(classification, state.settings.confidence_threshold)
-    sample_id = await corrections.record_answer(state, image_message, classification)
-    await corrections.send_answer(
-        state, sample_id, lambda keyboard: reply(image_message, text, reply_markup=keyboard)
-    )
+    threshold = state.settings.confidence_threshold
+    readings = classification.numbers
+    if len(readings) <= 1:
+        answers = [(classification, replies.answer(classification, threshold))]
+    else:
+        # One reply per number, each with its own buttons: people correct one at a time.
+        answers = [
+            (
+                classification.part(reading),
+                replies.page_number(reading.digits, index, len(readings), threshold),
+            )
+            for index, reading in enumerate(readings[:MAX_NUMBER_REPLIES])
+        ]
+    for part, text in answers:
+        sample_id = await corrections.record_answer(state, image_message, part)
+        await corrections.send_answer(
+            state,
+            sample_id,
+            lambda keyboard, text=text: reply(image_message, text, reply_markup=keyboard),
+        )
+    if len(readings) > MAX_NUMBER_REPLIES:
+        rest = [reading.number for reading in readings[MAX_NUMBER_REPLIES:]]
+        await reply(image_message, replies.more_numbers(rest, MAX_NUMBER_REPLIES, len(readings)))
     if debug:
-        await send_crops(context, image_message, classification)
+        await send_crops(context, image_message, classification, data)
 
 
 async def send_crops(
-    context: ContextTypes.DEFAULT_TYPE, image_message: Message, classification: Classification
+    context: ContextTypes.DEFAULT_TYPE,
+    image_message: Message,
+    classification: Classification,
+    data: bytes,
 ) -> None:
-    """Reply to the image with the enlarged 28x28 crops the model classified."""
-    if not classification.digits:
-        await reply(image_message, replies.debug_no_digit())
-        return
+    """Reply to the image with the enlarged 28x28 crops the model classified, and with the
+    picture of the pieces of ink: which became digits, which were left out and why."""
     loop = asyncio.get_running_loop()
-    # The titles are made here: executor threads do not see this update's language.
-    titles = replies.debug_titles(classification)
-    png = await loop.run_in_executor(state_of(context).executor, crops_png, classification, titles)
+    executor = state_of(context).executor
+    if classification.digits:
+        # The titles are made here: executor threads do not see this update's language.
+        titles = replies.debug_titles(classification)
+        png = await loop.run_in_executor(executor, crops_png, classification, titles)
+        await reply_photo(image_message, png, replies.debug_caption(classification))
+    else:
+        await reply(image_message, replies.debug_no_digit())
+    if classification.digits or classification.rejected:
+        pieces = await loop.run_in_executor(executor, pieces_png, data, classification)
+        await reply_photo(image_message, pieces, replies.debug_pieces_caption())
+
+
+async def reply_photo(image_message: Message, png: bytes, caption: str) -> None:
     await image_message.reply_photo(
         png,
-        caption=replies.debug_caption(classification),
+        caption=caption,
         parse_mode=ParseMode.HTML,
         reply_parameters=ReplyParameters(
             image_message.message_id, allow_sending_without_reply=True
         ),
     )
+
+
+def pieces_png(data: bytes, classification: Classification) -> bytes:
+    """The picture of the pieces of ink (core.plots.pieces_picture) as PNG bytes."""
+    from core import plots
+
+    return plots.pieces_png(data, classification)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -402,9 +442,9 @@ async def on_debug(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if target is None:
         return
     user = update.effective_user
-    classification = await classify_image(context, target, user.id if user else None)
-    if classification is not None:
-        await send_crops(context, target, classification)
+    answered = await classify_image(context, target, user.id if user else None)
+    if answered is not None:
+        await send_crops(context, target, *answered)
 
 
 async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

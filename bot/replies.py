@@ -90,6 +90,24 @@ def _number_answer(digits: Sequence[DigitPrediction], confidence_threshold: floa
     return "\n".join(lines)
 
 
+def page_number(digits: Sequence[DigitPrediction], index: int, count: int, threshold: float) -> str:
+    """The reply for one number of a picture with several (one reply each, in reading order):
+    the number in bold, which one it is, then each digit's confidence."""
+    first, _newline, rest = _number_answer(digits, threshold).partition("\n")
+    which = _("(number {index} of {count})").format(index=index + 1, count=count)
+    return f"{first}  <i>{which}</i>\n{rest}"
+
+
+def more_numbers(numbers: Sequence[str], first_index: int, count: int) -> str:
+    """The numbers past the per-picture reply limit, listed in one reply without buttons."""
+    listed = "\n".join(
+        f"{first_index + offset + 1}. <b>{number}</b>" for offset, number in enumerate(numbers)
+    )
+    return (
+        _("The other numbers in this picture ({count} in all):").format(count=count) + "\n" + listed
+    )
+
+
 def no_digit() -> str:
     return _("I could not find a digit in this picture.") + "\n" + tip()
 
@@ -210,6 +228,14 @@ def debug_caption(classification: Classification) -> str:
         what.format(count=count, number=f"<b>{classification.number}</b>")
         + "\n"
         + _("Light ink on black, fitted into 20x20 and centred like MNIST digits.")
+    )
+
+
+def debug_pieces_caption() -> str:
+    """Caption of the pieces picture: what the boxes mean."""
+    return _(
+        "The pieces of ink: green boxes became digits (line:digit, in reading order), red ones "
+        "were left out, each with the reason."
     )
 
 

@@ -303,3 +303,96 @@ def photo_benchmark(
         "numbers": numbers_correct / numbers_total,
         "several_digits": several / singles,
     }
+
+
+def _length_bucket(length: int) -> str:
+    return {3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6", 7: "7-8", 8: "7-8"}.get(length, "9-12")
+
+
+def number_benchmark(
+    model_dir: Path,
+    mnist: Mnist,
+    nsysu: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    count: int = 300,
+    seed: int = 0,
+    print_line: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Exact-number accuracy on photos of written numbers and pages (core.pages): by length,
+    condition and layout, with and without touching pairs, and pages read completely."""
+    from collections import Counter, defaultdict
+
+    from core.pages import PAGE_CONDITIONS, benchmark_pages
+    from core.serving import Classifier
+
+    classifier = Classifier(model_dir)
+    sources = {"mnist": (mnist.x_test, mnist.y_test)}
+    if nsysu is not None:
+        sources["nsysu"] = nsysu
+    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [right, total]
+    pages_complete = [0, 0]
+    timings, misreads = [], []
+    for plan, labels, jpeg in benchmark_pages(sources, count, seed):
+        started = time.perf_counter()
+        answer = classifier.classify(jpeg)
+        timings.append(time.perf_counter() - started)
+        read = [reading.number for reading in answer.numbers]
+        remaining = Counter(read)
+        layout = "page" if plan.kind == "page" else ("row, tight" if plan.tight else "row, loose")
+        for number, label, touching in zip(plan.numbers, labels, plan.touching, strict=True):
+            right = remaining[label] > 0
+            remaining[label] -= right
+            keys = [
+                "all",
+                f"length {_length_bucket(len(number))}",
+                f"condition {plan.condition}",
+                f"layout {layout}",
+                "touching pair" if touching >= 0 else "no touching pair",
+                "with real (nsysu) digits"
+                if any(digit.source == "nsysu" for digit in number)
+                else "MNIST digits only",
+                f"photo {plan.longest_side} px",
+            ]
+            for key in keys:
+                tallies[key][0] += right
+                tallies[key][1] += 1
+        if plan.kind == "page":
+            pages_complete[0] += read == labels
+            pages_complete[1] += 1
+        if read != labels and len(misreads) < 12:
+            misreads.append(f"{plan.condition} {plan.longest_side}px: {labels} -> {read}")
+
+    def row(key: str) -> tuple[str, str, str]:
+        right, total = tallies[key]
+        return (key, str(total), f"{right / total:.1%}" if total else "-")
+
+    order = (
+        ["all"]
+        + [f"length {bucket}" for bucket in ("3-4", "5-6", "7-8", "9-12")]
+        + ["layout row, loose", "layout row, tight", "layout page"]
+        + ["no touching pair", "touching pair", "MNIST digits only", "with real (nsysu) digits"]
+        + sorted(key for key in tallies if key.startswith("photo "))
+        + [f"condition {condition}" for condition in PAGE_CONDITIONS]
+    )
+    print_line(
+        f"model {classifier.version}; {count} photos (seed {seed}), "
+        f"{tallies['all'][1]} numbers; p50 {percentiles_ms(timings)[0]:.1f} ms per photo"
+    )
+    print_line(
+        format_table(
+            ("numbers", "count", "read exactly"), [row(key) for key in order if key in tallies]
+        )
+    )
+    complete = pages_complete[0] / max(pages_complete[1], 1)
+    print_line(
+        f"pages (2-6 numbers) read completely: {pages_complete[0]}/{pages_complete[1]} "
+        f"({complete:.1%})"
+    )
+    for line in misreads:
+        print_line(f"  misread: {line}")
+    return {
+        "exact": tallies["all"][0] / max(tallies["all"][1], 1),
+        "touching": tallies["touching pair"][0] / max(tallies["touching pair"][1], 1),
+        "pages_complete": complete,
+        "tallies": {key: tuple(value) for key, value in tallies.items()},
+    }

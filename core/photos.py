@@ -800,8 +800,16 @@ def _render(
         raise ValueError("a number needs at least one digit")
     inks = [_check_digit(digit) for digit in digits]
     look = _choose_look(condition, rng)
-    width, height = frame
     placed = _layout(inks, look, frame, rng, touching)
+    return _render_placed(placed, look, rng, frame)
+
+
+def _render_placed(
+    placed: list[_Placed], look: _Look, rng: np.random.Generator, frame: tuple[int, int]
+) -> bytes:
+    """Photograph strokes already laid out on the paper (in paper = frame pixels); JPEG bytes.
+    Shared by one-number photos and the pages of core.pages."""
+    width, height = frame
     digit_height = look.height_fraction * height
 
     if look.screenshot:

@@ -6,6 +6,7 @@ Uses the non-interactive Agg backend so it works on servers and in tests without
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -106,3 +107,98 @@ def save_crops(crops: list[np.ndarray], path: Path, titles: list[str] | None = N
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+# Short labels for the reasons segmentation gives (core.segmentation.Rejected), drawn in red.
+REASON_CODES = {
+    "speck": "speck",
+    "page edge or shadow at the border": "edge",
+    "cut by the frame": "frame",
+    "far smaller than the writing": "small",
+    "small mark beside the digits": "mark",
+    "small mark away from the writing": "stray",
+    "over the digit limit": "limit",
+}
+
+
+def pieces_picture(
+    gray: np.ndarray,
+    digits: list[tuple[tuple[int, int, int, int], int, str]],
+    rejected: list[tuple[tuple[int, int, int, int], str]],
+    original_size: tuple[int, int],
+) -> np.ndarray:
+    """The picture with every piece of ink boxed: digits in green with their number's line and
+    reading, the pieces left out in red with why (REASON_CODES). Boxes are in `original_size`
+    pixels; `gray` may be smaller. Returns an RGB uint8 image (a legend strip at the bottom)."""
+    import cv2
+
+    scale = gray.shape[1] / original_size[0]
+    picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    thickness = max(1, round(max(gray.shape) / 600))
+    font = max(0.35, max(gray.shape) / 1600)
+
+    def corners(box: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        left, top, right, bottom = (round(value * scale) for value in box)
+        return (left, top), (max(left + 1, right - 1), max(top + 1, bottom - 1))
+
+    for box, reason in rejected:
+        first, last = corners(box)
+        cv2.rectangle(picture, first, last, (220, 30, 30), thickness)
+        code = REASON_CODES.get(reason, reason)
+        cv2.putText(
+            picture,
+            code,
+            (first[0], last[1] + round(12 * font)),
+            0,
+            font * 0.8,
+            (220, 30, 30),
+            1,
+            cv2.LINE_AA,
+        )
+    for box, line, reading in digits:
+        first, last = corners(box)
+        cv2.rectangle(picture, first, last, (20, 170, 40), thickness)
+        cv2.putText(
+            picture,
+            f"{line + 1}:{reading}",
+            (first[0], max(10, first[1] - 3)),
+            0,
+            font,
+            (20, 140, 40),
+            1,
+            cv2.LINE_AA,
+        )
+    legend = np.full((round(22 * max(1.0, font * 2)), picture.shape[1], 3), 255, np.uint8)
+    text = (
+        "green: line:digit   red: left out ("
+        + ", ".join(f"{code}={reason}" for reason, code in REASON_CODES.items())
+        + ")"
+    )
+    cv2.putText(
+        legend, text, (4, legend.shape[0] - 6), 0, max(0.3, font * 0.6), (0, 0, 0), 1, cv2.LINE_AA
+    )
+    return np.vstack([picture, legend])
+
+
+def pieces_png(data: bytes, classification: Any, longest_side: int = 1600) -> bytes:
+    """`pieces_picture` for an image and its core.serving.Classification, as PNG bytes (at
+    most `longest_side` pixels wide or tall, plus the legend)."""
+    import cv2
+
+    from core.preprocess import decode
+
+    gray = np.asarray(decode(data, size=longest_side), dtype=np.uint8)
+    if max(gray.shape) > longest_side:
+        factor = longest_side / max(gray.shape)
+        size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    picture = pieces_picture(
+        gray,
+        [(digit.box, digit.line, str(digit.digit)) for digit in classification.digits],
+        [(item.box, item.reason) for item in classification.rejected],
+        classification.size,
+    )
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the pieces picture as PNG")
+    return encoded.tobytes()

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.segmentation import components, find_digits
+from core.segmentation import Rejected, Segmentation, components, find_digits
 
 # The images here are small (256 px): OpenCV's worker threads spin-wait for work that takes
 # microseconds, which cost 1.3 ms of CPU per photo and no latency (measured); the bot runs
@@ -62,6 +63,24 @@ REDUCE_ABOVE_PIXELS = 4_000_000  # larger decodes are box-reduced before any con
 SUPPORTED_TEXT = "a photo, or a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 WORKING_SIZE = 256  # longest side we analyse; JPEG draft mode decodes a 1024x768 photo at this size
 MIN_WORKING_SIZE = 112  # tiny inputs (a 28x28 MNIST digit) are enlarged to this
+# The writing's scale (see prepare): read again finer when the first look at WORKING_SIZE finds
+# digits shorter than TARGET_HEIGHT or strokes thinner than TARGET_STROKE pixels (by more than
+# RESCAN_FACTOR), or nothing at all (then BLANK_RESCAN times finer), up to MAX_WORKING_SIZE.
+TARGET_HEIGHT = 32
+TARGET_STROKE = 2.5
+RESCAN_FACTOR = 1.3
+BLANK_RESCAN = 4.0
+RESCANS = 3  # looks closer, at most
+MAX_WORKING_SIZE = 4096
+FULL_CONTRAST = 0.6  # a stroke a few pixels wide reaches at least this ink level
+PAPER_LINE = 0.15  # paper lines are thinner than this share of the digit height
+JOIN_GAP = 0.03  # ink this close (a share of the digit height, each side) is one piece
+MAX_DIGITS = 200  # digits per picture (a page)
+# The classifier's say on unclear cuts (see _choose).
+SPLIT_SURE = 0.8
+SURE_WIDE = 1.3
+MERGE_SURE = 0.9
+MERGE_MARGIN = 0.1
 MNIST_BOX = 20
 MNIST_SIZE = 28
 MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
@@ -97,33 +116,144 @@ class ImageError(ValueError):
 @dataclass(frozen=True)
 class DigitCrop:
     image: np.ndarray  # (28, 28) float32 in [0, 1], light ink on dark
-    box: tuple[int, int, int, int]  # (left, top, right, bottom) in the decoded image
+    box: tuple[int, int, int, int]  # (left, top, right, bottom) in the original image's pixels
+    line: int = 0  # which number (text line) of the picture it belongs to, in reading order
 
 
 @dataclass(frozen=True)
 class Prepared:
-    digits: list[DigitCrop]  # left to right; empty when no digit was found
-    width: int
+    digits: list[DigitCrop]  # in reading order (line by line); empty when no digit was found
+    width: int  # the original image's size (upright)
     height: int
+    rejected: list[Rejected] = field(default_factory=list)  # boxes in the original's pixels
+    working_size: tuple[int, int] = (0, 0)  # (width, height) the writing was analysed at
 
 
 def prepare(
-    image: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_digits: int = 12
+    image: bytes | Image.Image,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_digits: int = MAX_DIGITS,
+    judge: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Prepared:
-    """Photo in, MNIST-like digit crops out (empty list: no digit). Raises ImageError."""
+    """Photo in, MNIST-like digit crops out (empty list: no digit). Raises ImageError.
+
+    The writing's scale decides the working resolution: a first look at WORKING_SIZE finds the
+    digits' height and stroke width; writing too small or strokes too thin for it (a number
+    across a large photo, a fine pen) are read again at the resolution that makes digits at
+    least TARGET_HEIGHT tall with strokes at least TARGET_STROKE wide (up to the original's).
+
+    `judge` ((n, 28, 28) crops -> (n, 10) probabilities, the classifier) decides where the cut
+    between digits is unclear (see `_choose`); without it the segmentation's first reading
+    stands."""
     picture = decode(image, max_pixels=max_pixels)
-    working, scale = _working_copy(np.asarray(picture, dtype=np.uint8))
+    original = picture.info.get("original_size", picture.size)
+    gray = np.asarray(picture, dtype=np.uint8)
+    working, _ = _working_copy(gray)
     ink = flatten_background(working)
-    digits = []
-    for digit_mask, box in find_digits(ink, _ink_components, max_digits=max_digits):
-        crop = mnist_crop(ink, digit_mask, box)
-        left, top, right, bottom = (round(value / scale) for value in box)
-        digits.append(DigitCrop(image=crop, box=(left, top, right, bottom)))
-    return Prepared(digits=digits, width=picture.width, height=picture.height)
+    found = find_digits(ink, _ink_components, max_digits=max_digits)
+    for _ in range(RESCANS):
+        factor = _wanted_factor(found, ink.shape, max(original))
+        if factor <= RESCAN_FACTOR:
+            break
+        side = min(round(max(working.shape) * factor), max(original), MAX_WORKING_SIZE)
+        if side > max(gray.shape) and not isinstance(image, Image.Image):
+            gray = np.asarray(decode(image, max_pixels=max_pixels, size=side), dtype=np.uint8)
+        thickness, join = None, 1
+        if found.height:
+            height = found.height * side / max(working.shape)  # the digits' height at `side`
+            thickness = max(3, round(PAPER_LINE * height))  # thicker than a paper line
+            # Gaps this small inside a thin line are the threshold's, not the pen's.
+            join = max(1, round(JOIN_GAP * height))
+        working, _ = _working_copy(gray, size=side)
+        # Sensor noise is finer than any stroke worth finding at this size: smooth it away.
+        ink = flatten_background(cv2.GaussianBlur(working, (3, 3), 0))
+        found = find_digits(
+            ink, _ink_components, max_digits=max_digits, thickness=thickness, join=join
+        )
+    to_original = max(original) / max(working.shape)
+
+    def scaled(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        left, top, right, bottom = (round(value * to_original) for value in box)
+        return (left, top, right, bottom)
+
+    digits = [
+        DigitCrop(image=crop, box=scaled(box), line=line)
+        for line, crops in enumerate(_choose(found, ink, judge))
+        for crop, box in crops
+    ]
+    return Prepared(
+        digits=digits,
+        width=int(original[0]),
+        height=int(original[1]),
+        rejected=[Rejected(scaled(item.box), item.reason) for item in found.rejected],
+        working_size=(working.shape[1], working.shape[0]),
+    )
 
 
-def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Any image (bytes or PIL) -> upright 8-bit grayscale PIL image, decoded at a useful size."""
+def _choose(
+    found: Segmentation, ink: np.ndarray, judge: Callable[[np.ndarray], np.ndarray] | None
+) -> list[list[tuple[np.ndarray, tuple[int, int, int, int]]]]:
+    """The 28x28 crop and box of every digit, line by line, each unclear cut decided by the
+    classifier's confidence: a wide group is read as two digits when both are clearly digits
+    (and, unless it is far wider than a digit, no less sure than the whole); two narrow
+    neighbours as one when that one is clearly a digit and surer than either part."""
+    lines = [[(mnist_crop(ink, mask, box), box) for mask, box in line] for line in found.lines]
+    if judge is None or not found.alternatives:
+        return lines
+    others = [
+        [(mnist_crop(ink, mask, box), box) for mask, box in other.digits]
+        for other in found.alternatives
+    ]
+    batch = [crop for line in lines for crop, _ in line] + [
+        crop for other in others for crop, _ in other
+    ]
+    sure = judge(np.stack(batch)).max(axis=1)
+    offsets = np.cumsum([0] + [len(line) for line in lines])
+    position = int(offsets[-1])
+    chosen = []
+    for other, crops in zip(found.alternatives, others, strict=True):
+        first = int(offsets[other.line])
+        now = sure[first + other.start : first + other.stop]
+        then = sure[position : position + len(crops)]
+        position += len(crops)
+        if len(crops) > len(now):  # a split
+            left, top, right, bottom = found.lines[other.line][other.start][1]
+            wide = right - left >= SURE_WIDE * (bottom - top)
+            better = float(then.min()) >= SPLIT_SURE and (wide or then.min() >= now.min())
+        else:  # a merge
+            better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
+        if better:
+            chosen.append((other, crops))
+    # Replace from the end of each line, so earlier indices stay valid; skip overlaps.
+    taken: dict[int, int] = {}
+    for other, crops in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
+        if other.stop > taken.get(other.line, 1 << 30):
+            continue
+        lines[other.line][other.start : other.stop] = crops
+        taken[other.line] = other.start
+    return lines
+
+
+def _wanted_factor(found: Segmentation, shape: tuple[int, ...], original_side: int) -> float:
+    """How much finer than `shape` the writing should be analysed (1: as it is)."""
+    if max(shape) >= min(original_side, MAX_WORKING_SIZE):
+        return 1.0  # already at the original's resolution
+    if not found.lines:
+        # Nothing found: strokes thinner than a pixel vanish at this size; look closer once.
+        return BLANK_RESCAN if original_side > max(shape) * RESCAN_FACTOR else 1.0
+    # A stroke thinner than a pixel is smeared into a fainter one: its true width is about
+    # the measured one times the ink lost.
+    stroke = found.stroke * min(1.0, found.contrast / FULL_CONTRAST)
+    return max(TARGET_HEIGHT / max(found.height, 1.0), TARGET_STROKE / max(stroke, 0.1))
+
+
+def decode(
+    data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, size: int = WORKING_SIZE
+) -> Image.Image:
+    """Any image (bytes or PIL) -> upright 8-bit grayscale PIL image, decoded at a useful size
+    (JPEG: the smallest scale libjpeg offers whose longest side is at least `size`). Its
+    `info["original_size"]` is the upright (width, height) of the image before that."""
     if isinstance(data, Image.Image):
         picture = data
         if picture.format is not None and picture.format not in (*IMAGE_FORMATS, *JPEG_FORMATS):
@@ -161,7 +291,7 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
     try:
         if picture.format in JPEG_FORMATS:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than decoding then resizing.
-            target = WORKING_SIZE / max(width, height)
+            target = size / max(width, height)
             gray = "L" if picture.mode in ("RGB", "L", "YCbCr") else picture.mode
             picture.draft(gray, (max(1, int(width * target)), max(1, int(height * target))))
         cost = decode_bytes(picture)
@@ -176,7 +306,10 @@ def decode(data: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
             )
         picture.seek(0)  # first frame of an animation
         picture.load()
-        picture = _to_gray(ImageOps.exif_transpose(_reduced(picture)))
+        picture = _to_gray(ImageOps.exif_transpose(_reduced(picture, size)))
+        # A quarter turn (EXIF orientation) swaps the sides.
+        turned = (picture.width >= picture.height) != (width >= height) and width != height
+        picture.info["original_size"] = (height, width) if turned else (width, height)
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
@@ -208,11 +341,12 @@ def decode_bytes(picture: Image.Image) -> int:
     return width * height * per
 
 
-def _reduced(picture: Image.Image) -> Image.Image:
-    """A large decode averaged down (box filter, in C) to at least twice WORKING_SIZE before any
-    other step copies it: orientation, grayscale and resizing then work on a small image."""
+def _reduced(picture: Image.Image, size: int = WORKING_SIZE) -> Image.Image:
+    """A large decode averaged down (box filter, in C) to at least twice WORKING_SIZE (and at
+    least `size`) before any other step copies it: orientation, grayscale and resizing then
+    work on a small image."""
     width, height = picture.size
-    factor = min(max(width, height) // (2 * WORKING_SIZE), min(width, height))
+    factor = min(max(width, height) // max(2 * WORKING_SIZE, size), min(width, height))
     if width * height <= REDUCE_ABOVE_PIXELS or factor < 2:
         return picture
     mode = _reducible_mode(picture)
@@ -244,11 +378,11 @@ def _to_gray(picture: Image.Image) -> Image.Image:
     return picture.convert("RGB").convert("L")
 
 
-def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
-    """Resize so the longest side is within [MIN_WORKING_SIZE, WORKING_SIZE]; return the scale."""
+def _working_copy(gray: np.ndarray, size: int = WORKING_SIZE) -> tuple[np.ndarray, float]:
+    """Resize so the longest side is within [MIN_WORKING_SIZE, size]; return the scale."""
     longest = max(gray.shape)
-    if longest > WORKING_SIZE:
-        scale = WORKING_SIZE / longest
+    if longest > size:
+        scale = size / longest
         interpolation = cv2.INTER_AREA
         if scale >= 0.6:
             # A mild reduction (the usual one after JPEG draft decoding): a 2x2 mean then

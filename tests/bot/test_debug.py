@@ -1,7 +1,8 @@
 """Showing what the model saw, and phone photos end to end: the real bot polling the emulator.
 
 `debug` in a caption (or `/debug` replying to a photo) makes the bot send back the 28x28 crops it
-classified, enlarged; generated phone photos of MNIST test digits and of numbers are answered.
+classified, enlarged, and the photo with its pieces of ink boxed (digits, and what was left out
+and why); generated phone photos of MNIST test digits and of numbers are answered.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ async def test_debug_caption_sends_the_answer_and_the_enlarged_crop(
     assert "What the model saw" in crops["caption"] and f"Read as {label}" in crops["caption"]
     width, height = photo_size(emulator, crops)
     assert width >= 4 * 28 and height >= 4 * 28, "the 28x28 crop is sent enlarged"
+    # And the picture of the pieces: what became a digit, what was left out and why.
+    pieces = await emulator.wait_for(
+        lambda message: (
+            message.get("reply_to_message", {}).get("message_id") == sent["message_id"]
+            and "The pieces of ink" in message.get("caption", "")
+        )
+    )
+    assert photo_size(emulator, pieces[0])[0] >= 600, "the photo itself, boxes drawn on it"
 
 
 async def test_debug_reply_to_a_photo_sends_only_the_crops(
@@ -78,8 +87,14 @@ async def test_debug_reply_to_a_photo_sends_only_the_crops(
     crops = await wait_for_photo_reply(emulator, USER_ID, photo["message_id"])
     assert f"Read as {int(mnist.y_test[1])}" in crops["caption"]
     await asyncio.sleep(0.3)  # nothing else may follow
+    answers = await emulator.wait_for(
+        lambda message: (
+            message.get("reply_to_message", {}).get("message_id") == photo["message_id"]
+            and "The pieces of ink" in message.get("caption", "")
+        )
+    )
     answers = bot_replies(emulator, USER_ID, photo["message_id"])
-    assert len(answers) == 2, "one answer to the photo, one photo of its crops"
+    assert len(answers) == 3, "the answer, a photo of its crops, one of the pieces of ink"
     assert not bot_replies(emulator, USER_ID, command["message_id"])
 
 
