@@ -118,6 +118,7 @@ class DigitCrop:
     image: np.ndarray  # (28, 28) float32 in [0, 1], light ink on dark
     box: tuple[int, int, int, int]  # (left, top, right, bottom) in the original image's pixels
     line: int = 0  # which number (text line) of the picture it belongs to, in reading order
+    probabilities: np.ndarray | None = None  # the judge's (10,) answer, when it was asked
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,9 @@ def prepare(
         return (left, top, right, bottom)
 
     digits = [
-        DigitCrop(image=crop, box=scaled(box), line=line)
+        DigitCrop(image=crop, box=scaled(box), line=line, probabilities=probabilities)
         for line, crops in enumerate(_choose(found, ink, judge))
-        for crop, box in crops
+        for crop, box, probabilities in crops
     ]
     return Prepared(
         digits=digits,
@@ -193,14 +194,15 @@ def prepare(
 
 def _choose(
     found: Segmentation, ink: np.ndarray, judge: Callable[[np.ndarray], np.ndarray] | None
-) -> list[list[tuple[np.ndarray, tuple[int, int, int, int]]]]:
-    """The 28x28 crop and box of every digit, line by line, each unclear cut decided by the
-    classifier's confidence: a wide group is read as two digits when both are clearly digits
-    (and, unless it is far wider than a digit, no less sure than the whole); two narrow
-    neighbours as one when that one is clearly a digit and surer than either part."""
+) -> list[list[tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None]]]:
+    """The 28x28 crop, box and (when judged) probabilities of every digit, line by line, each
+    unclear cut decided by the classifier's confidence: a wide group is read as two digits when
+    both are clearly digits (and, unless it is far wider than a digit, no less sure than the
+    whole); two narrow neighbours as one when that one is clearly a digit and surer than either
+    part."""
     lines = [[(mnist_crop(ink, mask, box), box) for mask, box in line] for line in found.lines]
     if judge is None or not found.alternatives:
-        return lines
+        return [[(crop, box, None) for crop, box in line] for line in lines]
     others = [
         [(mnist_crop(ink, mask, box), box) for mask, box in other.digits]
         for other in found.alternatives
@@ -208,14 +210,25 @@ def _choose(
     batch = [crop for line in lines for crop, _ in line] + [
         crop for other in others for crop, _ in other
     ]
-    sure = judge(np.stack(batch)).max(axis=1)
+    answers = judge(np.stack(batch))
+    sure = answers.max(axis=1)
     offsets = np.cumsum([0] + [len(line) for line in lines])
+    judged = [
+        [
+            (crop, box, answers[int(offsets[index]) + position])
+            for position, (crop, box) in enumerate(line)
+        ]
+        for index, line in enumerate(lines)
+    ]
     position = int(offsets[-1])
     chosen = []
     for other, crops in zip(found.alternatives, others, strict=True):
         first = int(offsets[other.line])
         now = sure[first + other.start : first + other.stop]
         then = sure[position : position + len(crops)]
+        replacement = [
+            (crop, box, answers[position + offset]) for offset, (crop, box) in enumerate(crops)
+        ]
         position += len(crops)
         if len(crops) > len(now):  # a split
             left, top, right, bottom = found.lines[other.line][other.start][1]
@@ -224,15 +237,15 @@ def _choose(
         else:  # a merge
             better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
         if better:
-            chosen.append((other, crops))
+            chosen.append((other, replacement))
     # Replace from the end of each line, so earlier indices stay valid; skip overlaps.
     taken: dict[int, int] = {}
-    for other, crops in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
+    for other, replacement in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
         if other.stop > taken.get(other.line, 1 << 30):
             continue
-        lines[other.line][other.start : other.stop] = crops
+        judged[other.line][other.start : other.stop] = replacement
         taken[other.line] = other.start
-    return lines
+    return judged
 
 
 def _wanted_factor(found: Segmentation, shape: tuple[int, ...], original_side: int) -> float:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -229,22 +228,13 @@ def _join_fragments(
     keep[0] = False
     mask = keep[labels]
     size = 2 * radius + 1
-    grown = cv2.dilate(
-        mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    )
-    count, joined, _ = components(grown)
-    joined = np.where(mask, joined, 0).astype(np.int32)
-    stats = np.zeros((count, 5), dtype=np.int64)
-    for index, found in enumerate(ndimage.find_objects(joined), start=1):
-        if found is None:
-            continue
-        rows, columns = found
-        stats[index, :4] = (
-            columns.start,
-            rows.start,
-            columns.stop - columns.start,
-            rows.stop - rows.start,
-        )
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    # Padded so that no grown box is clipped: each is then the ink's box grown by `radius`.
+    grown = cv2.dilate(np.pad(mask, radius).astype(np.uint8), kernel)
+    count, joined, stats = components(grown)
+    joined = np.where(mask, joined[radius:-radius, radius:-radius], 0).astype(np.int32)
+    stats = stats.astype(np.int64)
+    stats[:, 2:4] -= 2 * radius  # left and top: grown by radius, shifted back by the padding
     stats[:, 4] = np.bincount(joined.ravel(), minlength=count)[:count]
     used = np.flatnonzero(stats[:, 4] > 0)
     return joined, stats, used[used > 0]

@@ -302,7 +302,13 @@ class Classifier:
         version = self.version
         predictions: list[DigitPrediction] = []
         if prepared.digits:
-            probabilities = self.predict(np.stack([digit.image for digit in prepared.digits]))
+            # The crops the judge saw already have their answer.
+            unjudged = [digit.image for digit in prepared.digits if digit.probabilities is None]
+            fresh = iter(self.predict(np.stack(unjudged)) if unjudged else [])
+            probabilities = [
+                digit.probabilities if digit.probabilities is not None else next(fresh)
+                for digit in prepared.digits
+            ]
             for crop, row in zip(prepared.digits, probabilities, strict=True):
                 best = top_k(row, 3)
                 predictions.append(
