@@ -39,10 +39,10 @@ async def answers_to(emulator: BotApiEmulator, chat_id: int, photo_id: int) -> l
 async def correct_one_digit(emulator: BotApiEmulator, answer: dict[str, Any], user_id: int) -> str:
     """Open the number editor on `answer`, change its 2nd digit, save; the corrected number."""
     predicted = answer["text"].split()[0]
-    await press(emulator, answer, user_id, data_of(answer, replies.BUTTON_WRONG))
+    await press(emulator, answer, user_id, data_of(answer, replies.button_wrong()))
     editor = await edited(emulator, answer, lambda m: replies.number_question() in m["text"])
     await press(emulator, editor, user_id, keyboard(editor)[0][1][1])  # the 2nd digit
-    keypad = await edited(emulator, answer, lambda m: "2nd digit" in m["text"])
+    keypad = await edited(emulator, answer, lambda m: "digit is in position 2" in m["text"])
     real_digit = other_digit(predicted[1])
     await press(emulator, keypad, user_id, data_of(keypad, real_digit))
     real = predicted[0] + real_digit + predicted[2:]
