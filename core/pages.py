@@ -183,6 +183,15 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
     look = dataclasses.replace(
         look, stroke_fraction=stroke, height_fraction=digit_height / frame[1]
     )
+    if plan.tight:
+        # A tight crop is cut from the photo around the writing, level with it: the camera's
+        # roll and tilt were mostly cropped away (and a strong tilt cannot fit a thin frame).
+        look = dataclasses.replace(
+            look,
+            roll=float(np.clip(look.roll, -2, 2)),
+            pitch=float(np.clip(look.pitch, -3, 3)),
+            yaw=float(np.clip(look.yaw, -3, 3)),
+        )
     placed: list[photos._Placed] = []
     x_column = 0.0
     for column_index, column in enumerate(columns):
