@@ -317,7 +317,12 @@ def _group_pieces(pieces: list[_Group], rejected: list[Rejected]) -> list[_Group
     for piece in sorted(full, key=lambda p: -p.area):
         # A digit in two tall pieces stacks them; neighbouring digits barely overlap.
         for group in groups:
-            if _overlap(group, piece) >= 0.7 * min(group.width, piece.width):
+            overlap = _overlap(group, piece)
+            shared = min(group.bottom, piece.bottom) - max(group.top, piece.top)
+            stacked = overlap >= 0.5 * min(group.width, piece.width) and shared <= 0.3 * min(
+                group.height, piece.height
+            )  # an upper and a lower piece of one digit
+            if overlap >= 0.7 * min(group.width, piece.width) or stacked:
                 group.absorb(piece)
                 break
         else:
@@ -330,7 +335,9 @@ def _group_pieces(pieces: list[_Group], rejected: list[Rejected]) -> list[_Group
     for piece in sorted(partial, key=lambda p: -p.area):
         beside = all(_overlap(group, piece) < 0.3 * piece.width for group in groups)
         on_baseline = piece.bottom >= baseline - 0.25 * tallest
-        if beside and on_baseline and piece.height >= SMALL_DIGIT * tallest:
+        # Not a thin straight strip (a paper line's end, the edge of a box).
+        shaped = piece.width >= 0.25 * piece.height
+        if beside and on_baseline and shaped and piece.height >= SMALL_DIGIT * tallest:
             # Beside the others, on their baseline but shorter: a small digit (a 0, a 1), not
             # a part of one (a 5's cap floats above the baseline).
             groups.append(
@@ -377,16 +384,26 @@ def _text_lines(pieces: list[_Group], rejected: list[Rejected]) -> list[list[_Gr
     low = np.minimum(heights[:, None], heights[None])
     high = np.maximum(heights[:, None], heights[None])
     linked = (shared >= 0.5 * low) & (gaps <= LINE_GAP * high) & (low >= 0.5 * high)
+    # A digit broken into an upper and a lower piece (a 3, an 8): stacked, close, one digit.
+    widths = rights - lefts
+    narrow = np.minimum(widths[:, None], widths[None])
+    stacked = (-gaps >= 0.5 * narrow) & (-shared <= 0.3 * high)
+    linked |= stacked
     count, owner = connected_components(csr_matrix(linked), directed=False)
     lines: list[list[_Group]] = [[] for _ in range(count)]
     for piece, index in zip(majors, owner.tolist(), strict=True):
         lines[index].append(piece)
-    # What the frame cuts counts when it is level with writing inside the frame.
+    # What the frame cuts counts when it is level with writing inside the frame, or when all
+    # that is inside is far smaller (a digit filling a tight crop, specks beside it).
     inside = [line for line in lines if not all(piece.border for piece in line)]
+    inside_height = max((max(piece.height for piece in line) for line in inside), default=0)
+    kept_lines = []
     for line in lines:
-        if inside and all(piece.border for piece in line):
+        if line in inside or SMALL_LINE * max(piece.height for piece in line) > inside_height:
+            kept_lines.append(line)
+        else:
             rejected.extend(Rejected(_box(piece), "cut by the frame") for piece in line)
-    lines = inside or lines
+    lines = kept_lines
     line_heights = [float(np.median([piece.height for piece in line])) for line in lines]
     tallest = max(line_heights)
     kept, small = [], []
