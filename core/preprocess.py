@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.choice import Judge, choose
 from core.segmentation import Rejected, Segmentation, components, find_digits
 
 # The images here are small (256 px): OpenCV's worker threads spin-wait for work that takes
@@ -76,11 +76,6 @@ FULL_CONTRAST = 0.6  # a stroke a few pixels wide reaches at least this ink leve
 PAPER_LINE = 0.15  # paper lines are thinner than this share of the digit height
 JOIN_GAP = 0.03  # ink this close (a share of the digit height, each side) is one piece
 MAX_DIGITS = 200  # digits per picture (a page)
-# The classifier's say on unclear cuts (see _choose).
-SPLIT_SURE = 0.8
-SURE_WIDE = 1.3
-MERGE_SURE = 0.9
-MERGE_MARGIN = 0.1
 MNIST_BOX = 20
 MNIST_SIZE = 28
 MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
@@ -135,7 +130,7 @@ def prepare(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_digits: int = MAX_DIGITS,
-    judge: Callable[[np.ndarray], np.ndarray] | None = None,
+    judge: Judge | None = None,
 ) -> Prepared:
     """Photo in, MNIST-like digit crops out (empty list: no digit). Raises ImageError.
 
@@ -145,7 +140,7 @@ def prepare(
     least TARGET_HEIGHT tall with strokes at least TARGET_STROKE wide (up to the original's).
 
     `judge` ((n, 28, 28) crops -> (n, 10) probabilities, the classifier) decides where the cut
-    between digits is unclear (see `_choose`); without it the segmentation's first reading
+    between digits is unclear (core.choice); without it the segmentation's first reading
     stands."""
     picture = decode(image, max_pixels=max_pixels)
     original = picture.info.get("original_size", picture.size)
@@ -178,9 +173,10 @@ def prepare(
         left, top, right, bottom = (round(value * to_original) for value in box)
         return (left, top, right, bottom)
 
+    readings = choose(found, lambda mask, box: mnist_crop(ink, mask, box), judge)
     digits = [
         DigitCrop(image=crop, box=scaled(box), line=line, probabilities=probabilities)
-        for line, crops in enumerate(_choose(found, ink, judge))
+        for line, crops in enumerate(readings)
         for crop, box, probabilities in crops
     ]
     return Prepared(
@@ -192,69 +188,15 @@ def prepare(
     )
 
 
-def _choose(
-    found: Segmentation, ink: np.ndarray, judge: Callable[[np.ndarray], np.ndarray] | None
-) -> list[list[tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None]]]:
-    """The 28x28 crop, box and (when judged) probabilities of every digit, line by line, each
-    unclear cut decided by the classifier's confidence: a wide group is read as two digits when
-    both are clearly digits (and, unless it is far wider than a digit, no less sure than the
-    whole); two narrow neighbours as one when that one is clearly a digit and surer than either
-    part."""
-    lines = [[(mnist_crop(ink, mask, box), box) for mask, box in line] for line in found.lines]
-    if judge is None or not found.alternatives:
-        return [[(crop, box, None) for crop, box in line] for line in lines]
-    others = [
-        [(mnist_crop(ink, mask, box), box) for mask, box in other.digits]
-        for other in found.alternatives
-    ]
-    batch = [crop for line in lines for crop, _ in line] + [
-        crop for other in others for crop, _ in other
-    ]
-    answers = judge(np.stack(batch))
-    sure = answers.max(axis=1)
-    offsets = np.cumsum([0] + [len(line) for line in lines])
-    judged = [
-        [
-            (crop, box, answers[int(offsets[index]) + position])
-            for position, (crop, box) in enumerate(line)
-        ]
-        for index, line in enumerate(lines)
-    ]
-    position = int(offsets[-1])
-    chosen = []
-    for other, crops in zip(found.alternatives, others, strict=True):
-        first = int(offsets[other.line])
-        now = sure[first + other.start : first + other.stop]
-        then = sure[position : position + len(crops)]
-        replacement = [
-            (crop, box, answers[position + offset]) for offset, (crop, box) in enumerate(crops)
-        ]
-        position += len(crops)
-        if len(crops) > len(now):  # a split
-            left, top, right, bottom = found.lines[other.line][other.start][1]
-            wide = right - left >= SURE_WIDE * (bottom - top)
-            better = float(then.min()) >= SPLIT_SURE and (wide or then.min() >= now.min())
-        else:  # a merge
-            better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
-        if better:
-            chosen.append((other, replacement))
-    # Replace from the end of each line, so earlier indices stay valid; skip overlaps.
-    taken: dict[int, int] = {}
-    for other, replacement in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
-        if other.stop > taken.get(other.line, 1 << 30):
-            continue
-        judged[other.line][other.start : other.stop] = replacement
-        taken[other.line] = other.start
-    return judged
-
-
 def _wanted_factor(found: Segmentation, shape: tuple[int, ...], original_side: int) -> float:
     """How much finer than `shape` the writing should be analysed (1: as it is)."""
     if max(shape) >= min(original_side, MAX_WORKING_SIZE):
         return 1.0  # already at the original's resolution
     if not found.lines:
-        # Nothing found: strokes thinner than a pixel vanish at this size; look closer once.
-        return BLANK_RESCAN if original_side > max(shape) * RESCAN_FACTOR else 1.0
+        # Nothing found at the first look: strokes thinner than a pixel vanish at this size;
+        # look closer once (a blank page costs one more look, not several).
+        first_look = max(shape) <= WORKING_SIZE
+        return BLANK_RESCAN if first_look and original_side > max(shape) * RESCAN_FACTOR else 1.0
     # A stroke thinner than a pixel is smeared into a fainter one: its true width is about
     # the measured one times the ink lost.
     stroke = found.stroke * min(1.0, found.contrast / FULL_CONTRAST)

@@ -1,0 +1,78 @@
+"""The classifier's say where the cut between digits is unclear (issue 13's recognition-driven
+splitting and merging): core.segmentation offers other readings of a few groups (a looser cut
+of a wide group, one digit made of two narrow neighbours), core.preprocess crops them, and the
+classifier's confidence picks the reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from core.segmentation import Box, Segmentation
+
+Crop = Callable[[np.ndarray, Box], np.ndarray]  # a digit's mask and box -> its 28x28 crop
+Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) probabilities
+# A split is taken when both parts are read at least this surely (and no less surely than the
+# whole, unless the group is SURE_WIDE times wider than tall); a merge when the one digit is
+# read at least MERGE_SURE surely and MERGE_MARGIN more surely than either part.
+SPLIT_SURE = 0.8
+SURE_WIDE = 1.3
+MERGE_SURE = 0.9
+MERGE_MARGIN = 0.1
+
+
+def choose(
+    found: Segmentation, crop: Crop, judge: Judge | None
+) -> list[list[tuple[np.ndarray, Box, np.ndarray | None]]]:
+    """The 28x28 crop, box and (when judged) probabilities of every digit, line by line, each
+    unclear cut decided by the classifier's confidence: a wide group is read as two digits when
+    both are clearly digits (and, unless it is far wider than a digit, no less sure than the
+    whole); two narrow neighbours as one when that one is clearly a digit and surer than either
+    part."""
+    lines = [[(crop(mask, box), box) for mask, box in line] for line in found.lines]
+    if judge is None or not found.alternatives:
+        return [[(crop, box, None) for crop, box in line] for line in lines]
+    others = [
+        [(crop(mask, box), box) for mask, box in other.digits] for other in found.alternatives
+    ]
+    batch = [crop for line in lines for crop, _ in line] + [
+        crop for other in others for crop, _ in other
+    ]
+    answers = judge(np.stack(batch))
+    sure = answers.max(axis=1)
+    offsets = np.cumsum([0] + [len(line) for line in lines])
+    judged = [
+        [
+            (crop, box, answers[int(offsets[index]) + position])
+            for position, (crop, box) in enumerate(line)
+        ]
+        for index, line in enumerate(lines)
+    ]
+    position = int(offsets[-1])
+    chosen = []
+    for other, crops in zip(found.alternatives, others, strict=True):
+        first = int(offsets[other.line])
+        now = sure[first + other.start : first + other.stop]
+        then = sure[position : position + len(crops)]
+        replacement = [
+            (crop, box, answers[position + offset]) for offset, (crop, box) in enumerate(crops)
+        ]
+        position += len(crops)
+        if len(crops) > len(now):  # a split
+            left, top, right, bottom = found.lines[other.line][other.start][1]
+            wide = right - left >= SURE_WIDE * (bottom - top)
+            better = float(then.min()) >= SPLIT_SURE and (wide or then.min() >= now.min())
+        else:  # a merge
+            better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
+        if better:
+            chosen.append((other, replacement))
+    # Replace from the end of each line, so earlier indices stay valid; skip overlaps.
+    taken: dict[int, int] = {}
+    for other, replacement in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
+        if other.stop > taken.get(other.line, 1 << 30):
+            continue
+        judged[other.line][other.start : other.stop] = replacement
+        taken[other.line] = other.start
+    return judged
