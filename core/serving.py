@@ -471,9 +471,20 @@ def _start_worker(model_dir: str, backend: str) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent stops the workers itself,
     # so a worker must not die of it first (with a KeyboardInterrupt traceback, mid-answer).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker waits for tasks on a queue it also holds the writing end of, so it never sees the
+    # bot go: one killed or crashed without shutdown() would leave it (and the forkserver it
+    # keeps open) running forever. The parent's sentinel ends it instead.
+    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     # One LiteRT thread: the workers and the bot already keep the cores busy, and a second
     # inference thread would spin waiting for a core (CPU lost, no answer sooner).
     _worker_classifier = Classifier(model_dir, backend, threads=1)
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(0)
 
 
 def _classify_in_worker(image: bytes, max_pixels: int, version: str) -> Classification:

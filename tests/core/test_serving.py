@@ -249,3 +249,53 @@ async def test_shutdown_does_not_wait_for_a_stuck_worker(model_dir: Path) -> Non
     with pytest.raises(ImageError, match="stopping"):
         await asyncio.wait_for(stuck, 10)
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_workers_end_when_the_process_that_owns_them_is_killed() -> None:
+    """A bot killed without shutting down (SIGKILL, a crash) leaves no worker processes behind."""
+    import os
+    import signal
+    import subprocess
+
+    script = (
+        "import asyncio, sys\n"
+        "from core.serving import Classifier, ClassifierWorkers\n"
+        "workers = ClassifierWorkers(Classifier('models'), 1)\n"
+        "asyncio.run(workers.warm_up())\n"
+        "print(*workers.pids(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        assert pids, "the owner printed no worker pids"
+        time.sleep(1)
+        assert all(_is_running(pid) for pid in pids), "workers must live as long as their owner"
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 10
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in pids if _is_running(pid)]
+        assert not alive, f"worker processes {alive} outlived the killed owner"
+    finally:
+        owner.kill()
+        for pid in pids if "pids" in locals() else []:
+            if _is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _is_running(pid: int) -> bool:
+    """True for a live process (a zombie waiting to be reaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
