@@ -48,11 +48,20 @@ def group_share_reply(state: BotState, user_id: int, chat: Chat) -> str:
     return replies.group_flood(share, SHARE_WINDOW_SECONDS, wait)
 
 
+def is_our_command(update: Update, bot_username: str) -> bool:
+    """A command for this bot (`/help`, `/help@thisbot`), not one for another bot in a group."""
+    message = update.message
+    if message is None or not filters.COMMAND.check_update(update) or not message.text:
+        return False
+    command = message.text.split(maxsplit=1)[0]
+    return "@" not in command or command.lower().endswith(f"@{bot_username.lower()}")
+
+
 async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Count a command or button press against its sender's limits; past one, stop the update."""
     user = update.effective_user
     query = update.callback_query
-    if user is None or not (query is not None or filters.COMMAND.check_update(update)):
+    if user is None or not (query is not None or is_our_command(update, context.bot.username)):
         return
     state = get_state(context.bot_data)
     chat = update.effective_chat

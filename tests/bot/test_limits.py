@@ -96,3 +96,14 @@ async def test_one_members_flood_delays_another_members_answer_by_at_most_one_sh
     delay = time.monotonic() - started
     print(f"another member's answer came {delay:.2f} s after their photo (bound {bound:.0f} s)")
     assert answer["text"] and delay < bound
+
+
+async def test_commands_for_other_bots_do_not_count(
+    start_bot: Any, emulator: BotApiEmulator
+) -> None:
+    await start_bot(action_flood_limit=2)
+    for _ in range(3):
+        emulator.send_text(GROUP_ID, USER_ID, "/start@some_other_bot")
+    ours = emulator.send_text(GROUP_ID, USER_ID, "/help")
+    reply = await emulator.wait_for_reply(GROUP_ID, ours["message_id"])
+    assert not reply["text"].startswith("Too many")
