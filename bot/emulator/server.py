@@ -198,6 +198,8 @@ class BotApiEmulator:
         self._commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         # callback_query_id -> the bot's answer (None until answered); oldest dropped.
         self.callback_answers: dict[str, dict[str, Any] | None] = {}
+        # setWebhook's url and secret_token (None: no webhook).
+        self.webhook: dict[str, Any] | None = None
         self._subscribers: list[asyncio.Queue[dict[str, Any]]] = []
         self._waiters: set[asyncio.Future[None]] = set()
         self._stopping = asyncio.Event()
@@ -210,6 +212,7 @@ class BotApiEmulator:
                 ("logOut", self._return_true),
                 ("close", self._return_true),
                 ("getUpdates", self._get_updates),
+                ("setWebhook", self._set_webhook),
                 ("deleteWebhook", self._delete_webhook),
                 ("getWebhookInfo", self._get_webhook_info),
                 ("setMyCommands", self._set_my_commands),
@@ -1088,14 +1091,24 @@ class BotApiEmulator:
     def _get_me(self, params: Params, uploads: dict[str, Upload]) -> dict[str, Any]:
         return copy.deepcopy(self._me)
 
+    def _set_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
+        """Record the webhook (tests post updates to it themselves; nothing is delivered)."""
+        url = get_string(params, "url") or ""
+        secret = get_string(params, "secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        self.webhook = {"url": url, "secret_token": secret} if url else None
+        return True
+
     def _delete_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
+        self.webhook = None
         if get_bool(params, "drop_pending_updates"):
             self._updates.clear()
         return True
 
     def _get_webhook_info(self, params: Params, uploads: dict[str, Upload]) -> dict[str, Any]:
         return {
-            "url": "",
+            "url": self.webhook["url"] if self.webhook else "",
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }

@@ -1,36 +1,34 @@
 """Webhook mode (bot/webhook.py): only requests that carry the secret token reach the bot.
 
-Telegram is replaced by the emulator for the bot's own calls; updates are posted the way Telegram
-posts them, with and without the `X-Telegram-Bot-Api-Secret-Token` header.
+Telegram is replaced by the emulator for the bot's own calls (setWebhook included: it records the
+URL and secret); updates are posted the way Telegram posts them, with and without the
+`X-Telegram-Bot-Api-Secret-Token` header.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from telegram.ext import ExtBot
 
 from bot import webhook
 from bot.emulator import BotApiEmulator
 from bot.heartbeat import heartbeat_problem
-from tests.bot.conftest import ADMIN_ID, USER_ID, RunningBot
+from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, RunningBot
 from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
 from tests.conftest import digit_photo
 
 
-@pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """What the bot gave to setWebhook (the emulator is a polling emulator without it)."""
-    calls: dict[str, Any] = {}
-
-    async def set_webhook(self: Any, url: str, **options: Any) -> bool:
-        calls.update(options, url=url)
-        return True
-
-    monkeypatch.setattr(ExtBot, "set_webhook", set_webhook)
-    return calls
+def registered(emulator: BotApiEmulator) -> dict[str, Any]:
+    """What the bot gave to the emulator's setWebhook."""
+    assert emulator.webhook is not None, "setWebhook was not called"
+    return emulator.webhook
 
 
 async def start_webhook_bot(start_bot: Any, **overrides: Any) -> tuple[str, RunningBot]:
@@ -47,10 +45,10 @@ async def start_webhook_bot(start_bot: Any, **overrides: Any) -> tuple[str, Runn
 
 
 async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
-    start_bot: Any, emulator: BotApiEmulator, mnist: Any, registered: dict[str, Any]
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any
 ) -> None:
     url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
-    assert registered["secret_token"] == "s3cret-Token"
+    assert registered(emulator)["secret_token"] == "s3cret-Token"
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
     update = {"update_id": 1, "message": photo}  # what Telegram would post
     async with aiohttp.ClientSession() as session:
@@ -66,10 +64,10 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
 
 
 async def test_without_a_configured_secret_a_strong_one_is_generated_and_required(
-    start_bot: Any, emulator: BotApiEmulator, registered: dict[str, Any]
+    start_bot: Any, emulator: BotApiEmulator
 ) -> None:
     url, _ = await start_webhook_bot(start_bot, webhook_secret_token=None)
-    secret = registered["secret_token"]
+    secret = registered(emulator)["secret_token"]
     assert isinstance(secret, str) and len(secret) >= 32
     # A forged admin /stats, the attack of issue 17: refused without the secret.
     stats = emulator.send_text(ADMIN_ID, ADMIN_ID, "/stats")
@@ -89,7 +87,7 @@ async def test_without_a_configured_secret_a_strong_one_is_generated_and_require
 
 
 async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
-    start_bot: Any, registered: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    start_bot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compared: list[tuple[bytes, bytes]] = []
     real = webhook.hmac.compare_digest
@@ -116,9 +114,7 @@ async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
     assert (b"wrong", b"s3cret-Token") in compared
 
 
-async def test_the_heartbeat_is_written_in_webhook_mode(
-    start_bot: Any, registered: dict[str, Any]
-) -> None:
+async def test_the_heartbeat_is_written_in_webhook_mode(start_bot: Any) -> None:
     _, running = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     path = running.settings.heartbeat_file
     path.unlink(missing_ok=True)
@@ -132,3 +128,65 @@ def test_webhook_mode_without_a_url_is_one_clear_error() -> None:
 
     with pytest.raises(ValueError, match="WEBHOOK_URL"):
         webhook.webhook_config(Settings(_env_file=None, webhook_url=None))
+
+
+async def test_digitbot_run_webhook_registers_a_secret_answers_and_stops_on_sigterm(
+    emulator: BotApiEmulator, model_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))
+    }
+    environment.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=emulator.url,
+        WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
+        WEBHOOK_LISTEN="127.0.0.1",
+        WEBHOOK_PORT=str(port),
+        MODEL_DIR=str(model_dir),
+        DATA_DIR=str(tmp_path / "data"),
+        LOG_LEVEL="DEBUG",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--webhook",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        for _ in range(600):  # the model and workers start first
+            if emulator.webhook is not None or process.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert emulator.webhook is not None, "the bot never called setWebhook"
+        secret = emulator.webhook["secret_token"]
+        assert emulator.webhook["url"] == f"http://127.0.0.1:{port}/hook" and len(secret) >= 32
+        start = emulator.send_text(USER_ID, USER_ID, "/start")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                emulator.webhook["url"],
+                json={"update_id": 1, "message": start},
+                headers={webhook.SECRET_HEADER: secret},
+            ) as response,
+        ):
+            assert response.status == 200
+        reply = await emulator.wait_for_reply(USER_ID, start["message_id"], timeout=30)
+        assert reply["text"].startswith("Hello, Bob!")
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    text = output.decode()
+    assert secret not in text and TOKEN.split(":")[1] not in text
+    assert "WEBHOOK_SECRET_TOKEN is not set: using a random one" in text
