@@ -21,10 +21,10 @@ WORKDIR /app
 
 # Dependencies and code first (tensorflow-cpu comes with the project on x86_64), the model last,
 # so that a new model does not reinstall anything.
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml constraints.txt README.md* ./
 COPY core ./core
 COPY bot ./bot
-RUN pip install . && rm -rf /root/.cache
+RUN pip install -c constraints.txt . && rm -rf /root/.cache
 
 COPY --chown=digitbot:digitbot models ./models
 # The feedback store, its generated salt and the heartbeat file (a volume keeps the first two).
