@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,9 +81,10 @@ def new_version_name(arch: str) -> str:
 
 
 def staging_dir(model_dir: Path) -> Path:
-    """A fresh private folder inside model_dir (same filesystem, so the final rename is atomic)."""
+    """A fresh private folder inside model_dir (same filesystem, so the final rename is atomic),
+    named after the writing process (`.staging-<pid>-*`) so that a leftover can be recognised."""
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -133,12 +135,86 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def prune(model_dir: Path, keep: int = KEEP_VERSIONS) -> None:
-    """Keep the served version and the `keep` newest others; remove stale staging folders."""
-    served = current_version(model_dir)
-    for version in list_versions(model_dir)[keep:]:
-        if version != served:
-            shutil.rmtree(Path(model_dir) / version, ignore_errors=True)
+def committed_versions(model_dir: Path) -> set[str]:
+    """Versions whose files are tracked by git (the one shipped in the repository); none when
+    the folder is not in a git checkout or git is missing."""
+    model_dir = Path(model_dir)
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--", f"*/{METADATA_FILE}"],
+            cwd=model_dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    names = {Path(line).parent.name for line in listed.splitlines() if "/" in line}
+    return {name for name in names if (model_dir / name).is_dir()}
+
+
+def kept_versions(model_dir: Path, keep: int = KEEP_VERSIONS) -> dict[str, list[str]]:
+    """The versions `prune` keeps, newest first, each with why: "serving" (CURRENT), "newest",
+    "in the repository" (tracked by git), "recent" (one of the `keep` newest others)."""
+    versions = list_versions(model_dir)
+    try:
+        served: str | None = current_version(model_dir)
+    except RegistryError:
+        served = None
+    committed = committed_versions(model_dir)
+    kept: dict[str, list[str]] = {}
+    recent = [version for version in versions if version != served][:keep]
+    for index, version in enumerate(versions):
+        reasons = []
+        if version == served:
+            reasons.append("serving")
+        if index == 0:
+            reasons.append("newest")
+        if version in committed:
+            reasons.append("in the repository")
+        if version in recent:
+            reasons.append("recent")
+        if reasons:
+            kept[version] = reasons
+    return kept
+
+
+def prune(model_dir: Path, keep: int = KEEP_VERSIONS) -> list[str]:
+    """Delete the versions `kept_versions` does not keep; return their names."""
+    kept = kept_versions(model_dir, keep)
+    removed = [version for version in list_versions(model_dir) if version not in kept]
+    for version in removed:
+        shutil.rmtree(Path(model_dir) / version, ignore_errors=True)
+    return removed
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process named in `.staging-<pid>-*` still runs (older names: no)."""
+    pid_text = name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    try:  # Linux: a zombie (dead, not reaped by whoever adopted it) is not a writer
+        return Path(f"/proc/{pid_text}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphaned_staging(model_dir: Path) -> int:
+    """Delete staging folders whose writing process is gone (a killed bot or training)."""
+    removed = 0
+    for entry in Path(model_dir).glob(f"{STAGING_PREFIX}*"):
+        if not _writer_alive(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def remove_stale_staging(model_dir: Path) -> int:
