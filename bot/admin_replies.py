@@ -14,7 +14,7 @@ from bot.replies import escape
 
 if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
     from bot.feedback import FeedbackStats
-    from bot.retrain import Comparison
+    from core.promotion import Comparison
     from core.train import EpochReport
 
 
@@ -98,22 +98,39 @@ def epochs_text(count: int) -> str:
     return ngettext("{count} epoch", "{count} epochs", count).format(count=number(count))
 
 
-def retrain_recipe(arch: str, epochs: int, full_epochs: int, train_limit: int | None) -> str:
-    """One /stats line: what /retrain would train, and how it differs from the full recipe."""
+def retrain_recipe(
+    epochs: int, full_arch: str, full_epochs: int | None, train_limit: int | None
+) -> str:
+    """One /stats line: what /retrain and /retrain full would train."""
     if train_limit:
         text = _(
-            "/retrain trains {arch} with the same recipe on the first {limit} MNIST images: "
-            "{epochs} by default"
-        ).format(arch=escape(arch), limit=number(train_limit), epochs=epochs_text(epochs))
+            "/retrain fine-tunes the served model for {epochs} on the first {limit} MNIST "
+            "images and the confirmed user digits"
+        ).format(limit=number(train_limit), epochs=epochs_text(epochs))
     else:
         text = _(
-            "/retrain trains {arch} with the same recipe on all of MNIST: {epochs} by default"
-        ).format(arch=escape(arch), epochs=epochs_text(epochs))
-    if epochs != full_epochs:
-        text += " " + _("(the full {arch} recipe: {epochs})").format(
-            arch=escape(arch), epochs=epochs_text(full_epochs)
-        )
-    return text
+            "/retrain fine-tunes the served model for {epochs} on all of MNIST and the "
+            "confirmed user digits"
+        ).format(epochs=epochs_text(epochs))
+    full = _("/retrain full trains {arch} from scratch").format(arch=escape(full_arch))
+    if full_epochs:
+        full += f" ({epochs_text(full_epochs)})"
+    return f"{text}; {full}"
+
+
+def kept_versions(kept: dict[str, list[str]]) -> str:
+    """One /stats line: the versions in the model folder and why each is kept."""
+    reasons = {
+        "serving": _("serving"),
+        "newest": _("newest"),
+        "in the repository": _("in the repository"),
+        "recent": _("recent"),
+    }
+    parts = [
+        f"{escape(version)} ({', '.join(reasons.get(why, why) for why in whys)})"
+        for version, whys in kept.items()
+    ]
+    return _("Model versions kept: {versions}").format(versions="; ".join(parts) or "-")
 
 
 def stats_image_captions() -> tuple[str, str]:
@@ -125,9 +142,25 @@ def stats_image_captions() -> tuple[str, str]:
 
 def retrain_usage(argument: str, minimum: int, maximum: int, default: int) -> str:
     return _(
-        "{argument} is not a number of epochs. Use /retrain or /retrain N with N "
-        "from {minimum} to {maximum} (default {default})."
+        "{argument} is not a number of epochs. Use /retrain or /retrain N to fine-tune the "
+        "served model, /retrain full [N] to train from scratch, with N from {minimum} to "
+        "{maximum} (default {default}), or /retrain cancel."
     ).format(argument=escape(argument), minimum=minimum, maximum=maximum, default=default)
+
+
+def retrain_needs_mnist(default_file: object) -> str:
+    return _(
+        "Retraining needs MNIST: put mnist.npz at {path} in the project folder, or set "
+        "MNIST_PATH in .env, then /retrain again."
+    ).format(path=escape(str(default_file)))
+
+
+def retrain_nothing_to_cancel() -> str:
+    return _("No retraining is running; nothing to cancel.")
+
+
+def retrain_cancelled() -> str:
+    return _("Retraining cancelled. The current model keeps serving; nothing was left behind.")
 
 
 def retrain_started(
@@ -137,13 +170,21 @@ def retrain_started(
     user_digits: int = 0,
     holdout_digits: int = 0,
     user_weight: float = 1.0,
+    *,
+    fine_tune_from: str | None = None,
 ) -> str:
     if train_limit:
         data = _("the first {count} MNIST training images").format(count=number(train_limit))
     else:
         data = "MNIST"
+    if fine_tune_from:
+        what = _("fine-tuning {version} ({arch})").format(
+            version=escape(fine_tune_from), arch=escape(arch)
+        )
+    else:
+        what = _("{arch} from scratch").format(arch=escape(arch))
     text = _("Retraining: {arch}, {epochs} on {data}").format(
-        arch=escape(arch), epochs=epochs_text(epochs), data=data
+        arch=what, epochs=epochs_text(epochs), data=data
     )
     if user_digits:
         text += " " + ngettext(
@@ -159,7 +200,13 @@ def retrain_started(
             "{count} more user digits held out to measure accuracy on users' photos.",
             holdout_digits,
         ).format(count=number(holdout_digits))
-    return text + "\n" + _("Starting the training process… photos are still answered meanwhile.")
+    return (
+        text
+        + "\n"
+        + _("Starting the training process… photos are still answered meanwhile.")
+        + " "
+        + _("(/retrain cancel stops it)")
+    )
 
 
 def retrain_progress(
@@ -196,10 +243,14 @@ def retrain_busy(progress: str) -> str:
     return _("A retraining is already running; one at a time.") + f"\n\n{progress}"
 
 
-def _accuracy_lines(comparison: Comparison, promoted: bool) -> list[str]:
-    """MNIST and user-photo accuracy, the candidate ("new") against the model it would replace."""
+def _evidence_lines(comparison: Comparison, promoted: bool) -> list[str]:
+    """The candidate ("new") against the model it would replace, figure by figure."""
+    new, old, rule = comparison.candidate, comparison.current, comparison.rule
     unknown = _("unknown")
-    old = unknown if comparison.old_mnist is None else percent(comparison.old_mnist, 2)
+
+    def pct(value: float | None, digits: int = 1) -> str:
+        return unknown if value is None else percent(value, digits)
+
     template = (
         _("MNIST test accuracy: new {new}, previous {old} (tolerance {tolerance}).")
         if promoted
@@ -207,21 +258,17 @@ def _accuracy_lines(comparison: Comparison, promoted: bool) -> list[str]:
     )
     lines = [
         template.format(
-            new=percent(comparison.new_mnist, 2),
-            old=old,
-            tolerance=points(comparison.mnist_tolerance),
+            new=pct(new.mnist, 2), old=pct(old.mnist, 2), tolerance=points(rule.mnist_tolerance)
         )
     ]
     if comparison.holdout_count == 0:
         lines.append(_("Accuracy on users' photos: no held-out user digits yet."))
     else:
-        new_user = unknown if comparison.new_user is None else percent(comparison.new_user)
-        old_user = unknown if comparison.old_user is None else percent(comparison.old_user)
-        rule = _("tolerance {tolerance}").format(tolerance=points(comparison.user_tolerance))
+        rule_text = _("tolerance {tolerance}").format(tolerance=points(rule.user_tolerance))
         if not comparison.user_enforced:
-            rule += "; " + _("not enforced below {count} held-out digits, too few to judge").format(
-                count=comparison.user_min_holdout
-            )
+            rule_text += "; " + _(
+                "not enforced below {count} held-out digits, too few to judge"
+            ).format(count=rule.user_min_holdout)
         template = (
             ngettext(
                 "Accuracy on users' photos ({count} held-out digit): new {new}, previous {old} "
@@ -241,7 +288,23 @@ def _accuracy_lines(comparison: Comparison, promoted: bool) -> list[str]:
         )
         lines.append(
             template.format(
-                count=number(comparison.holdout_count), new=new_user, old=old_user, rule=rule
+                count=number(comparison.holdout_count),
+                new=pct(new.user),
+                old=pct(old.user),
+                rule=rule_text,
+            )
+        )
+    if comparison.corrected_count:
+        template = (
+            _("Digits users corrected, now read right: new {new} of {count}, previous {old}.")
+            if promoted
+            else _("Digits users corrected, now read right: new {new} of {count}, current {old}.")
+        )
+        lines.append(
+            template.format(
+                new=number(new.corrected_right),
+                count=number(comparison.corrected_count),
+                old=number(old.corrected_right),
             )
         )
     if comparison.user_digits:
@@ -259,39 +322,49 @@ def retrain_promoted(version: str, comparison: Comparison) -> str:
     return "\n".join(
         [
             "✅ " + _("New model {version} is now serving.").format(version=escape(version)),
-            *_accuracy_lines(comparison, promoted=True),
+            *_evidence_lines(comparison, promoted=True),
         ]
     )
 
 
-def retrain_rejected(comparison: Comparison) -> str:
-    if not comparison.mnist_ok and comparison.old_mnist is not None:
-        reason = _(
+def rejection_reason(comparison: Comparison) -> str:
+    """Why the rule said no, in words (the first rule that failed)."""
+    new, old, rule = comparison.candidate, comparison.current, comparison.rule
+    if not comparison.mnist_ok:
+        return _(
             "MNIST test accuracy {new} against {old} for the current model (it may be at most "
             "{tolerance} lower)"
         ).format(
-            new=percent(comparison.new_mnist, 2),
-            old=percent(comparison.old_mnist, 2),
-            tolerance=points(comparison.mnist_tolerance),
+            new=percent(new.mnist or 0.0, 2),
+            old=percent(old.mnist or 0.0, 2),
+            tolerance=points(rule.mnist_tolerance),
         )
-    else:
-        new_user = 0.0 if comparison.new_user is None else comparison.new_user
-        old_user = 0.0 if comparison.old_user is None else comparison.old_user
-        reason = _(
+    if not comparison.user_ok:
+        return _(
             "accuracy on users' photos {new} against {old} for the current model (it may be at "
             "most {tolerance} lower)"
         ).format(
-            new=percent(new_user),
-            old=percent(old_user),
-            tolerance=points(comparison.user_tolerance),
+            new=percent(new.user or 0.0),
+            old=percent(old.user or 0.0),
+            tolerance=points(rule.user_tolerance),
         )
+    return _(
+        "it reads {new} of the {count} digits users corrected right, the current model {old}"
+    ).format(
+        new=number(new.corrected_right),
+        count=number(comparison.corrected_count),
+        old=number(old.corrected_right),
+    )
+
+
+def retrain_rejected(comparison: Comparison) -> str:
     return "\n".join(
         [
             "❌ "
             + _("Candidate not promoted: {reason}. The current model keeps serving.").format(
-                reason=reason
+                reason=rejection_reason(comparison)
             ),
-            *_accuracy_lines(comparison, promoted=False),
+            *_evidence_lines(comparison, promoted=False),
         ]
     )
 

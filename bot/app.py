@@ -41,6 +41,7 @@ from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
 from bot.updates import ImageSlotProcessor
+from core import registry
 from core.serving import Classifier, ClassifierWorkers
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,9 @@ async def on_post_init(application: Application) -> None:
     bot = application.bot
     await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
     await set_command_menus(bot, state.settings.admin_user_ids)
+    removed = await asyncio.to_thread(registry.remove_orphaned_staging, state.settings.model_dir)
+    if removed:  # left by a training process that died with an earlier bot
+        logger.info("removed %d orphaned staging folder(s)", removed)
     loop = asyncio.get_running_loop()
     warm_seconds = await loop.run_in_executor(state.executor, warm_up, state.classifier)
     if state.workers is not None:

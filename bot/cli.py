@@ -6,6 +6,7 @@ Subcommands import what they need when they run, so `digitbot predict` never loa
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import shlex
 import sys
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
+from bot.settings import Settings, find_mnist
 from core.model import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
+    from core.promotion import Comparison
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(arguments, name, None) is not None
         }
         settings = settings.model_copy(update=overrides)
-        arguments.model_dir, arguments.mnist_path = settings.model_dir, settings.mnist_path
+        # Unset MNIST_PATH: data/mnist.npz or Keras' cache when there, else Keras' download.
+        arguments.model_dir = settings.model_dir
+        arguments.mnist_path = find_mnist(settings.mnist_path)
         return int(arguments.handler(arguments, settings) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -86,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the new version but keep serving the current one",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if the promotion rule (as for /retrain) says no",
+    )
 
     evaluate = add(
         "evaluate", cmd_evaluate, "test accuracy, loss, per-class accuracy, confusion PNG"
@@ -116,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--real-digits",
         type=Path,
         default=Path("../shared/data/real-digits"),
-        help="with numbers: the real digits folder (its nsysu/ digits are written too)",
+        help="with numbers (its nsysu/ digits are written too) and --retrain: the real "
+        "digits folder",
     )
     bench.add_argument(
         "--count", type=int, help="photos to time (default 200; with --load, photos sent: 500)"
@@ -133,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: the real bot against the local emulator, --count photos "
         "from --users users in --chats chats at once",
+    )
+    bench.add_argument(
+        "--retrain",
+        action="store_true",
+        help="instead: a user corrects real exam digits in the real bot, an admin sends "
+        "/retrain with the RETRAIN_* settings; time, both models' accuracies, digits fixed",
     )
     bench.add_argument("--users", type=int, default=50, help="with --load (default 50)")
     bench.add_argument(
@@ -202,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the serving benchmark table, with --photos the photo accuracy table, with --load
     the bot's burst numbers (exit 1 if a photo was lost or answered twice)."""
+    if arguments.retrain:
+        from bot.retrainbench import run_retrain_bench
+
+        return run_retrain_bench(settings, arguments.real_digits)
     if arguments.load:
         from bot.loadtest import LoadSpec, run_load_command
 
@@ -261,7 +281,8 @@ def cmd_explore(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(arguments: argparse.Namespace, settings: Settings) -> int:
-    """Train with the recipe of --arch, write a complete version, then promote it atomically."""
+    """Train with the recipe of --arch, write a complete version, then promote it atomically
+    if the promotion rule of /retrain allows (or --force); exit 1 when it was not promoted."""
     from core import registry
     from core.train import train_candidate
 
@@ -283,14 +304,52 @@ def cmd_train(arguments: argparse.Namespace, settings: Settings) -> int:
         f"test accuracy {metadata['test_accuracy']:.2%}, loss {metadata['test_loss']:.4f}, "
         f"{metadata['train_seconds']:.0f} s of training"
     )
+    version = metadata["version"]
     if arguments.no_promote:
-        version = metadata["version"]
-        (staging).rename(arguments.model_dir / version)
+        staging.rename(arguments.model_dir / version)
         print(f"wrote {arguments.model_dir / version} (not promoted)")
-    else:
-        version = registry.promote(arguments.model_dir, staging)
-        print(f"promoted {version}: {arguments.model_dir / version}")
+        return 0
+    from bot import admin_replies
+
+    comparison = _train_verdict(
+        staging, settings.model_copy(update={"model_dir": arguments.model_dir})
+    )
+    if comparison is not None and not comparison.promote and not arguments.force:
+        staging.rename(arguments.model_dir / version)
+        print(html.unescape(admin_replies.retrain_rejected(comparison)))
+        print(f"wrote {arguments.model_dir / version} (not promoted; --force serves it anyway)")
+        return 1
+    version = registry.promote(arguments.model_dir, staging)
+    if comparison is not None:
+        print(html.unescape(admin_replies.retrain_promoted(version, comparison)))
+    forced = " (forced past the promotion rule)" if comparison and not comparison.promote else ""
+    print(f"promoted {version}{forced}: {arguments.model_dir / version}")
     return 0
+
+
+def _train_verdict(staging: Path, settings: Settings) -> Comparison | None:
+    """The /retrain promotion rule for a `digitbot train` candidate (None: no model is served
+    yet, so there is nothing to compare with)."""
+    from bot.retrain import judge_candidate, promotion_rule, stored_user_digits
+    from core import registry
+    from core.promotion import UserDigits
+    from core.serving import Classifier
+
+    try:
+        classifier = Classifier(settings.model_dir)
+    except registry.RegistryError:
+        return None
+    digits = UserDigits.empty()
+    if _store_exists(settings.database_url):
+        with _feedback_store(argparse.Namespace(), settings) as store:
+            digits = stored_user_digits(store)
+    return judge_candidate(classifier, staging, digits, promotion_rule(settings))
+
+
+def _store_exists(url: str) -> bool:
+    """An SQLite store that is not there yet is not created just to find it empty."""
+    prefix = "sqlite:///"
+    return not url.startswith(prefix) or Path(url.removeprefix(prefix)).is_file()
 
 
 def cmd_evaluate(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -216,6 +216,7 @@ class UserSamples:
     x: npt.NDArray[np.uint8]  # (n, 28, 28), ink = 255
     y: npt.NDArray[np.uint8]  # (n,)
     counts: npt.NDArray[np.int64]  # (n,) confirmations merged into each row (exact duplicates)
+    corrected: npt.NDArray[np.bool_]  # (n,) the bot had read this digit wrong (a user corrected it)
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ def _empty_samples() -> UserSamples:
         x=np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8),
         y=np.zeros((0,), dtype=np.uint8),
         counts=np.zeros((0,), dtype=np.int64),
+        corrected=np.zeros((0,), dtype=np.bool_),
     )
 
 
@@ -749,6 +751,7 @@ class FeedbackStore:
             rows = connection.execute(
                 select(
                     samples_table.c.id,
+                    samples_table.c.predicted,
                     samples_table.c.confirmed,
                     samples_table.c.content_hash,
                     sample_digits_table.c.crop,
@@ -761,7 +764,7 @@ class FeedbackStore:
                 .order_by(samples_table.c.id, sample_digits_table.c.position)
             ).all()
         # Group the digit rows back into samples, then merge samples with equal content hashes.
-        merged: dict[str, tuple[str, list[bytes]]] = {}
+        merged: dict[str, tuple[str, str, list[bytes]]] = {}
         counts: dict[str, int] = {}
         for _, group in itertools.groupby(rows, key=lambda row: row.id):
             sample_rows = list(group)
@@ -769,23 +772,33 @@ class FeedbackStore:
             if key in merged:
                 counts[key] += 1
             else:
-                merged[key] = (sample_rows[0].confirmed, [bytes(row.crop) for row in sample_rows])
+                first = sample_rows[0]
+                merged[key] = (
+                    first.predicted,
+                    first.confirmed,
+                    [bytes(r.crop) for r in sample_rows],
+                )
                 counts[key] = 1
 
-        parts: dict[bool, tuple[list[bytes], list[int], list[int]]] = {
-            False: ([], [], []),
-            True: ([], [], []),
+        parts: dict[bool, tuple[list[bytes], list[int], list[int], list[bool]]] = {
+            False: ([], [], [], []),
+            True: ([], [], [], []),
         }
-        for key, (label, crops) in merged.items():
-            images, labels, row_counts = parts[_in_holdout(crops, self.holdout_fraction)]
-            for crop, digit in zip(crops, label, strict=True):
+        for key, (predicted, label, crops) in merged.items():
+            images, labels, row_counts, corrected = parts[_in_holdout(crops, self.holdout_fraction)]
+            # A number read with the wrong length has no digit-by-digit answer: all corrected.
+            read = predicted if len(predicted) == len(label) else "?" * len(label)
+            for crop, digit, read_digit in zip(crops, label, read, strict=True):
                 images.append(crop)
                 labels.append(int(digit))
                 row_counts.append(counts[key])
+                corrected.append(read_digit != digit)
         return self._as_arrays(*parts[False]), self._as_arrays(*parts[True])
 
     @staticmethod
-    def _as_arrays(images: list[bytes], labels: list[int], counts: list[int]) -> UserSamples:
+    def _as_arrays(
+        images: list[bytes], labels: list[int], counts: list[int], corrected: list[bool]
+    ) -> UserSamples:
         if not images:
             return _empty_samples()
         x = np.frombuffer(b"".join(images), dtype=np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
@@ -793,6 +806,7 @@ class FeedbackStore:
             x=x.copy(),
             y=np.asarray(labels, dtype=np.uint8),
             counts=np.asarray(counts, dtype=np.int64),
+            corrected=np.asarray(corrected, dtype=np.bool_),
         )
 
     def training_samples(self, include_holdout: bool = False) -> UserSamples:
@@ -804,6 +818,7 @@ class FeedbackStore:
             x=np.concatenate([train.x, holdout.x]),
             y=np.concatenate([train.y, holdout.y]),
             counts=np.concatenate([train.counts, holdout.counts]),
+            corrected=np.concatenate([train.corrected, holdout.corrected]),
         )
 
     def holdout_samples(self) -> UserSamples:

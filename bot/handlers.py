@@ -46,10 +46,10 @@ from telegram.ext import ContextTypes
 
 from bot import admin_replies, corrections, flood, i18n, replies
 from bot.network import with_retries
-from bot.retrain import parse_epochs, start_retrain
+from bot.retrain import cancel_retrain, parse_command, served_arch, start_retrain
+from bot.settings import DEFAULT_MNIST_FILE, find_mnist
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
-from core.model import DEFAULT_ARCH
 from core.preprocess import ImageError
 from core.serving import Classification
 
@@ -472,14 +472,15 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
     from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
 
-    arch = state.settings.retrain_arch or str(classifier.metadata.get("arch", DEFAULT_ARCH))
-    if arch in RECIPES:
-        text += "\n" + admin_replies.retrain_recipe(
-            arch,
-            state.settings.retrain_epochs,
-            RECIPES[arch].epochs,
-            state.settings.retrain_train_limit,
-        )
+    arch = state.settings.retrain_arch or served_arch(state)
+    text += "\n" + admin_replies.retrain_recipe(
+        state.settings.retrain_epochs,
+        arch,
+        RECIPES[arch].epochs if arch in RECIPES else None,
+        state.settings.retrain_train_limit,
+    )
+    kept = await asyncio.to_thread(registry.kept_versions, state.settings.model_dir)
+    text += "\n" + admin_replies.kept_versions(kept)
     feedback = await corrections.stats_text(state)
     if feedback:
         text += f"\n\n{feedback}"
@@ -506,20 +507,34 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/retrain [epochs] (admins): train a candidate in the background, promote it if good."""
+    """/retrain [full] [epochs] | cancel (admins): train a candidate in the background."""
     state = state_of(context)
     message = update.effective_message
     if not is_admin(update, state):
         await reply(message, replies.admin_only())
         return
+    from core.train import FINE_TUNE, RECIPES  # the recipe table only, without TensorFlow
+
     async with state.retrain_lock:  # two /retrain at once: exactly one starts
+        full = RECIPES.get(state.settings.retrain_arch or served_arch(state), FINE_TUNE)
+        try:
+            command = parse_command(
+                list(context.args or []), state.settings.retrain_epochs, full.epochs
+            )
+        except ValueError as error:
+            await reply(message, str(error))
+            return
+        if command.action == "cancel":
+            cancelled = await cancel_retrain(state, stopping=False)
+            if not cancelled:
+                await reply(message, admin_replies.retrain_nothing_to_cancel())
+            return
         if state.retrain is not None:
             await reply(message, admin_replies.retrain_busy(state.retrain.progress_text()))
             return
-        try:
-            epochs = parse_epochs(list(context.args or []), state.settings.retrain_epochs)
-        except ValueError as error:
-            await reply(message, str(error))
+        mnist_path = find_mnist(state.settings.mnist_path)
+        if mnist_path is None:
+            await reply(message, admin_replies.retrain_needs_mnist(DEFAULT_MNIST_FILE))
             return
         await start_retrain(
             state,
@@ -527,7 +542,8 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             chat_id=message.chat_id,
             command_message_id=message.message_id,
             user_id=update.effective_user.id,
-            epochs=epochs,
+            command=command,
+            mnist_path=mnist_path,
         )
 
 

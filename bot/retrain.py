@@ -1,30 +1,33 @@
-"""/retrain: train a candidate in a spawned process, show its progress, then promote or discard it.
+"""/retrain: fine-tune (or train from scratch) a candidate in a spawned process, then judge it.
 
 TensorFlow must not be forked, so the training runs in a `spawn`-context process that sends
 `("epoch", EpochReport)` messages and finally `("done", staging_path)` or `("error", text)` over a
 spawn-context queue. The event loop never waits on that process: the queue is read in a worker
 thread with a short timeout, so photos keep being answered while the model trains.
 
-Confirmed user digits from the feedback store go to the process with the request (small arrays):
-the training part is mixed into MNIST with `settings.retrain_user_weight`, the held-out part gives
-the candidate's accuracy on users' photos. The candidate replaces the served model (atomic
-`registry.promote`, then `Classifier.reload`) only if neither figure drops too far below the
-current model's: MNIST test accuracy by at most `retrain_tolerance` points, accuracy on the
-held-out user digits by at most `retrain_user_tolerance` points. The current model's user figure is
-measured at decision time on the very same held-out digits (older metadata does not have it); with
-fewer than `retrain_user_min_holdout` of them it is reported but cannot block a promotion.
+`/retrain [epochs]` fine-tunes the served model (its `model.keras`) with `core.train.FINE_TUNE`;
+`/retrain full [epochs]` trains `RETRAIN_ARCH` (default: the served architecture) from scratch;
+`/retrain cancel` stops a running one. Confirmed user digits from the feedback store go to the
+process with the request (small arrays): the training part is mixed into MNIST with
+`settings.retrain_user_weight`, the held-out part and the digits users corrected are the evidence
+`core.promotion` weighs for both models before `registry.promote` and `Classifier.reload`.
+The process dies with the bot (PR_SET_PDEATHSIG on Linux); a staging folder whose writer is gone is
+removed when the bot starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
 import queue
 import secrets
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +38,17 @@ from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
 from bot import admin_replies
+from bot.settings import Settings
 from bot.state import BotState
 from core import registry
 from core.model import DEFAULT_ARCH
+from core.promotion import Comparison, Rule, UserDigits, compare, measure
+from core.serving import Classifier, load_model
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from bot.feedback import FeedbackStore
     from core.train import EpochReport
 
 logger = logging.getLogger(__name__)
@@ -50,6 +57,7 @@ MIN_EPOCHS = 1
 MAX_EPOCHS = 100  # the bounds of Settings.retrain_epochs
 POLL_SECONDS = 0.5  # how long one queue read may block its worker thread
 JOIN_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,25 @@ class UserData:
     holdout_images: np.ndarray  # (m, 28, 28): only for measuring accuracy on users' photos
     holdout_labels: np.ndarray  # (m,)
     weight: float
+    corrected: np.ndarray  # (n,) bool: which training digits users corrected
+    share: float = 0.0  # of each epoch, at least (see core.train.ExtraSamples)
+
+    def evidence_digits(self) -> UserDigits:
+        """What both models are judged on: the held-out digits and the corrected ones."""
+        return UserDigits(
+            holdout_images=self.holdout_images,
+            holdout_labels=self.holdout_labels,
+            corrected_images=self.images[self.corrected],
+            corrected_labels=self.labels[self.corrected],
+        )
+
+
+@dataclass(frozen=True)
+class RetrainCommand:
+    """What `/retrain ...` asked for: fine-tune (default), a full training, or cancel."""
+
+    action: str  # "fine-tune", "full" or "cancel"
+    epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class TrainingRequest:
     seed: int
     command: str
     user_data: UserData | None = None
+    fine_tune_from: str | None = None  # the served version folder; None: from scratch
 
     @property
     def user_digits(self) -> int:
@@ -86,49 +114,16 @@ class TrainingRequest:
 
     def started_text(self) -> str:
         weight = 1.0 if self.user_data is None else self.user_data.weight
+        base = None if self.fine_tune_from is None else Path(self.fine_tune_from).name
         return admin_replies.retrain_started(
-            self.arch, self.epochs, self.train_limit, self.user_digits, self.holdout_digits, weight
+            self.arch,
+            self.epochs,
+            self.train_limit,
+            self.user_digits,
+            self.holdout_digits,
+            weight,
+            fine_tune_from=base,
         )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The candidate against the current model on MNIST and on held-out user digits."""
-
-    new_mnist: float
-    old_mnist: float | None
-    mnist_tolerance: float  # percentage points
-    new_user: float | None
-    old_user: float | None
-    holdout_count: int
-    user_tolerance: float  # percentage points
-    user_min_holdout: int
-    user_digits: int  # user digits mixed into training
-    user_weight: float
-
-    @property
-    def mnist_ok(self) -> bool:
-        # A tiny epsilon so that "equal within float noise" counts as equal.
-        return (
-            self.old_mnist is None
-            or self.new_mnist >= self.old_mnist - self.mnist_tolerance / 100 - 1e-12
-        )
-
-    @property
-    def user_enforced(self) -> bool:
-        return self.holdout_count >= self.user_min_holdout
-
-    @property
-    def user_ok(self) -> bool:
-        if not self.user_enforced or self.old_user is None:
-            return True
-        if self.new_user is None:  # the candidate was not measured: do not take the risk
-            return False
-        return self.new_user >= self.old_user - self.user_tolerance / 100 - 1e-12
-
-    @property
-    def promote(self) -> bool:
-        return self.mnist_ok and self.user_ok
 
 
 @dataclass
@@ -146,6 +141,7 @@ class RetrainJob:
     last_report: EpochReport | None = None
     task: asyncio.Task[None] | None = None
     stopping: bool = False  # set when the bot shuts down
+    cancelled: bool = False  # set by /retrain cancel
     finished: bool = False
 
     def progress_text(self) -> str:
@@ -165,20 +161,41 @@ class TrainingFailed(Exception):
     """The training process raised or died; the message is shown to the admin."""
 
 
-def parse_epochs(arguments: list[str], default: int) -> int:
-    """`/retrain [epochs]` -> epochs; ValueError with the reply text when the argument is bad."""
-    if not arguments:
-        return default
-    text = arguments[0]
+class TrainingCancelled(Exception):
+    """An admin sent /retrain cancel."""
+
+
+def parse_command(arguments: list[str], default: int, full_default: int) -> RetrainCommand:
+    """`/retrain [full] [epochs]` or `/retrain cancel`; ValueError with the reply text if bad."""
+    words = [word.lower() for word in arguments]
+    if words == ["cancel"]:
+        return RetrainCommand("cancel")
+    action = "fine-tune"
+    if words[:1] == ["full"]:
+        action, words, default = "full", words[1:], full_default
+    if not words:
+        return RetrainCommand(action, default)
     try:
-        epochs = int(text)
+        epochs = int(words[0])
     except ValueError:
         epochs = 0
-    if len(arguments) > 1 or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
+    if len(words) > 1 or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
         raise ValueError(
             admin_replies.retrain_usage(" ".join(arguments), MIN_EPOCHS, MAX_EPOCHS, default)
         )
-    return epochs
+    return RetrainCommand(action, epochs)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the bot dies, even by SIGKILL (no orphans)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the bot died before prctl
+        os._exit(1)
 
 
 def training_process(request: TrainingRequest, messages: Any) -> None:
@@ -186,6 +203,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Ctrl-C in a terminal reaches the whole process group; the bot decides when training stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(10)  # training yields the CPU to the bot's inference threads
     try:
@@ -199,6 +217,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
                 images=user.images,
                 labels=user.labels,
                 weight=user.weight,
+                share=user.share,
                 holdout_images=user.holdout_images,
                 holdout_labels=user.holdout_labels,
             )
@@ -214,6 +233,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
             progress=lambda report: messages.put(("epoch", report)),
             command=request.command,
             verbose=0,
+            fine_tune_from=None if request.fine_tune_from is None else Path(request.fine_tune_from),
         )
     except BaseException as error:  # report everything, including KeyboardInterrupt
         messages.put(("error", f"{type(error).__name__}: {error}"))
@@ -236,17 +256,58 @@ def collect_user_data(state: BotState) -> UserData | None:
         holdout_images=holdout.x,
         holdout_labels=holdout.y,
         weight=state.settings.retrain_user_weight,
+        corrected=train.corrected,
+        share=state.settings.retrain_user_share,
     )
 
 
-def holdout_accuracy(state: BotState, user_data: UserData | None) -> float | None:
-    """The served model's accuracy on the held-out user digits (None when there are none)."""
-    if user_data is None or len(user_data.holdout_labels) == 0:
-        return None
-    batch = user_data.holdout_images.astype(np.float32) / 255.0
-    probabilities = state.classifier.predict(batch)
-    predicted = np.argmax(probabilities, axis=1)
-    return float(np.mean(predicted == user_data.holdout_labels.astype(np.int64)))
+def stored_user_digits(store: FeedbackStore) -> UserDigits:
+    """The evidence digits of a feedback store: its held-out slice and the corrected digits."""
+    train, holdout = store.training_samples(), store.holdout_samples()
+    return UserDigits(
+        holdout_images=holdout.x,
+        holdout_labels=holdout.y,
+        corrected_images=train.x[train.corrected],
+        corrected_labels=train.y[train.corrected],
+    )
+
+
+def judge_candidate(
+    classifier: Classifier,
+    staging: Path,
+    digits: UserDigits,
+    rule: Rule,
+    *,
+    user_digits: int = 0,
+    user_weight: float = 1.0,
+) -> Comparison:
+    """Measure the served model and the candidate in `staging` alike, and apply the rule."""
+    candidate_metadata = registry.read_metadata(staging.parent, staging.name)
+    candidate_model, _ = load_model(staging, classifier.requested_backend, threads=1)
+    current_mnist = classifier.metadata.get("test_accuracy")
+    return compare(
+        measure(candidate_model, float(candidate_metadata["test_accuracy"]), digits),
+        measure(
+            classifier.predict, None if current_mnist is None else float(current_mnist), digits
+        ),
+        rule,
+        digits,
+        user_digits=user_digits,
+        user_weight=user_weight,
+    )
+
+
+def judge(state: BotState, staging: Path, request: TrainingRequest) -> Comparison:
+    """The verdict on a /retrain candidate, judged on the request's user digits."""
+    user = request.user_data
+    return judge_candidate(
+        state.classifier,
+        staging,
+        UserDigits.empty() if user is None else user.evidence_digits(),
+        promotion_rule(state.settings),
+        user_digits=request.user_digits,
+        user_weight=1.0 if user is None else user.weight,
+    )
 
 
 def _staging_names(model_dir: Path) -> set[str]:
@@ -265,6 +326,19 @@ def remove_new_staging(model_dir: Path, before: set[str]) -> int:
     return removed
 
 
+def promotion_rule(settings: Settings) -> Rule:
+    """The tolerances of the promotion rule, from the settings (also used by `digitbot train`)."""
+    return Rule(
+        mnist_tolerance=settings.retrain_tolerance,
+        user_tolerance=settings.retrain_user_tolerance,
+        user_min_holdout=settings.retrain_user_min_holdout,
+    )
+
+
+def served_arch(state: BotState) -> str:
+    return str(state.classifier.metadata.get("arch", DEFAULT_ARCH))
+
+
 async def start_retrain(
     state: BotState,
     bot: Bot,
@@ -272,21 +346,26 @@ async def start_retrain(
     chat_id: int,
     command_message_id: int,
     user_id: int,
-    epochs: int,
+    command: RetrainCommand,
+    mnist_path: Path | None,
 ) -> RetrainJob:
     """Send the status message, spawn the training process and supervise it in a task."""
     settings = state.settings
-    arch = settings.retrain_arch or str(state.classifier.metadata.get("arch", DEFAULT_ARCH))
+    full = command.action == "full"
+    arch = (settings.retrain_arch or served_arch(state)) if full else served_arch(state)
+    served_folder = registry.version_dir(settings.model_dir, state.classifier.version)
     user_data = await asyncio.to_thread(collect_user_data, state)
+    words = "full " if full else ""
     request = TrainingRequest(
-        mnist_path=None if settings.mnist_path is None else str(settings.mnist_path),
+        mnist_path=None if mnist_path is None else str(mnist_path),
         model_dir=str(settings.model_dir),
         arch=arch,
-        epochs=epochs,
+        epochs=command.epochs,
         train_limit=settings.retrain_train_limit,
         seed=secrets.randbelow(2**31),
-        command=f"/retrain {epochs} (by an admin)",  # no user id in metadata.json
+        command=f"/retrain {words}{command.epochs} (by an admin)",  # no user id in metadata.json
         user_data=user_data,
+        fine_tune_from=None if full else str(served_folder),
     )
     status = await bot.send_message(
         chat_id,
@@ -309,14 +388,17 @@ async def start_retrain(
     )
     state.retrain = job
     try:
-        await asyncio.to_thread(process.start)
+        # In the event loop's own thread (a few ms): Linux sends PR_SET_PDEATHSIG when the
+        # *thread* that started the child ends, and pool threads may end before the bot does.
+        process.start()
     except BaseException:
         state.retrain = None
         raise
     logger.info(
-        "retrain started: %s, %d epochs, %d user digits (+%d held out), pid %s",
+        "retrain %s started: %s, %d epochs, %d user digits (+%d held out), pid %s",
+        command.action,
         arch,
-        epochs,
+        command.epochs,
         request.user_digits,
         request.holdout_digits,
         process.pid,
@@ -334,6 +416,9 @@ async def supervise(state: BotState, bot: Bot, job: RetrainJob) -> None:
     try:
         staging = Path(await _follow(bot, job))
         text = await _decide(state, staging, job.request)
+    except TrainingCancelled:
+        logger.info("retrain cancelled by an admin")
+        text = admin_replies.retrain_cancelled()
     except TrainingFailed as failure:
         logger.warning("retrain failed: %s", failure)
         text = admin_replies.retrain_failed(str(failure))
@@ -363,6 +448,8 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
                     raise TrainingFailed(
                         "the bot is stopping, so the training was interrupted"
                     ) from None
+                if job.cancelled:
+                    raise TrainingCancelled from None
                 raise TrainingFailed(
                     f"the training process stopped unexpectedly (exit code {job.process.exitcode})"
                 ) from None
@@ -378,38 +465,18 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
 
 
 async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> str:
-    """Promote the candidate if it is good enough (then reload), else discard it; -> reply."""
-    settings = state.settings
+    """Promote the candidate if the evidence allows (then reload), else discard it; -> reply."""
+    loop = asyncio.get_running_loop()
     try:
-        candidate = registry.read_metadata(staging.parent, staging.name)
-        new_accuracy = float(candidate["test_accuracy"])
-        new_user = candidate.get("user_accuracy")
-        new_user = None if new_user is None else float(new_user)
-    except (registry.RegistryError, KeyError, TypeError, ValueError):
+        comparison, _ = await loop.run_in_executor(state.executor, judge, state, staging, request)
+    except BaseException:
         registry.discard(staging)
         raise
-    current = state.classifier.metadata.get("test_accuracy")
-    loop = asyncio.get_running_loop()
-    old_user = await loop.run_in_executor(
-        state.executor, holdout_accuracy, state, request.user_data
-    )
-    comparison = Comparison(
-        new_mnist=new_accuracy,
-        old_mnist=None if current is None else float(current),
-        mnist_tolerance=settings.retrain_tolerance,
-        new_user=new_user,
-        old_user=old_user,
-        holdout_count=request.holdout_digits,
-        user_tolerance=settings.retrain_user_tolerance,
-        user_min_holdout=settings.retrain_user_min_holdout,
-        user_digits=request.user_digits,
-        user_weight=1.0 if request.user_data is None else request.user_data.weight,
-    )
     if not comparison.promote:
         registry.discard(staging)
         logger.info("retrain rejected: %s", comparison)
         return admin_replies.retrain_rejected(comparison)
-    version = await asyncio.to_thread(registry.promote, settings.model_dir, staging)
+    version = await asyncio.to_thread(registry.promote, state.settings.model_dir, staging)
     served = await asyncio.to_thread(state.classifier.reload)
     logger.info("retrain promoted %s (%s); serving %s", version, comparison, served)
     return admin_replies.retrain_promoted(version, comparison)
@@ -443,17 +510,22 @@ def stop_process(process: BaseProcess) -> None:
         process.join(JOIN_SECONDS)
 
 
-async def cancel_retrain(state: BotState) -> None:
-    """On shutdown: stop a running training, tell the admin, clean up after it."""
+async def cancel_retrain(state: BotState, *, stopping: bool = True) -> bool:
+    """Stop a running training and clean up after it; the admin is told by its supervisor.
+
+    `stopping`: the bot shuts down (on_post_stop), else an admin sent `/retrain cancel`.
+    Returns whether a training was running.
+    """
     job = state.retrain
     if job is None:
-        return
-    job.stopping = True
+        return False
+    job.stopping, job.cancelled = stopping, not stopping
     await asyncio.to_thread(stop_process, job.process)
     if job.task is not None:
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(job.task, timeout=JOIN_SECONDS)
+            await asyncio.wait_for(asyncio.shield(job.task), timeout=JOIN_SECONDS)
     await _finish(state, job)  # idempotent; covers a task that never got that far
+    return True
 
 
 async def _edit_status(bot: Bot, job: RetrainJob) -> None:

@@ -5,9 +5,11 @@ SANDBOX_HOST:SANDBOX_PORT, a few simulated people and a group chat live in it, a
 `build_application` polls it through TELEGRAM_API_URL exactly as it polls api.telegram.org. The
 bot has no idea it is in a sandbox: same handlers, same replies, same /stats and /retrain.
 
-The sandbox decides two things the bot reads from its settings: the token (a random one per run
-that the emulator accepts) and ADMIN_USER_IDS (the sandbox admin, switchable on the page; the page
-changes the running bot's settings object, as editing .env and restarting would).
+The sandbox decides what the bot reads from its settings: the token (a random one per run that
+the emulator accepts), ADMIN_USER_IDS (the sandbox admin, switchable on the page; the page changes
+the running bot's settings object, as editing .env and restarting would), and its own data: a copy
+of the model folder and a feedback store in SANDBOX_DATA_DIR, so that corrections and /retrain in
+the sandbox never change the shipped model or the real bot's store.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import SecretStr
 from telegram.ext import Application
@@ -27,7 +31,7 @@ from bot.emulator import BotApiEmulator
 from bot.emulator.web import Page, add_page
 from bot.settings import Settings
 from bot.state import get_state
-from core.serving import Classifier
+from core import registry
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +84,27 @@ def page_url(host: str, bound_url: str) -> str:
     return f"{bound_url}/"
 
 
-async def start_sandbox(settings: Settings, classifier: Classifier | None = None) -> Sandbox:
+def sandbox_data(settings: Settings) -> dict[str, object]:
+    """The sandbox's model folder and store in SANDBOX_DATA_DIR, created on first use: a copy of
+    MODEL_DIR's complete versions and CURRENT (delete the folder to start again)."""
+    data = Path(settings.sandbox_data_dir)
+    models = data / "models"
+    if not registry.list_versions(models):
+        source = Path(settings.model_dir)
+        served = registry.current_version(source)  # a clear error if there is nothing to copy
+        models.mkdir(parents=True, exist_ok=True)
+        for version in registry.list_versions(source):
+            shutil.copytree(source / version, models / version, dirs_exist_ok=True)
+        (models / registry.CURRENT_FILE).write_text(served + "\n", encoding="utf-8")
+        logger.info("sandbox: copied the model folder %s to %s", source, models)
+    return {
+        "model_dir": models,
+        "database_url": f"sqlite:///{data / 'feedback.sqlite3'}",
+        "data_dir": data,  # its salt too
+    }
+
+
+async def start_sandbox(settings: Settings) -> Sandbox:
     """Start the emulator and its page, then the bot polling it; the caller must `stop_sandbox`."""
     # A new token each run: a web page cannot post to the Bot API half with a token it knows.
     token = f"{BOT_ID}:{secrets.token_urlsafe(24)}"
@@ -108,9 +132,10 @@ async def start_sandbox(settings: Settings, classifier: Classifier | None = None
                 "telegram_bot_token": SecretStr(token),
                 "telegram_api_url": api_url,
                 "admin_user_ids": [ADMIN_USER_ID],
+                **sandbox_data(settings),
             }
         )
-        application = build_application(bot_settings, classifier)
+        application = build_application(bot_settings)
         # The handlers read the settings object kept in the bot's state: the admin switch on the
         # page changes that very object.
         running_settings = get_state(application.bot_data).settings

@@ -14,6 +14,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HEARTBEAT_NAME = "digitbot.heartbeat"
+# Where MNIST is looked for when MNIST_PATH is unset (then Keras' cache, ~/.keras/datasets).
+DEFAULT_MNIST_FILE = Path("data/mnist.npz")
+KERAS_MNIST_CACHE = Path("~/.keras/datasets/mnist.npz")
 
 
 class Settings(BaseSettings):
@@ -84,6 +87,13 @@ class Settings(BaseSettings):
     retrain_user_weight: float = Field(
         3.0, gt=0.0, description="training weight of a confirmed user digit (an MNIST image is 1)"
     )
+    retrain_user_share: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="share of each training epoch made of confirmed user digits at least "
+        "(they are repeated, augmented anew each time)",
+    )
     retrain_user_tolerance: float = Field(
         2.0,
         ge=0.0,
@@ -100,6 +110,10 @@ class Settings(BaseSettings):
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8080
+    sandbox_data_dir: Path = Field(
+        Path("data/sandbox"),
+        description="the sandbox's own copy of the model folder and its feedback store",
+    )
 
     # Feedback store
     data_dir: Path = Field(Path("data"), description="the generated salt and the heartbeat")
@@ -167,3 +181,14 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+
+def find_mnist(mnist_path: Path | None) -> Path | None:
+    """MNIST_PATH when set (even if missing: the error names it), else the first local copy:
+    data/mnist.npz, then Keras' cache; None when there is none."""
+    if mnist_path is not None:
+        return mnist_path
+    for candidate in (DEFAULT_MNIST_FILE, KERAS_MNIST_CACHE.expanduser()):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None

@@ -29,6 +29,17 @@ def mnist_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_digits() -> Path:
+    """The real-digits folder (REAL_DIGITS_PATH, default ../shared/data/real-digits, beside
+    MNIST); it is never committed. Missing means a failure, as for MNIST."""
+    value = os.environ.get("REAL_DIGITS_PATH")
+    path = Path(value) if value else ROOT.parent / "shared" / "data" / "real-digits"
+    if not (path / "labels.csv").is_file():
+        pytest.fail(f"no real-digits folder at {path}: set REAL_DIGITS_PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
 def mnist(mnist_path: Path):
     from core.data import load_mnist
 

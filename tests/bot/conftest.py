@@ -132,7 +132,7 @@ async def sandbox(model_dir: Path, mnist_path: Path, tmp_path: Path) -> AsyncIte
         flood_limit=1000,
         action_flood_limit=1000,
         group_user_share_per_minute=1000,
-        database_url=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
+        sandbox_data_dir=tmp_path / "sandbox",  # its copy of model_dir and its store
     )
     running = await start_sandbox(settings)
     try:

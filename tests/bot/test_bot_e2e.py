@@ -420,12 +420,15 @@ async def test_admin_stats_shows_the_model_and_counters_with_two_images(
     assert f"{metadata['params']:,} parameters" in text
     assert "Per digit: 0: " in text and " 9: " in text
     assert "Predictions served: 1," in text and "average time to answer" in text
-    # /retrain's shorter recipe is spelled out (these tests retrain 1 epoch on 2000 images).
+    # What /retrain and /retrain full train (these tests: 1 epoch on 2000 images).
     arch = bot.state.settings.retrain_arch or metadata["arch"]
     assert (
-        f"/retrain trains {arch} with the same recipe on the first 2,000 MNIST images: "
-        f"1 epoch by default (the full {arch} recipe: {RECIPES[arch].epochs} epochs)"
+        "/retrain fine-tunes the served model for 1 epoch on the first 2,000 MNIST images and "
+        f"the confirmed user digits; /retrain full trains {arch} from scratch "
+        f"({RECIPES[arch].epochs} epochs)"
     ) in text
+    # Which versions pruning keeps, and why (the test's copy of models/ is not in git).
+    assert f"Model versions kept: {metadata['version']} (serving, newest)" in text
     assert bot.state.predictions_served == 1
     images = await emulator.wait_for(lambda m: m["chat"]["id"] == GROUP_ID and "photo" in m)
     assert len(images) == 2
@@ -453,9 +456,12 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
 ) -> None:
     bot = await start_bot(retrain_tolerance=100.0)  # any candidate is good enough
     old_version = bot.state.classifier.version
-    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain full 1")  # RETRAIN_ARCH: seed
     status = await emulator.wait_for_reply(ADMIN_ID, command["message_id"])
-    assert "Retraining: seed, 1 epoch on the first 2,000 MNIST training images" in status["text"]
+    assert (
+        "Retraining: seed from scratch, 1 epoch on the first 2,000 MNIST training images"
+        in status["text"]
+    )
 
     again = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")
     refusal = await emulator.wait_for_reply(ADMIN_ID, again["message_id"])
@@ -483,7 +489,8 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
     assert bot.state.retrain is None
     metadata = registry.read_metadata(model_dir)
     assert metadata["train_count"] == 2000 and metadata["arch"] == "seed"
-    assert metadata["command"].startswith("/retrain 1")
+    assert metadata["command"].startswith("/retrain full 1")
+    assert metadata["fine_tuned_from"] is None
     assert str(ADMIN_ID) not in json.dumps(metadata)  # no admin's user id in the model folder
 
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(image))

@@ -25,7 +25,7 @@ from bot.handlers import (
 )
 from bot.heartbeat import heartbeat_problem
 from bot.redaction import RedactSecrets, install_redaction
-from bot.retrain import parse_epochs
+from bot.retrain import RetrainCommand, parse_command
 from bot.state import FloodGate, FloodVerdict
 from core.serving import Classification, DigitPrediction
 
@@ -152,15 +152,27 @@ def test_flood_gate_memory_stays_bounded() -> None:
     assert len(gate._events) <= 102
 
 
-@pytest.mark.parametrize(("arguments", "expected"), [([], 3), (["1"], 1), (["100"], 100)])
-def test_retrain_epochs_argument(arguments: list[str], expected: int) -> None:
-    assert parse_epochs(arguments, default=3) == expected
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ([], RetrainCommand("fine-tune", 3)),
+        (["1"], RetrainCommand("fine-tune", 1)),
+        (["100"], RetrainCommand("fine-tune", 100)),
+        (["full"], RetrainCommand("full", 33)),
+        (["Full", "2"], RetrainCommand("full", 2)),
+        (["cancel"], RetrainCommand("cancel")),
+    ],
+)
+def test_retrain_arguments(arguments: list[str], expected: RetrainCommand) -> None:
+    assert parse_command(arguments, default=3, full_default=33) == expected
 
 
-@pytest.mark.parametrize("arguments", [["0"], ["101"], ["lots"], ["2", "3"], ["-1"]])
-def test_bad_retrain_epochs_say_the_allowed_range(arguments: list[str]) -> None:
-    with pytest.raises(ValueError, match="from 1 to 100 \\(default 3\\)"):
-        parse_epochs(arguments, default=3)
+@pytest.mark.parametrize(
+    "arguments", [["0"], ["101"], ["lots"], ["2", "3"], ["-1"], ["cancel", "2"], ["2", "full"]]
+)
+def test_bad_retrain_arguments_say_what_is_allowed(arguments: list[str]) -> None:
+    with pytest.raises(ValueError, match="from 1 to 100 \\(default 3\\), or /retrain cancel"):
+        parse_command(arguments, default=3, full_default=33)
 
 
 def prediction(digit: int, top3: list[tuple[int, float]]) -> DigitPrediction:

@@ -86,3 +86,33 @@ def test_evaluate_and_summary(tmp_path: Path, mnist_path: Path) -> None:
     summary = run_cli("summary")
     assert summary.returncode == 0, summary.stderr
     assert "Total params" in summary.stdout
+
+
+def test_train_applies_the_promotion_rule_unless_forced(
+    tmp_path: Path, mnist_path: Path, model_dir: Path
+) -> None:
+    """A 1-epoch candidate on 2,000 images is far below the shipped model: written, not served
+    (exit 1, with the evidence); --force serves it; --no-promote never does."""
+    from core import registry
+
+    shipped = registry.current_version(model_dir)
+    common = ("--arch", "seed", "--epochs", "1", "--train-limit", "2000")
+    environment = ("--model-dir", str(model_dir), "--mnist-path", str(mnist_path))
+    result = run_cli("train", *common, *environment)
+    assert result.returncode == 1, result.stderr
+    assert "❌ Candidate not promoted: MNIST test accuracy" in result.stdout
+    assert "(not promoted; --force serves it anyway)" in result.stdout
+    assert registry.current_version(model_dir) == shipped
+    rejected = next(v for v in registry.list_versions(model_dir) if v != shipped)
+
+    result = run_cli("train", *common, "--seed", "1", "--force", *environment)
+    assert result.returncode == 0, result.stderr
+    assert "forced past the promotion rule" in result.stdout
+    forced = registry.current_version(model_dir)
+    assert forced not in (shipped, rejected)
+    assert registry.read_metadata(model_dir)["ending"]["weights"] == "raw"  # seed: no average
+
+    result = run_cli("train", *common, "--no-promote", *environment)
+    assert result.returncode == 0, result.stderr
+    assert registry.current_version(model_dir) == forced
+    assert len(registry.list_versions(model_dir)) == 4

@@ -23,8 +23,8 @@ from bot.app import stop_application
 from bot.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
 from bot.emulator import BotApiEmulator
 from bot.feedback import FeedbackStore
-from bot.retrain import Comparison
 from core import registry
+from core.promotion import Comparison, Evidence, Rule
 from tests.bot.conftest import ADMIN_ID, BOT_USERNAME, GROUP_ID, OTHER_USER_ID, TOKEN, USER_ID
 from tests.conftest import digit_photo
 
@@ -163,35 +163,25 @@ def test_footers_replace_each_other_and_never_touch_the_answer() -> None:
     assert replies.with_footer(done, None) == answer
 
 
-def comparison(**changes: Any) -> Comparison:
-    fields: dict[str, Any] = {
-        "new_mnist": 0.990,
-        "old_mnist": 0.991,
-        "mnist_tolerance": 0.2,
-        "new_user": 0.80,
-        "old_user": 0.85,
-        "holdout_count": 40,
-        "user_tolerance": 2.0,
-        "user_min_holdout": 20,
-        "user_digits": 160,
-        "user_weight": 3.0,
-    }
-    return Comparison(**{**fields, **changes})
+def comparison(new_user: float = 0.80, holdout_count: int = 40) -> Comparison:
+    return Comparison(
+        candidate=Evidence(mnist=0.990, user=new_user, corrected_right=17),
+        current=Evidence(mnist=0.991, user=0.85, corrected_right=0),
+        rule=Rule(mnist_tolerance=0.2, user_tolerance=2.0, user_min_holdout=20),
+        holdout_count=holdout_count,
+        corrected_count=21,
+        user_digits=160,
+        user_weight=3.0,
+    )
 
 
-def test_promotion_needs_both_mnist_and_user_photo_accuracy_within_tolerance() -> None:
-    assert not comparison().promote  # users' photos: 80% < 85% - 2 points
-    assert comparison(new_user=0.83).promote  # exactly at the tolerance
-    assert not comparison(new_user=0.95, new_mnist=0.985).promote  # MNIST dropped 0.6 points
-    assert comparison(holdout_count=19).promote  # too few held-out digits to judge
-    assert comparison(old_user=None, new_user=None, holdout_count=0).promote
-    assert not comparison(new_user=None).promote  # measured old, unmeasured new: no risk
-    assert comparison(old_mnist=None, new_user=0.9).promote  # first model without metadata
+def test_the_retrain_report_shows_both_models_side_by_side() -> None:
     rejected = admin_replies.retrain_rejected(comparison())
     assert rejected.startswith(
         "❌ Candidate not promoted: accuracy on users' photos 80.0% against 85.0%"
     )
     assert "MNIST test accuracy: new 99.00%, current 99.10% (tolerance 0.2 points)" in rejected
+    assert "Digits users corrected, now read right: new 17 of 21, current 0." in rejected
     promoted = admin_replies.retrain_promoted("v2", comparison(new_user=0.9, holdout_count=5))
     assert (
         "Accuracy on users' photos (5 held-out digits): new 90.0%, previous 85.0% "

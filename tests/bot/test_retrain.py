@@ -1,0 +1,195 @@
+"""/retrain end to end on real exam digits: a user corrects the bot's mistakes, an admin retrains,
+the bot reads what it was taught. The same scenario as `digitbot bench retrain`, with a small
+training budget (the full-size figures are in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.emulator import BotApiEmulator
+from bot.retrainbench import load_exam_digits, run_scenario
+from core import registry
+from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID
+
+RETRAIN_TIMEOUT = 600
+
+
+async def test_retrain_learns_the_exam_digits_a_user_corrected(
+    start_bot: Any, emulator: BotApiEmulator, model_dir: Path, real_digits: Path
+) -> None:
+    sent, held_out = load_exam_digits(real_digits)
+    bot = await start_bot(retrain_train_limit=6000, retrain_epochs=2)
+    shipped = registry.current_version(model_dir)
+    report = await run_scenario(
+        emulator,
+        bot.state,
+        sent,
+        held_out,
+        admin_id=ADMIN_ID,
+        user_id=USER_ID,
+        timeout=RETRAIN_TIMEOUT,
+    )
+    assert report.corrected_trained >= 20, "the shipped model misreads 20+ of these exam digits"
+    assert report.before.version == shipped and report.before.corrected_right == 0
+    assert report.promoted, report.verdict
+    after = report.after
+    assert after.version == registry.current_version(model_dir) != shipped
+    assert registry.read_metadata(model_dir)["fine_tuned_from"] == shipped
+    assert after.corrected_right >= 0.8 * report.corrected_trained, report.lines()
+    assert after.held_out >= report.before.held_out, report.lines()  # other students' digits
+    assert after.mnist is not None and after.mnist >= 0.99, report.lines()
+    # The verdict shows the evidence for both models.
+    assert f"now read right: new {after.corrected_right} of " in report.verdict
+    assert "MNIST test accuracy: new " in report.verdict
+
+
+# --- cancel, and a bot stopped mid-training ----------------------------------------------------
+
+
+def staging_folders(model_dir: Path) -> list[Path]:
+    return list(model_dir.glob(f"{registry.STAGING_PREFIX}*"))
+
+
+async def test_retrain_cancel_stops_the_training_and_leaves_nothing(
+    start_bot: Any, emulator: BotApiEmulator, model_dir: Path
+) -> None:
+    bot = await start_bot()
+    nothing = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain cancel")
+    reply = await emulator.wait_for_reply(ADMIN_ID, nothing["message_id"])
+    assert reply["text"] == "No retraining is running; nothing to cancel."
+    served = bot.state.classifier.version
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 20")
+    status = await emulator.wait_for_reply(ADMIN_ID, command["message_id"])
+    assert "/retrain cancel stops it" in status["text"]
+    await emulator.wait_for(
+        lambda m: m["message_id"] == status["message_id"] and "Epoch 1/20" in m["text"],
+        timeout=RETRAIN_TIMEOUT,
+    )
+    process = bot.state.retrain.process
+    assert staging_folders(model_dir)
+    cancel = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain cancel")
+    told = await emulator.wait_for(
+        lambda m: (
+            m.get("reply_to_message", {}).get("message_id") == command["message_id"]
+            and "cancelled" in m.get("text", "")
+        ),
+        timeout=30,
+    )
+    assert told[0]["text"].startswith("Retraining cancelled.")
+    assert not process.is_alive() and bot.state.retrain is None
+    assert not staging_folders(model_dir)
+    assert registry.current_version(model_dir) == served
+    assert replies_to(emulator, cancel["message_id"]) == []  # the verdict answers /retrain
+    # The next /retrain starts normally.
+    again = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
+    status = await emulator.wait_for_reply(ADMIN_ID, again["message_id"])
+    assert status["text"].startswith("Retraining: fine-tuning")
+
+
+def replies_to(emulator: BotApiEmulator, message_id: int) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in emulator.messages(ADMIN_ID)
+        if m.get("reply_to_message", {}).get("message_id") == message_id
+    ]
+
+
+def training_children(pid: int) -> list[int]:
+    """The bot's spawned training processes (multiprocessing's spawn_main), alive or zombie."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in children if "spawn_main" in _cmdline(child)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+async def start_digitbot_run(
+    emulator: BotApiEmulator, model_dir: Path, mnist_path: Path, tmp_path: Path
+) -> asyncio.subprocess.Process:
+    """`digitbot run` in its own process, polling the emulator; answers /start once it is up."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "RETRAIN_", "MNIST_"))
+    }
+    environment.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=emulator.url,
+        ADMIN_USER_IDS=str(ADMIN_ID),
+        MODEL_DIR=str(model_dir),
+        MNIST_PATH=str(mnist_path),
+        RETRAIN_TRAIN_LIMIT="2000",
+        IMAGE_PROCESSES="0",
+        HEARTBEAT_FILE=str(tmp_path / "beat"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=environment
+    )
+    start = emulator.send_text(ADMIN_ID, ADMIN_ID, "/start")
+    await emulator.wait_for_reply(ADMIN_ID, start["message_id"], timeout=60)
+    return process
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+async def test_a_bot_stopped_mid_training_ends_its_training_process(
+    emulator: BotApiEmulator,
+    model_dir: Path,
+    mnist_path: Path,
+    tmp_path: Path,
+    stop_signal: signal.Signals,
+) -> None:
+    """Ctrl-C or SIGTERM stop the training with the bot and remove its staging folder; after
+    SIGKILL the training dies with it (PR_SET_PDEATHSIG) and the next start removes the folder."""
+    process = await start_digitbot_run(emulator, model_dir, mnist_path, tmp_path)
+    try:
+        command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 20")
+        status = await emulator.wait_for_reply(ADMIN_ID, command["message_id"], timeout=30)
+        await emulator.wait_for(
+            lambda m: m["message_id"] == status["message_id"] and "Epoch 1/20" in m["text"],
+            timeout=RETRAIN_TIMEOUT,
+        )
+        (child,) = training_children(process.pid)
+        assert staging_folders(model_dir)
+        process.send_signal(stop_signal)
+        await asyncio.wait_for(process.wait(), timeout=60)
+        for _ in range(100):  # SIGKILL: the child gets its SIGTERM from the kernel at once
+            if not running(child):
+                break
+            await asyncio.sleep(0.1)
+        assert not running(child), "the training process outlived the bot"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if stop_signal == signal.SIGKILL:
+        assert staging_folders(model_dir), "nothing could clean up after a SIGKILL"
+        process = await start_digitbot_run(emulator, model_dir, mnist_path, tmp_path)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=60)
+    else:
+        assert process.returncode == 0
+    assert not staging_folders(model_dir)
