@@ -468,7 +468,7 @@ async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> s
     """Promote the candidate if the evidence allows (then reload), else discard it; -> reply."""
     loop = asyncio.get_running_loop()
     try:
-        comparison, _ = await loop.run_in_executor(state.executor, judge, state, staging, request)
+        comparison = await loop.run_in_executor(state.executor, judge, state, staging, request)
     except BaseException:
         registry.discard(staging)
         raise

@@ -190,5 +190,5 @@ def find_mnist(mnist_path: Path | None) -> Path | None:
         return mnist_path
     for candidate in (DEFAULT_MNIST_FILE, KERAS_MNIST_CACHE.expanduser()):
         if candidate.is_file():
-            return candidate.resolve()
+            return candidate.absolute()
     return None
