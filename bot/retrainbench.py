@@ -37,7 +37,8 @@ TOKEN = "123456:RETRAIN-BENCH-TOKEN"
 BOT_USERNAME = "digitbot_retrain_bot"
 ADMIN_ID = 1001
 USER_ID = 2002
-SENT_YEARS = ("108", "109")  # exam sessions the user sends; the others are only measured
+SENT_YEARS = ("108", "109")  # exam sessions the users send; the others are only measured
+PER_PERSON = 50  # digits one person sends and confirms
 VERDICTS = ("now serving", "not promoted", "Retraining failed")
 
 
@@ -147,25 +148,36 @@ def _is_keypad(answer: dict[str, Any], label: str, message: dict[str, Any]) -> b
 async def send_and_correct(
     emulator: BotApiEmulator, digits: Sequence[ExamDigit], user_id: int, report: RetrainReport
 ) -> None:
-    """The user sends each digit and answers the buttons truthfully."""
-    for digit in digits:
-        photo = emulator.send_photo(user_id, user_id, digit.image)
-        answer = await emulator.wait_for_reply(user_id, photo["message_id"], timeout=30)
-        report.sent += 1
-        read = answer["text"].split("\n", 1)[0].split()[0] if answer.get("text") else ""
-        if not (read.isdigit() and len(read) == 1) or replies.button_wrong() not in _digit_buttons(
-            answer
-        ):
-            report.not_one_digit += 1
-            continue
-        if int(read) == digit.label:
-            await _press(emulator, answer, user_id, replies.button_right())
-            report.confirmed_right += 1
-            continue
-        await _press(emulator, answer, user_id, replies.button_wrong())
-        keypad = await emulator.wait_for(partial(_is_keypad, answer, str(digit.label)))
-        await _press(emulator, keypad[0], user_id, str(digit.label))
-        report.corrected += 1
+    """Users send the digits, PER_PERSON each (below FEEDBACK_MAX_PER_DAY), and answer the
+    buttons truthfully; the first is `user_id`, the others are added after it."""
+    for index, digit in enumerate(digits):
+        sender = user_id + index // PER_PERSON
+        if index % PER_PERSON == 0 and index:
+            emulator.add_user(sender, f"Student {sender}")
+        await _send_one(emulator, digit, sender, report)
+
+
+async def _send_one(
+    emulator: BotApiEmulator, digit: ExamDigit, user_id: int, report: RetrainReport
+) -> None:
+    """One person sends one digit and answers the buttons under the bot's answer."""
+    photo = emulator.send_photo(user_id, user_id, digit.image)
+    answer = await emulator.wait_for_reply(user_id, photo["message_id"], timeout=30)
+    report.sent += 1
+    read = answer["text"].split("\n", 1)[0].split()[0] if answer.get("text") else ""
+    if not (read.isdigit() and len(read) == 1) or replies.button_wrong() not in _digit_buttons(
+        answer
+    ):
+        report.not_one_digit += 1
+        return
+    if int(read) == digit.label:
+        await _press(emulator, answer, user_id, replies.button_right())
+        report.confirmed_right += 1
+        return
+    await _press(emulator, answer, user_id, replies.button_wrong())
+    keypad = await emulator.wait_for(partial(_is_keypad, answer, str(digit.label)))
+    await _press(emulator, keypad[0], user_id, str(digit.label))
+    report.corrected += 1
 
 
 def figures(state: BotState, held_out: Sequence[ExamDigit]) -> ModelFigures:
@@ -249,6 +261,8 @@ async def bench_retrain(settings: Settings, folder: Path, timeout: float) -> Ret
                 "data_dir": Path(scratch),
                 "heartbeat_file": None,
                 "flood_limit": 100_000,
+                "action_flood_limit": 100_000,
+                "group_user_share_per_minute": 100_000,
             }
         )
         application = build_application(bot_settings)
