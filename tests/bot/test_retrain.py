@@ -267,7 +267,7 @@ async def test_retrain_without_mnist_says_in_one_line_what_to_do(
     )
     assert bot.state.retrain is None
     # With the documented default file in place, /retrain starts.
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir(exist_ok=True)  # the bot keeps its salt there too
     (tmp_path / "data" / "mnist.npz").symlink_to(Path(os.environ["MNIST_PATH"]).resolve())
     assert settings_module.find_mnist(None) == tmp_path / "data" / "mnist.npz"
     again = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")
