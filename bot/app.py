@@ -176,6 +176,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
                 new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                 handlers.on_private_text,
             ),
+            CallbackQueryHandler(corrections.on_forget_button, pattern=corrections.FORGET_PATTERN),
             CallbackQueryHandler(corrections.on_button),  # every button, unknown ones included
         ]
     )

@@ -475,8 +475,28 @@ def typed_number(text: str) -> str:
     return "".join(str(unicodedata.decimal(char)) for char in "".join(text.split()))
 
 
+FORGET_PREFIX = "fg"
+FORGET_PATTERN = re.compile(rf"^{FORGET_PREFIX}:(?P<user>\d+):(?P<answer>yes|no)$")
+
+
+def forget_keyboard(user_id: int) -> InlineKeyboardMarkup:
+    """Yes / cancel under the /forget question; the data names who asked."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    replies.button_forget_yes(), callback_data=f"{FORGET_PREFIX}:{user_id}:yes"
+                ),
+                InlineKeyboardButton(
+                    replies.button_forget_no(), callback_data=f"{FORGET_PREFIX}:{user_id}:no"
+                ),
+            ]
+        ]
+    )
+
+
 async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/forget: delete every sample and correction the sender ever contributed."""
+    """/forget: ask, with a button, before deleting everything the sender contributed."""
     message = update.effective_message
     user = update.effective_user
     if message is None or user is None:
@@ -486,13 +506,38 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         # forgetting "them" would delete every other anonymous admin's data too.
         await quote_reply(message, replies.forget_anonymous())
         return
-    store = get_state(context.bot_data).feedback
-    if store is None:
+    if get_state(context.bot_data).feedback is None:
         await quote_reply(message, replies.corrections_unavailable())
         return
-    count = await asyncio.to_thread(store.forget, user.id)
-    logger.info("/forget removed %d item(s) of one user", count)
-    await quote_reply(message, replies.forgotten(count))
+    await message.reply_text(
+        replies.forget_question(),
+        reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        reply_markup=forget_keyboard(user.id),
+    )
+
+
+async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The answer to the /forget question: delete (only for who asked), or leave everything."""
+    query = update.callback_query
+    match = FORGET_PATTERN.match(query.data or "") if query else None
+    if query is None or match is None:
+        return
+    if int(match["user"]) != query.from_user.id:  # in a group, others see the buttons too
+        await query.answer(replies.forget_not_yours(), show_alert=True)
+        return
+    store = get_state(context.bot_data).feedback
+    if match["answer"] == "no":
+        text = replies.forget_cancelled()
+    elif store is None:
+        await query.answer(replies.corrections_unavailable(), show_alert=True)
+        return
+    else:
+        count = await asyncio.to_thread(store.forget, query.from_user.id)
+        logger.info("/forget removed %d item(s) of one user", count)
+        text = replies.forgotten(count)
+    await query.answer()
+    if query.message is not None:
+        await edit_answer(context.bot, query.message.chat.id, query.message.message_id, text, None)
 
 
 # --- helpers -----------------------------------------------------------------------------------

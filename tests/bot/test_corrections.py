@@ -254,9 +254,19 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
     stored = bot.state.feedback.get(sample_id_of(first))
     assert stored.confirmed == predicted and stored.correct is True
 
+    # /forget asks first; "cancel" deletes nothing.
     forget = emulator.send_text(USER_ID, USER_ID, "/forget")
-    reply = await emulator.wait_for_reply(USER_ID, forget["message_id"])
-    assert reply["text"].startswith("Done: 2 items deleted")
+    question = await emulator.wait_for_reply(USER_ID, forget["message_id"])
+    assert question["text"] == replies.forget_question()
+    await press(emulator, question, USER_ID, data_of(question, replies.button_forget_no()))
+    cancelled = await edited(emulator, question, lambda m: "reply_markup" not in m)
+    assert cancelled["text"] == replies.forget_cancelled()
+    assert bot.state.feedback.get(sample_id_of(first)) is not None
+    forget = emulator.send_text(USER_ID, USER_ID, "/forget")
+    question = await emulator.wait_for_reply(USER_ID, forget["message_id"])
+    await press(emulator, question, USER_ID, data_of(question, replies.button_forget_yes()))
+    done = await edited(emulator, question, lambda m: m["text"].startswith("Done"))
+    assert done["text"].startswith("Done: 2 items deleted")
     assert bot.state.feedback.get(sample_id_of(first)) is None
     assert bot.state.feedback.stats().collected == 0
 
@@ -265,8 +275,27 @@ async def test_right_button_confirms_and_forget_makes_remaining_buttons_stale(
     assert reply["text"] == replies.stale_answer()
     await edited(emulator, second, lambda m: "reply_markup" not in m)
     again = emulator.send_text(USER_ID, USER_ID, "/forget")
-    reply = await emulator.wait_for_reply(USER_ID, again["message_id"])
-    assert "nothing was deleted" in reply["text"]
+    question = await emulator.wait_for_reply(USER_ID, again["message_id"])
+    await press(emulator, question, USER_ID, data_of(question, replies.button_forget_yes()))
+    done = await edited(emulator, question, lambda m: "reply_markup" not in m)
+    assert "nothing was deleted" in done["text"]
+
+
+async def test_in_a_group_only_who_sent_forget_can_confirm_it(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any
+) -> None:
+    bot = await start_bot()
+    await send_privately(emulator, digit_photo(mnist.x_test[0]))
+    forget = emulator.send_text(GROUP_ID, USER_ID, f"/forget@{BOT_USERNAME}")
+    question = await emulator.wait_for_reply(GROUP_ID, forget["message_id"])
+    yes = data_of(question, replies.button_forget_yes())
+    refused = await press(emulator, question, OTHER_USER_ID, yes)
+    assert refused["text"] == replies.forget_not_yours() and refused["show_alert"]
+    assert bot.state.feedback.stats().collected == 1
+    await press(emulator, question, USER_ID, yes)
+    done = await edited(emulator, question, lambda m: "reply_markup" not in m)
+    assert done["text"].startswith("Done: 1 item deleted")
+    assert bot.state.feedback.stats().collected == 0
 
 
 async def test_unknown_and_forged_buttons_are_answered_and_change_nothing(
