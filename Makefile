@@ -7,10 +7,15 @@ CONSTRAINTS := constraints.txt
 
 .PHONY: run test lint messages constraints audit clean
 
+# The first run installs about 1 GB (TensorFlow for training, LiteRT, OpenCV...): a few minutes.
+# pip shows each package as it is downloaded and installed.
 $(BIN)/digitbot: pyproject.toml $(CONSTRAINTS)
+	@echo "== Creating $(VENV) and installing digitbot with its dependencies (first run: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[dev]' | grep -E '^(Collecting|Installing|Successfully)' || true
+	@test -x $@ || { echo "pip could not install digitbot: run '$(BIN)/python -m pip install -c $(CONSTRAINTS) -e .[dev]' to see why"; exit 1; }
+	@echo "== Installed into $(VENV)"
 	touch $@
 
 # The main job: the bot when TELEGRAM_BOT_TOKEN is set (env or .env), else the offline sandbox.

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings, find_mnist
+from pydantic import ValidationError
+
+from bot.settings import Settings, describe_invalid, find_mnist
 from core.model import DEFAULT_ARCH
+from core.train import RECIPES  # the recipe table: TensorFlow is imported only to train
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore
@@ -26,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run one subcommand, return its exit status."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    verbose = bool(getattr(arguments, "verbose", False))
+    quiet_libraries(verbose)
     try:
+        if verbose or arguments.command in LONG_RUNNING:
+            print(settings_sources(), file=sys.stderr, flush=True)
         settings = Settings()
         if settings.telegram_bot_token is not None:
             from bot.redaction import redact_output
@@ -47,10 +54,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ValidationError as error:  # a setting from the environment or .env
+        print(f"error: {describe_invalid(error)}", file=sys.stderr)
+        return 2
     except ValueError as error:  # settings, DataError, ImageError, RegistryError: one clear line
         message = str(error).replace("\n", " ")
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+# The commands that keep running (the bot, the sandbox) say where their settings came from.
+LONG_RUNNING = frozenset({"run", "sandbox", "start"})
+
+
+def settings_sources() -> str:
+    """One line: which .env files are read (the environment overrides them)."""
+    from bot.settings import ENV_FILES, env_files_read
+
+    read = env_files_read()
+    if read:
+        return "settings: the environment, then " + ", ".join(map(str, read))
+    looked = " and ".join(str(path.parent) for path in ENV_FILES)
+    return f"settings: the environment and defaults (no .env in {looked})"
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """TensorFlow's and LiteRT's start-up chatter only with -v; with -v, debug logging too."""
+    import logging
+    import os
+
+    from core import serving
+
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow is imported
+    serving.QUIET_NATIVE_INFO = True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: object, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", help="show libraries' logs (TensorFlow, LiteRT)"
+        )
         sub.add_argument("--model-dir", type=Path, help="model folder (MODEL_DIR, default models)")
         sub.add_argument("--mnist-path", type=Path, help="MNIST .npz or IDX folder (MNIST_PATH)")
         return sub
@@ -74,14 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--arch",
         default=DEFAULT_ARCH,
-        help="compact (default, shipped), seed (the notebook's CNN) or large",
+        choices=sorted(RECIPES),
+        help=f"the architecture and its recipe (default {DEFAULT_ARCH}, the shipped one; "
+        "seed: the notebook's CNN)",
     )
-    train.add_argument("--epochs", type=int, help="default: 30 compact, 10 seed, 14 large")
-    train.add_argument("--batch-size", type=int, help="default: 64 for seed, 128 for the others")
+    train.add_argument("--epochs", type=int, help="default: " + recipe_defaults("epochs"))
+    train.add_argument("--batch-size", type=int, help="default: " + recipe_defaults("batch_size"))
     train.add_argument(
         "--validation-split",
         type=float,
-        help="held-out fraction of the training set (seed: 0.25, others: 1/12)",
+        help="held-out fraction of the training set; default: "
+        + recipe_defaults("validation_split"),
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (reproducible runs)")
     train.add_argument("--train-limit", type=int, help="use only the first N training images")
@@ -213,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("health", cmd_health, "exit 0 if a running bot wrote its heartbeat recently (Docker)")
     return parser
+
+
+def recipe_defaults(name: str) -> str:
+    """'33 compact, 14 large, 10 seed': a recipe field per architecture, from the recipe table."""
+
+    def shown(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{shown(getattr(recipe, name))} {arch}" for arch, recipe in RECIPES.items())
 
 
 def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -403,8 +457,8 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
                 message = f"cannot read the file: {error.strerror}"
             if arguments.json:
                 print(json.dumps({"path": str(path), "error": message}), flush=True)
-            else:
-                print(f"{path}: error: {message}", flush=True)
+            else:  # stdout keeps only answers, so that it can be piped
+                print(f"{path}: error: {message}", file=sys.stderr, flush=True)
             continue
         if arguments.debug_dir:
             from core import plots
@@ -434,18 +488,25 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
             "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the "
             "environment or in .env (or run `digitbot start` for the sandbox)"
         )
+    from telegram.error import TelegramError
+
     from bot.app import ALLOWED_UPDATES, build_application, configure_logging
     from bot.redaction import redact_output
+    from bot.startup import check_bot_api, explain
     from bot.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
+    check_bot_api(settings)  # a wrong token or an unreachable server: one line, no traceback
     application = build_application(settings)
-    if webhook is None:
-        application.run_polling(allowed_updates=ALLOWED_UPDATES)
-    else:
-        redact_output([webhook.secret])
-        run_webhook(application, webhook)
+    try:
+        if webhook is None:
+            application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        else:
+            redact_output([webhook.secret])
+            run_webhook(application, webhook)
+    except (TelegramError, OSError) as error:
+        raise ValueError(explain(error, settings)) from None
     return 0
 
 
@@ -462,11 +523,20 @@ def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def _feedback_store(arguments: argparse.Namespace, settings: Settings) -> FeedbackStore:
-    """The store of DATABASE_URL, or of --database-url."""
-    from bot.feedback import open_store
+    """The store of DATABASE_URL, or of --database-url; a SQLite file must exist already (the
+    bot creates it), so that a typo or another folder does not leave a new empty store behind."""
+    from bot.feedback import normalize_url, open_store
 
     if getattr(arguments, "database_url", None):
         settings = settings.model_copy(update={"database_url": arguments.database_url})
+    url = normalize_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_file():
+            raise ValueError(
+                f"no feedback store at {path.resolve()}: the bot creates it when it answers its "
+                "first photo (DATABASE_URL, or --database-url)"
+            )
     return open_store(settings)
 
 

@@ -2,6 +2,12 @@
 
 Core code never reads settings itself: the CLI and the bot build one `Settings` and pass the values
 they need to `core` functions as plain arguments.
+
+Where things are, wherever a command runs: the project folder is the checkout this code runs
+from (the folder holding pyproject.toml beside bot/; for an installed package, the current
+folder). The default model folder and feedback store are in it, and `.env` is read from it and
+then from the current folder (the current folder's values win; the environment beats both).
+An empty value (`NAME=`) means "not set": the default.
 """
 
 from __future__ import annotations
@@ -9,8 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HEARTBEAT_NAME = "digitbot.heartbeat"
@@ -19,10 +26,30 @@ DEFAULT_MNIST_FILE = Path("data/mnist.npz")
 KERAS_MNIST_CACHE = Path("~/.keras/datasets/mnist.npz")
 
 
+def find_project_dir() -> Path:
+    """The checkout this code runs from, else (an installed package) the current folder."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_DIR = find_project_dir()
+DATA_DIR = PROJECT_DIR / "data"  # the feedback store, the generated salt, the heartbeat
+# The project's .env first, then the current folder's (later files win in pydantic-settings).
+ENV_FILES = tuple(dict.fromkeys([PROJECT_DIR / ".env", Path.cwd() / ".env"]))
+
+
+def env_files_read() -> list[Path]:
+    """The .env files that exist, in the order they are read."""
+    return [path for path in ENV_FILES if path.is_file()]
+
+
+EMPTY_MEANS_NONE = frozenset({"heartbeat_file"})  # HEARTBEAT_FILE=: no heartbeat at all
+
+
 class Settings(BaseSettings):
     """digitbot's configuration; each field is the upper-case environment variable of its name."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILES, env_file_encoding="utf-8", extra="ignore")
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -74,7 +101,7 @@ class Settings(BaseSettings):
     webhook_secret_token: SecretStr | None = None
 
     # Model, data, training
-    model_dir: Path = Path("models")
+    model_dir: Path = PROJECT_DIR / "models"
     mnist_path: Path | None = None
     retrain_epochs: int = Field(3, ge=1, le=100)
     retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
@@ -116,8 +143,8 @@ class Settings(BaseSettings):
     )
 
     # Feedback store
-    data_dir: Path = Field(Path("data"), description="the generated salt and the heartbeat")
-    database_url: str = "sqlite:///data/feedback.sqlite3"
+    data_dir: Path = Field(DATA_DIR, description="the generated salt and the heartbeat")
+    database_url: str = f"sqlite:///{DATA_DIR / 'feedback.sqlite3'}"
     # Unset: a random salt made on first start, kept in DATA_DIR/feedback-salts (bot/salts.py).
     feedback_salt: SecretStr | None = None
     feedback_max_per_day: int = Field(100, ge=1, description="confirmations per user per 24 h")
@@ -138,6 +165,20 @@ class Settings(BaseSettings):
             self.heartbeat_file = folder / HEARTBEAT_NAME
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: object) -> object:
+        """`NAME=` (as in .env.example) means the default: `RETRAIN_TRAIN_LIMIT=` is no limit,
+        not a number that fails to parse. Only for HEARTBEAT_FILE does empty say something
+        else (no heartbeat)."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            name: value
+            for name, value in data.items()
+            if name in EMPTY_MEANS_NONE or not (isinstance(value, str) and not value.strip())
+        }
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -150,21 +191,22 @@ class Settings(BaseSettings):
                 return [int(part) for part in parts if part]
             except ValueError as error:
                 raise ValueError(
-                    f"ADMIN_USER_IDS must be comma-separated numeric user ids, got {value!r}"
+                    "comma-separated numeric user ids, e.g. 11111111,22222222"
                 ) from error
         return value
 
     @field_validator("telegram_api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _check_url(cls, value: str) -> str:
         """Refuse a URL without a scheme here, as one line, not deep in the HTTP client (whose
-        error would show the request URL, token included)."""
-        if not value.startswith(("https://", "http://")):
+        error would show the request URL, token included); no trailing slash."""
+        parsed = urlparse(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
-                f"TELEGRAM_API_URL must start with https:// (or http:// for a server on this "
-                f"machine), got {value!r}"
+                "an https:// address (or http:// for a server on this machine), "
+                "e.g. https://api.telegram.org"
             )
-        return value.rstrip("/")
+        return value.strip().rstrip("/")
 
     @field_validator(
         "telegram_bot_token",
@@ -192,3 +234,50 @@ def find_mnist(mnist_path: Path | None) -> Path | None:
         if candidate.is_file():
             return candidate.absolute()
     return None
+
+
+# --- one-line messages for invalid settings ------------------------------------------------------
+
+_BOUNDS = {"ge": "at least {}", "gt": "more than {}", "le": "at most {}", "lt": "less than {}"}
+_KINDS = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false",
+    "path_type": "a file or folder path",
+}
+
+
+def _bounds(name: str) -> list[str]:
+    """The range a field allows, from its Field(ge=..., le=...) constraints."""
+    field = Settings.model_fields.get(name)
+    found = []
+    for constraint in field.metadata if field else []:
+        for attribute, template in _BOUNDS.items():
+            value = getattr(constraint, attribute, None)
+            if value is not None:
+                found.append(template.format(value))
+    return found
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """'RETRAIN_TRAIN_LIMIT='abc' is not allowed: a whole number, at least 10', one per setting."""
+    parts = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "?"
+        field = Settings.model_fields.get(name)
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "(hidden)" if secret else repr(item.get("input"))
+        kind = item["type"]
+        if kind in _KINDS:
+            allowed = ", ".join([_KINDS[kind], *_bounds(name)])
+        elif kind.startswith(("greater_than", "less_than")):
+            allowed = ", ".join(_bounds(name))
+        elif kind == "literal_error":
+            allowed = f"one of {item['ctx']['expected']}"
+        else:  # a validator's own message, e.g. ADMIN_USER_IDS
+            allowed = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name.upper()}={shown} is not allowed: {allowed}")
+    read = env_files_read()
+    where = f" (from the environment or {', '.join(map(str, read))})" if read else ""
+    return "; ".join(parts) + where + "; an empty value means the default"

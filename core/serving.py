@@ -10,14 +10,16 @@ the Keras model is the fall-back where LiteRT is not installed. If the version n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -162,6 +164,29 @@ class Classification:
 INFERENCE_THREADS = min(2, os.cpu_count() or 1)
 
 
+# LiteRT's C code prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the
+# process's stderr whenever it allocates tensors (no setting turns it off). A caller that wants a
+# quiet stderr (the CLI, unless -v) sets this; allocation then runs with file descriptor 2 on
+# /dev/null. The bot leaves it off: other threads may write to stderr at that moment.
+QUIET_NATIVE_INFO = False
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    if not QUIET_NATIVE_INFO:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class _LiteRTModel:
     """A LiteRT interpreter; `invoke` is serialised by the Classifier's lock."""
 
@@ -172,12 +197,14 @@ class _LiteRTModel:
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
         self.batch = 1
-        self.interpreter.allocate_tensors()
+        with _native_stderr_quiet():
+            self.interpreter.allocate_tensors()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) != self.batch:
             self.interpreter.resize_tensor_input(self.input_index, [len(batch), 28, 28, 1])
-            self.interpreter.allocate_tensors()
+            with _native_stderr_quiet():
+                self.interpreter.allocate_tensors()
             self.batch = len(batch)
         self.interpreter.set_tensor(self.input_index, batch)
         self.interpreter.invoke()

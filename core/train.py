@@ -8,6 +8,9 @@ TensorFlow is imported here, inside the functions, and nowhere on the serving pa
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import platform
 import time
@@ -19,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from core import plots, registry
+from core import registry
 from core.data import Mnist, load_mnist
 from core.evaluate import evaluate_probabilities
 from core.model import DEFAULT_ARCH
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -392,7 +397,13 @@ def export_tflite(model: Any, path: Path) -> Path:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    path.write_bytes(converter.convert())
+    # The conversion prints the saved model's endpoints (a dozen TensorSpec lines) on stdout:
+    # kept for the debug log, not shown in the middle of the training report.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        flatbuffer = converter.convert()
+    logger.debug("LiteRT export: %s", printed.getvalue().strip())
+    path.write_bytes(flatbuffer)
     return path
 
 
@@ -404,6 +415,8 @@ def write_artifacts(
     folder: Path, model: Any, mnist: Mnist, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     """Evaluate on the test set and write model, LiteRT export, plots and metadata into `folder`."""
+    from core import plots  # matplotlib only here: the CLI imports this module for RECIPES
+
     evaluation = evaluate_probabilities(keras_probabilities(model, mnist.x_test), mnist.y_test)
     model.save(folder / registry.KERAS_FILE)
     export_tflite(model, folder / registry.TFLITE_FILE)
