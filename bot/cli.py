@@ -497,8 +497,11 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
+    from core.serving import Classifier
+
+    classifier = Classifier(settings.model_dir)  # a local problem is reported before the network
     check_bot_api(settings)  # a wrong token or an unreachable server: one line, no traceback
-    application = build_application(settings)
+    application = build_application(settings, classifier)
     try:
         if webhook is None:
             application.run_polling(allowed_updates=ALLOWED_UPDATES)

@@ -200,8 +200,9 @@ def test_no_usable_model_at_start_is_a_one_line_error_naming_the_file(
     monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:9")  # never reached
     monkeypatch.setenv("HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
     assert main(["run", "--model-dir", str(model_dir)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: no usable model in") and "\n" not in error
+    settings, error = capsys.readouterr().err.strip().splitlines()  # where settings came from
+    assert settings.startswith("settings: ")
+    assert error.startswith("error: no usable model in")
     assert str(tflite) in error
     assert TOKEN not in error
 
