@@ -1,7 +1,11 @@
 # digitbot: the Telegram bot with the shipped model, as a small non-root container.
 #   docker build -t digitbot .
-#   docker run -d --name digitbot --env-file .env -v digitbot-models:/app/models digitbot
+#   docker run -d --name digitbot --env-file .env \
+#       -v digitbot-models:/app/models -v digitbot-data:/app/data digitbot
 # The token and every other setting come from --env-file at run time; nothing secret is baked in.
+# The feedback store (answers, corrections) is /app/data/feedback.sqlite3: /app/data belongs to
+# the non-root user and is a volume, so it survives a new container; a named volume starts with
+# that ownership (a bind-mounted folder must be writable by uid 10001).
 # /retrain writes new versions into /app/models (a volume keeps them across restarts) and needs
 # MNIST: mount it and set MNIST_PATH (e.g. -v ./mnist.npz:/data/mnist.npz:ro
 # -e MNIST_PATH=/data/mnist.npz), otherwise Keras downloads it on the first /retrain.
@@ -14,6 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MODEL_DIR=/app/models \
     DATA_DIR=/app/data \
+    DATABASE_URL=sqlite:////app/data/feedback.sqlite3 \
     MPLCONFIGDIR=/tmp/matplotlib
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin digitbot
@@ -27,8 +32,10 @@ COPY bot ./bot
 RUN pip install -c constraints.txt . && rm -rf /root/.cache
 
 COPY --chown=digitbot:digitbot models ./models
-# The feedback store, its generated salt and the heartbeat file (a volume keeps the first two).
-RUN mkdir -p /app/data && chown digitbot:digitbot /app/data
+# The feedback store, its generated salt and the heartbeat file: owned by the non-root user, and
+# a volume like the models (a named volume starts with this owner).
+RUN install -d -o digitbot -g digitbot /app/data
+VOLUME ["/app/models", "/app/data"]
 USER digitbot
 
 # Healthy while the bot's event loop keeps touching its heartbeat file (every 10 s); a crashed

@@ -36,7 +36,7 @@ lint: $(BIN)/digitbot
 # translate the new entries (tests/bot/test_i18n.py fails until each catalog has them).
 messages: $(BIN)/digitbot
 	$(BIN)/pybabel extract --project digitbot --no-wrap --no-location --sort-output -o bot/locale/digitbot.pot bot
-	$(BIN)/pybabel update --no-wrap --no-fuzzy-matching -D digitbot -i bot/locale/digitbot.pot -d bot/locale
+	$(BIN)/pybabel update --no-wrap --no-fuzzy-matching --ignore-pot-creation-date -D digitbot -i bot/locale/digitbot.pot -d bot/locale
 
 # Refresh the pins: install the newest releases pyproject.toml allows, write them out. Then run
 # `make test` and `make audit`, and commit constraints.txt with what changed.

@@ -536,6 +536,12 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         if mnist_path is None:
             await reply(message, admin_replies.retrain_needs_mnist(DEFAULT_MNIST_FILE))
             return
+        mnist = state.settings.mnist_path
+        if mnist is not None and not mnist.expanduser().exists():
+            await reply(message, admin_replies.retrain_needs_mnist(str(mnist)))
+            return
+        if mnist is None:
+            await reply(message, admin_replies.retrain_mnist_download_note())
         await start_retrain(
             state,
             context.bot,

@@ -302,9 +302,19 @@ async def _send_photo(page: Page, request: web.Request) -> web.StreamResponse:
                 f"a photo may have at most {MAX_PHOTO_UPLOAD_BYTES // 2**20} MB; "
                 "send it as a file instead"
             )
-        message = page.emulator.send_photo(
-            chat_id, user_id, upload.data, caption=caption, reply_to_message_id=reply_to
-        )
+        try:
+            message = page.emulator.send_photo(
+                chat_id, user_id, upload.data, caption=caption, reply_to_message_id=reply_to
+            )
+        except ApiError as error:
+            if "IMAGE_PROCESS_FAILED" not in error.description:
+                raise
+            # What Telegram's app says, rather than the Bot API's code word.
+            name = upload.file_name or "This file"
+            raise ValueError(
+                f"{name} is not an image, so it cannot be sent as a photo. Tick “send as a "
+                "file” to send it as a document: the bot will say what it makes of it."
+            ) from None
     return _ok(message=message)
 
 

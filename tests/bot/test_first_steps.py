@@ -15,7 +15,7 @@ import pytest
 from bot.cli import build_parser, main
 from bot.emulator import BotApiEmulator
 from bot.settings import ENV_FILES, Settings
-from tests.bot.conftest import USER_ID
+from tests.bot.conftest import ADMIN_ID, USER_ID
 from tests.conftest import ROOT, digit_photo
 
 
@@ -205,3 +205,16 @@ async def test_a_bad_database_url_stops_the_start_in_one_line(tmp_path: Path) ->
     finally:
         await emulator.stop()
     check_failure(result, token, "DATABASE_URL must be sqlite:///PATH or postgresql")
+
+
+async def test_retrain_without_mnist_says_that_it_needs_mnist(
+    start_bot: Any, emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    missing = tmp_path / "mnist.npz"
+    bot = await start_bot(mnist_path=missing)
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
+    reply = await emulator.wait_for_reply(ADMIN_ID, command["message_id"])
+    assert reply["text"].startswith(
+        f"MNIST is not at {missing}. /retrain needs MNIST: set MNIST_PATH"
+    )
+    assert bot.state.retrain is None  # nothing started

@@ -381,7 +381,13 @@ async def test_bad_requests_are_400_with_a_reason(
         content_type="text/plain",
         status=400,
     )
-    assert "IMAGE_PROCESS_FAILED" in not_image["error"]
+    # Telegram's code word is turned into what to do.
+    assert not_image["error"].startswith(
+        "notes.txt is not an image, so it cannot be sent as a photo"
+    )
+    assert (
+        "send as a file" in not_image["error"] and "IMAGE_PROCESS_FAILED" not in not_image["error"]
+    )
     nobody = await post(http, "current_user", {"user_id": 999}, status=400)
     assert "unknown user 999" in nobody["error"]
     async with http.get("/sandbox/api/state?limit=0") as response:

@@ -8,6 +8,7 @@ talks to the real bot through the emulator exactly as a person's browser would.
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -199,3 +200,96 @@ async def test_bot_html_is_rendered_from_entities_and_nothing_else_runs(
     assert await text.locator("a").count() == 1
     assert await text.locator("a").get_attribute("href") == "https://example.org/"
     assert await page.evaluate("window.pwned") is None
+
+
+# --- a newcomer's first minutes on the page (issue 16) --------------------------------------------
+
+SCREENSHOTS = Path(os.environ.get("SANDBOX_SCREENSHOTS", "/tmp/digitbot-sandbox-screenshots"))
+
+
+async def shot(page: Page, name: str) -> None:
+    """A screenshot to look at by eye (the folder is printed by pytest -s via the path)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+async def test_a_correction_button_on_an_older_answer_keeps_the_chat_where_it_is(
+    page: Page, sandbox: Sandbox, mnist: Any
+) -> None:
+    emulator = sandbox.emulator
+    photo = emulator.send_photo(ADMIN_USER_ID, ADMIN_USER_ID, digit_photo(mnist.x_test[0]))
+    answer = await emulator.wait_for_reply(ADMIN_USER_ID, photo["message_id"])
+    for index in range(14):  # enough newer messages that the answer is far from the bottom
+        text = emulator.send_text(ADMIN_USER_ID, ADMIN_USER_ID, f"message {index}")
+        await emulator.wait_for_reply(ADMIN_USER_ID, text["message_id"])
+    last = page.locator("#messages .msg.bot").last
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#messages .msg.bot').length >= 15"
+    )
+    await last.wait_for()
+    node = page.locator(f'#messages .msg.bot[data-id="{answer["message_id"]}"]')
+    await node.scroll_into_view_if_needed()
+    await node.evaluate("n => n.scrollIntoView({block: 'center'})")
+    before = await page.evaluate("document.getElementById('messages').scrollTop")
+    bottom = await page.evaluate(
+        "(() => { const m = document.getElementById('messages');"
+        " return m.scrollHeight - m.clientHeight; })()"
+    )
+    assert 0 < before < bottom - 200, (before, bottom)  # an older answer, mid-chat
+    await node.locator(".keyboard-button", has_text="wrong").click()
+    await node.locator(".keyboard-button", has_text="back").wait_for()  # the 0-9 keypad came
+    await page.wait_for_timeout(300)
+    after = await page.evaluate("document.getElementById('messages').scrollTop")
+    await shot(page, "older-answer-after-wrong")
+    assert abs(after - before) < 80, (before, after)  # not back at the top, not at the bottom
+    assert await node.is_visible()
+
+
+async def test_each_tab_is_its_own_person_and_others_chats_are_read_only(
+    browser: Browser, page: Page, sandbox: Sandbox
+) -> None:
+    alice, bob = PEOPLE[0], PEOPLE[1]
+    other = await page.context.new_page()  # a second tab of the same browser
+    other.set_default_timeout(TIMEOUT_MS)
+    await other.goto(sandbox.url)
+    await other.locator(".chat-row.active").wait_for()
+    await other.locator("#person").select_option(str(bob[0]))
+    await other.wait_for_function(
+        "name => document.getElementById('chat-status').textContent.includes(name)", arg=bob[1]
+    )
+    await page.wait_for_timeout(500)
+    assert await page.locator("#person").input_value() == str(alice[0])  # the first tab: Alice
+    # A reload keeps each tab's person.
+    await other.reload()
+    await other.locator(".chat-row.active").wait_for()
+    assert await other.locator("#person").input_value() == str(bob[0])
+
+    # Opening Bob's chat as Alice shows it read-only with an explicit switch; nothing changes.
+    await page.locator(f'.chat-row[data-chat-id="{bob[0]}"]').click()
+    await page.locator("#owner-bar").wait_for()
+    assert await page.locator("#person").input_value() == str(alice[0])
+    assert await page.locator("#text").is_disabled()
+    assert "only Bob can write here" in await page.locator("#owner-bar").inner_text()
+    await shot(page, "someone-elses-chat")
+    await page.locator("#owner-switch").click()
+    await page.locator("#owner-bar").wait_for(state="hidden")
+    assert await page.locator("#person").input_value() == str(bob[0])
+    assert await page.locator("#text").is_enabled()
+    await other.close()
+
+
+async def test_a_file_that_is_not_an_image_sent_as_a_photo_gets_a_clear_message(
+    page: Page, tmp_path: Path
+) -> None:
+    fake = tmp_path / "scan.png"  # an image's name, a text's content
+    fake.write_text("not really a picture")
+    await page.locator("#file-input").set_input_files(str(fake))
+    await page.locator("#attachment-bar").wait_for()
+    assert not await page.locator("#as-document").is_checked()  # it looks like an image
+    await page.locator("#send-button").click()
+    toast = page.locator("#toast")
+    await toast.wait_for()
+    text = await toast.inner_text()
+    await shot(page, "not-an-image-as-photo")
+    assert text.startswith("scan.png is not an image, so it cannot be sent as a photo"), text
+    assert "IMAGE_PROCESS_FAILED" not in text and "Bad Request" not in text

@@ -8,6 +8,7 @@
 const API = "/sandbox/api";
 const MAX_MESSAGES_PER_CHAT = 1000; // the emulator keeps at most this many per chat as well
 const TYPING_MS = 5500;
+const TAB_USER_KEY = "digitbot-sandbox-user"; // sessionStorage: who this tab is
 const MAX_PHOTO_WIDTH = 480; // CSS pixels, as Telegram's desktop clients roughly do
 const MAX_PHOTO_HEIGHT = 420; // Telegram shows a chat action for about five seconds
 const AVATAR_COLORS = ["#e17076", "#faa774", "#a695e7", "#7bc862", "#6ec9cb", "#65aadd", "#ee7aae"];
@@ -118,7 +119,9 @@ async function loadState() {
   for (const [chatId, messages] of Object.entries(data.messages)) {
     state.messages.set(Number(chatId), new Map(messages.map((m) => [m.message_id, m])));
   }
-  state.currentUserId = data.current_user_id;
+  // Who I am belongs to this tab (sessionStorage): another tab may be someone else.
+  const mine = Number(sessionStorage.getItem(TAB_USER_KEY));
+  state.currentUserId = state.users.has(mine) ? mine : data.current_user_id;
   if (state.chatId === null || !state.chats.has(state.chatId)) {
     state.chatId = state.chats.has(state.currentUserId) ? state.currentUserId : data.chats[0]?.id ?? null;
   }
@@ -159,8 +162,7 @@ function handleEvent(event) {
     case "callback_answer":
       if (event.answer && event.answer.text) toast(event.answer.text, event.answer.show_alert);
       break;
-    case "current_user":
-      if (event.user_id !== state.currentUserId) applyCurrentUser(event.user_id);
+    case "current_user": // another tab chose who it is: that does not change who this tab is
       break;
     case "new_chat":
     case "admins":
@@ -356,7 +358,9 @@ function keyboardNode(chatId, message) {
       } else if (button.callback_data !== undefined) {
         buttonNode.type = "button";
         buttonNode.addEventListener("click", () => {
-          post("press_button", { chat_id: chatId, message_id: message.message_id, callback_data: button.callback_data })
+          post("press_button", {
+            chat_id: chatId, user_id: state.currentUserId, message_id: message.message_id, callback_data: button.callback_data,
+          })
             .catch(() => {});
         });
       } else {
@@ -471,8 +475,11 @@ function renderMessages(scrollDown) {
     const existing = old.get(item.key);
     nodes.push(existing && existing.dataset.signature === item.signature ? existing : messageItemNode(chat, item));
   }
+  // Replacing the children resets the scroll position (the box is briefly empty): keep it, so that
+  // an edit of an older message (a pressed correction button) leaves the view where it was.
+  const top = container.scrollTop;
   container.replaceChildren(...nodes);
-  if (scrollDown || nearBottom) container.scrollTop = container.scrollHeight;
+  container.scrollTop = scrollDown || nearBottom ? container.scrollHeight : top;
 }
 
 function flashMessage(messageId) {
@@ -563,6 +570,20 @@ function renderPeople() {
 
 function renderComposer() {
   const chat = state.chats.get(state.chatId);
+  const readOnly = notMine(chat);
+  $("owner-bar").hidden = !readOnly;
+  for (const id of ["text", "send-button", "attach-button", "camera-button", "draw-button", "menu-button"]) {
+    $(id).disabled = readOnly;
+  }
+  if (readOnly) {
+    const owner = state.users.get(chat.id);
+    const name = owner ? fullName(owner) : "its owner";
+    const me = state.users.get(state.currentUserId);
+    $("owner-title").textContent = `${name}'s private chat with the bot`;
+    $("owner-text").textContent = `You are ${me ? fullName(me) : "someone else"}: only ${name} can write here.`;
+    $("owner-switch").textContent = `Be ${name}`;
+    $("draw-panel").hidden = true;
+  }
   const replied = state.replyTo !== null ? state.messages.get(state.chatId)?.get(state.replyTo) : null;
   if (state.replyTo !== null && !replied) state.replyTo = null;
   $("reply-bar").hidden = !replied;
@@ -596,11 +617,7 @@ function openChat(chatId) {
   state.unread.delete(chatId);
   state.replyTo = null;
   document.body.classList.add("chat-open");
-  if (chat.type === "private" && chat.id !== state.currentUserId) {
-    setCurrentUser(chat.id); // only its owner can write in a private chat: become that person
-  } else {
-    renderAll();
-  }
+  renderAll(); // someone else's private chat is shown read-only, with a button to become them
 }
 
 // Become another person; a private chat then follows to that person's own private chat.
@@ -616,8 +633,13 @@ function applyCurrentUser(userId) {
 }
 
 function setCurrentUser(userId) {
+  sessionStorage.setItem(TAB_USER_KEY, String(userId));
   applyCurrentUser(userId);
-  post("current_user", { user_id: userId }).catch(() => {});
+}
+
+// Only its owner writes in a private chat: someone else's is read-only until I choose to be them.
+function notMine(chat) {
+  return Boolean(chat && chat.type === "private" && chat.id !== state.currentUserId);
 }
 
 function startReply(messageId) {
@@ -633,15 +655,25 @@ function takeReply() {
   return replyTo;
 }
 
+function canWrite() {
+  const chat = state.chats.get(state.chatId);
+  if (!notMine(chat)) return true;
+  toast(`Only ${$("owner-switch").textContent.replace(/^Be /, "")} can write in this chat: press “${$("owner-switch").textContent}” first`);
+  return false;
+}
+
 async function sendText(text) {
+  if (!canWrite()) return;
   const chatId = state.chatId;
   const replyTo = takeReply();
-  await post("send_text", { chat_id: chatId, text, reply_to_message_id: replyTo });
+  await post("send_text", { chat_id: chatId, user_id: state.currentUserId, text, reply_to_message_id: replyTo });
 }
 
 async function sendFile(blob, name, asDocument, caption) {
+  if (!canWrite()) return;
   const form = new FormData();
   form.append("chat_id", state.chatId);
+  form.append("user_id", state.currentUserId);
   form.append("as_document", asDocument ? "1" : "0");
   if (caption) form.append("caption", caption);
   const replyTo = takeReply();
@@ -837,6 +869,7 @@ function setUpDragAndDrop() {
 function setUpControls() {
   const text = $("text");
   $("person").addEventListener("change", (event) => setCurrentUser(Number(event.target.value)));
+  $("owner-switch").addEventListener("click", () => setCurrentUser(state.chatId));
   $("admin-toggle").addEventListener("change", (event) => {
     post("admin", { user_id: state.currentUserId, is_admin: event.target.checked }).catch(() => {});
   });
