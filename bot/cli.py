@@ -497,9 +497,12 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
+    from bot.feedback import normalize_url
     from core.serving import Classifier
 
-    classifier = Classifier(settings.model_dir)  # a local problem is reported before the network
+    # Local problems are reported before the network is tried: the model, the store's URL.
+    classifier = Classifier(settings.model_dir)
+    normalize_url(settings.database_url)
     check_bot_api(settings)  # a wrong token or an unreachable server: one line, no traceback
     application = build_application(settings, classifier)
     try:

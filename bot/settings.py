@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         parsed = urlparse(value.strip())
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
-                "an https:// address (or http:// for a server on this machine), "
+                "must start with https:// (or http:// for a server on this machine), "
                 "e.g. https://api.telegram.org"
             )
         return value.strip().rstrip("/")

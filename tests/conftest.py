@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,17 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default DATA_DIR and feedback store are the checkout's data/: tests (and the
+    commands they start) use a folder of their own instead."""
+    folder = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_DIR", str(folder))
+        patch.setenv("DATABASE_URL", f"sqlite:///{folder / 'feedback.sqlite3'}")
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -52,10 +52,14 @@ def test_the_env_template_loads_as_shipped_and_means_the_defaults(
     assert template.retrain_train_limit is None and template.telegram_bot_token is None
 
 
-def test_defaults_point_into_the_project_folder_wherever_the_command_runs() -> None:
+def test_defaults_point_into_the_project_folder_wherever_the_command_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clean_environment(monkeypatch)
     defaults = Settings(_env_file=None)
     assert defaults.model_dir == ROOT / "models" and (ROOT / "models" / "CURRENT").is_file()
     assert defaults.database_url == f"sqlite:///{ROOT / 'data' / 'feedback.sqlite3'}"
+    assert defaults.data_dir == ROOT / "data"
     assert ENV_FILES[0] == ROOT / ".env"
 
 
@@ -66,7 +70,7 @@ def test_a_bad_setting_is_one_line_with_the_variable_the_value_and_what_is_allow
         ("RETRAIN_TRAIN_LIMIT", "abc", "a whole number, at least 10"),
         ("GROUP_MODE", "some", "one of 'mention' or 'all'"),
         ("CONFIDENCE_THRESHOLD", "2", "at least 0.0, at most 1.0"),
-        ("TELEGRAM_API_URL", "api.telegram.org", "an http:// or https:// address"),
+        ("TELEGRAM_API_URL", "api.telegram.org", "must start with https://"),
         ("ADMIN_USER_IDS", "bob", "comma-separated numeric user ids"),
     ]
     for name, value, allowed in cases:
@@ -85,13 +89,16 @@ def test_a_bad_setting_is_one_line_with_the_variable_the_value_and_what_is_allow
 def digitbot(
     *arguments: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """`digitbot ARGUMENTS` in `cwd` as a new process, with none of this run's settings."""
+    """`digitbot ARGUMENTS` in `cwd` as a new process, with none of this run's settings but the
+    tests' data folder."""
     environment = {
         key: value
         for key, value in os.environ.items()
         if key.lower() not in Settings.model_fields and key != "TF_CPP_MIN_LOG_LEVEL"
     }
     environment["PYTHONPATH"] = str(ROOT)
+    for name in ("DATA_DIR", "DATABASE_URL"):  # the tests' own folder (tests/conftest.py)
+        environment[name] = os.environ[name]
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *arguments],

@@ -59,7 +59,7 @@ async def test_a_bot_api_url_without_a_scheme_is_one_line_without_the_token(
     )
     assert code == 2
     assert "WRONG-Secret" not in output
-    assert "TELEGRAM_API_URL must start with https://" in output
+    assert "TELEGRAM_API_URL='127.0.0.1:9' is not allowed: must start with https://" in output
     assert "Traceback" not in output
 
 
