@@ -450,7 +450,10 @@ function messageItemNode(chat, item) {
 function introNode(chat) {
   const node = el("div", "service");
   const botName = state.bot ? `@${state.bot.username}` : "the bot";
-  if (chat.type === "private") {
+  if (notMine(chat)) {
+    const owner = state.users.get(chat.id);
+    node.textContent = `${owner ? fullName(owner) : "Someone"}'s private chat with ${botName}, shown to you read-only.`;
+  } else if (chat.type === "private") {
     node.textContent = `Your private chat with ${botName}. Send /start, a photo of a handwritten digit, ` +
       "an image file, or draw a digit with the pencil.";
   } else if (chat.privacy && !chat.bot_is_admin) {
