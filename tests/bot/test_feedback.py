@@ -536,13 +536,20 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
 def test_default_database_url_creates_its_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from bot.settings import PROJECT_DIR
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.database_url == "sqlite:///data/feedback.sqlite3"
+    # The default is the project folder's data/, wherever the command runs (not the current one).
+    default = Settings(_env_file=None).database_url  # type: ignore[call-arg]
+    assert default == f"sqlite:///{PROJECT_DIR / 'data' / 'feedback.sqlite3'}"
+    # A store whose folder does not exist yet creates it (here a private one, not the checkout's).
+    folder = tmp_path / "new" / "data"
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{folder / 'feedback.sqlite3'}")  # type: ignore[call-arg]
     with open_store(settings) as store:
         record(store, "1")
-    assert (tmp_path / "data" / "feedback.sqlite3").is_file()
+    assert (folder / "feedback.sqlite3").is_file()
+    assert not (tmp_path / "data").exists()
 
 
 def test_store_refuses_settings_it_cannot_honour(tmp_path: Path) -> None:
