@@ -518,8 +518,11 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
     reply = await emulator.wait_for_reply(ADMIN_ID, bad["message_id"])
     assert "from 1 to 100" in reply["text"] and bot.state.retrain is None
 
-    # 1. The training process raises (its data is missing): the admin is told.
-    bot.state.settings.mnist_path = tmp_path / "missing.npz"
+    # 1. The training process raises (its data is not MNIST): the admin is told. (A path that
+    # does not exist is refused before anything starts: tests/bot/test_first_steps.py.)
+    broken = tmp_path / "missing.npz"
+    broken.write_bytes(b"not an npz file")
+    bot.state.settings.mnist_path = broken
     first = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain 1")
     failed = await emulator.wait_for(
         lambda m: (
