@@ -235,7 +235,7 @@ def retrain_progress(
     return f"{title}\n{line}"
 
 
-def retrain_needs_mnist(path: str) -> str:
+def retrain_mnist_missing(path: str) -> str:
     """/retrain cannot start: MNIST is not where MNIST_PATH says."""
     return (
         _("MNIST is not at {path}.").format(path=escape(path))
@@ -244,15 +244,6 @@ def retrain_needs_mnist(path: str) -> str:
             "/retrain needs MNIST: set MNIST_PATH to an .npz file (x_train y_train x_test "
             "y_test) or a folder with the four IDX files, then restart the bot."
         )
-    )
-
-
-def retrain_mnist_download_note() -> str:
-    """Said before a /retrain without MNIST_PATH (the offline sandbox has no internet)."""
-    return _(
-        "MNIST_PATH is not set, so /retrain first downloads MNIST with Keras, which needs "
-        "internet (the offline sandbox has none). To use a local copy, set MNIST_PATH to an "
-        ".npz file or a folder with the four IDX files and restart."
     )
 
 

@@ -538,10 +538,8 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             return
         mnist = state.settings.mnist_path
         if mnist is not None and not mnist.expanduser().exists():
-            await reply(message, admin_replies.retrain_needs_mnist(str(mnist)))
+            await reply(message, admin_replies.retrain_mnist_missing(str(mnist)))
             return
-        if mnist is None:
-            await reply(message, admin_replies.retrain_mnist_download_note())
         await start_retrain(
             state,
             context.bot,
