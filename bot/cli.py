@@ -159,12 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the 28x28 crops the model saw here, and a picture of the pieces of ink "
         "(digits in green, what was left out in red with why)",
     )
-    bench = add("bench", cmd_bench, "serving speed and memory vs the notebook's Keras path")
+    bench = add(
+        "bench",
+        cmd_bench,
+        "serving speed and memory vs the notebook's Keras path; `bench real [DIR]`: real digits",
+    )
     bench.add_argument(
         "what",
         nargs="?",
-        choices=["numbers"],
-        help="numbers: exact-number accuracy on photos of written numbers and pages",
+        choices=["numbers", "real"],
+        help="numbers: exact-number accuracy on photos of written numbers and pages; "
+        "real: accuracy on the real-digits folder",
+    )
+    bench.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        help="with real: the folder with labels.csv (default ../shared/data/real-digits)",
+    )
+    bench.add_argument(
+        "--non-digits", type=int, default=100, help="with real: generated non-digits per kind"
     )
     bench.add_argument(
         "--real-digits",
@@ -286,6 +300,17 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
             private_chats=min(2, arguments.chats - 1),
         )
         return run_load_command(settings, arguments.mnist_path, spec)
+    if arguments.what == "real":
+        from core.realbench import DEFAULT_REAL_DIGITS, real_benchmark
+
+        real_benchmark(
+            arguments.model_dir,
+            arguments.dir or DEFAULT_REAL_DIGITS,
+            confidence_threshold=settings.confidence_threshold,
+            non_digits=arguments.non_digits,
+            seed=arguments.seed,
+        )
+        return 0
     from core.bench import serving_benchmark
     from core.data import load_mnist
 
@@ -473,7 +498,7 @@ def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
                 plots.pieces_png(path.read_bytes(), result)
             )
         print(
-            json.dumps(result.as_json(str(path)))
+            json.dumps(result.as_json(str(path), settings.confidence_threshold))
             if arguments.json
             else f"{path}: {result.describe()}",
             flush=True,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.i18n import _, duration, ngettext, number, percent
-from core.serving import Classification, DigitPrediction
+from core.serving import Classification, DigitPrediction, is_sure
 
 __all__ = ["duration", "number", "percent"]  # re-exported: the formats texts are built with
 
@@ -55,7 +55,7 @@ def answer(classification: Classification, confidence_threshold: float) -> str:
     if len(classification.digits) == 1:
         prediction = classification.digits[0]
         lines = [f"<b>{prediction.digit}</b>", _top3_line(prediction)]
-        if prediction.confidence < confidence_threshold:
+        if not is_sure(prediction, confidence_threshold):
             lines[0] += not_sure_mark()
             lines.append(_("I am not sure about this one.") + " " + tip())
         return "\n".join(lines)
@@ -75,7 +75,7 @@ def _number_answer(digits: Sequence[DigitPrediction], confidence_threshold: floa
     unsure = [
         (position, p)
         for position, p in enumerate(digits, start=1)
-        if p.confidence < confidence_threshold
+        if not is_sure(p, confidence_threshold)
     ]
     if unsure:
         lines[0] += not_sure_mark()

@@ -65,7 +65,7 @@ def test_no_digit(classifier: Classifier) -> None:
     Image.new("RGB", (300, 200), "white").save(buffer, "PNG")
     answer = classifier.classify(buffer.getvalue())
     assert answer.digits == [] and answer.number == "" and answer.confidence == 0.0
-    assert answer.as_json("x.png")["digit"] is None
+    assert answer.as_json("x.png", 0.6)["digit"] is None
 
 
 def test_fallback_to_last_good_version(tmp_path: Path) -> None:
