@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("out/evaluate"))
     evaluate.add_argument("--backend", default="auto", choices=["auto", "litert", "keras"])
 
+    add(
+        "calibrate",
+        cmd_calibrate,
+        "fit the served model's temperature on its held-out validation digits and record it",
+    )
+
     add("summary", cmd_summary, "print the served model's Keras summary")
 
     predict = add("predict", cmd_predict, "digit and top-3 for each image file")
@@ -451,6 +457,40 @@ def cmd_evaluate(arguments: argparse.Namespace, settings: Settings) -> int:
     arguments.out.mkdir(parents=True, exist_ok=True)
     path = plots.save_confusion(evaluation.confusion, arguments.out / "confusion.png")
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_calibrate(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Temperature scaling: fit T on the validation digits the served model was not trained on
+    and write it into its metadata, so its probabilities (and "sure") are calibrated."""
+    import numpy as np
+
+    from core import registry
+    from core.data import load_mnist
+    from core.evaluate import fit_temperature
+    from core.serving import Classifier
+    from core.train import scale_images, split_validation
+
+    classifier = Classifier(arguments.model_dir)
+    metadata = registry.read_metadata(arguments.model_dir, classifier.version)
+    mnist = load_mnist(arguments.mnist_path)
+    _, _, images, labels = split_validation(
+        mnist.x_train, mnist.y_train, float(metadata.get("validation_split", 0.0))
+    )
+    if not len(images):
+        raise ValueError(f"model {classifier.version} was trained without held-out digits")
+    probabilities = classifier.predict(scale_images(images)[..., 0], calibrated=False)
+    temperature = fit_temperature(probabilities, labels)
+    before = metadata.get("temperature", 1.0)
+    metadata["temperature"] = temperature
+    metadata["temperature_count"] = len(images)
+    folder = registry.version_dir(arguments.model_dir, classifier.version)
+    registry.write_json_atomic(folder / registry.METADATA_FILE, metadata)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    print(
+        f"model {classifier.version}: temperature {before} -> {temperature} "
+        f"(fitted on {len(images):,} held-out validation digits, {accuracy:.2%} right)"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+NO_DIGIT = 10  # the index of an eleventh output, "no digit", in a model that has one
 
 
 def build_seed_model() -> keras.Model:

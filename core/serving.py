@@ -31,6 +31,7 @@ from PIL import Image
 
 from core import registry
 from core.evaluate import top_k
+from core.model import NO_DIGIT
 from core.preprocess import DEFAULT_MAX_PIXELS, ImageError, prepare
 from core.segmentation import Rejected
 
@@ -165,6 +166,16 @@ class Classification:
             ]
             lines.append(f"{reading.number}  (" + " | ".join(parts) + ")")
         return "\n".join(lines)
+
+
+def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of softmax outputs: softmax(log p / T) (T > 1 makes them humbler)."""
+    if temperature == 1.0:
+        return probabilities
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def is_sure(prediction: DigitPrediction, confidence_threshold: float) -> bool:
@@ -321,8 +332,9 @@ class Classifier:
         logger.info("now serving model %s (%s)", version, backend)
         return version
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(n, 28, 28) float32 in [0, 1] -> (n, 10) probabilities."""
+    def predict(self, batch: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """(n, 28, 28) float32 in [0, 1] -> (n, 10) probabilities, or (n, 11) for a model with
+        a "no digit" class; calibrated by the temperature in the model's metadata (if any)."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 2:
             batch = batch[np.newaxis]
@@ -330,7 +342,8 @@ class Classifier:
             raise ValueError(f"expected (n, 28, 28) images, got {batch.shape}")
         batch = batch.reshape(-1, 28, 28, 1)
         with self._lock:
-            return self._model(batch)
+            probabilities, temperature = self._model(batch), self.metadata.get("temperature", 1.0)
+        return calibrate(probabilities, temperature) if calibrated else probabilities
 
     def classify(
         self, image: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS
@@ -349,7 +362,9 @@ class Classifier:
                 for digit in prepared.digits
             ]
             for crop, row in zip(prepared.digits, probabilities, strict=True):
-                best = top_k(row, 3)
+                if row.argmax() == NO_DIGIT:
+                    continue  # the model says this is no digit (a letter, a speck, a line)
+                best = top_k(row[:NO_DIGIT], 3)
                 predictions.append(
                     DigitPrediction(
                         digit=best[0][0],

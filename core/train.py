@@ -24,7 +24,7 @@ import numpy as np
 
 from core import registry
 from core.data import Mnist, load_mnist
-from core.evaluate import evaluate_probabilities
+from core.evaluate import evaluate_probabilities, fit_temperature
 from core.model import DEFAULT_ARCH
 
 logger = logging.getLogger(__name__)
@@ -497,6 +497,11 @@ def train_candidate(
             else Path(fine_tune_from) / registry.KERAS_FILE,
         )
         train_seconds = time.monotonic() - started
+        _, _, val_x, val_y = split_validation(mnist.x_train, mnist.y_train, recipe.validation_split)
+        # Calibrated on the held-out part of the training data, never on the test set.
+        temperature = (
+            fit_temperature(keras_probabilities(model, val_x), val_y) if len(val_x) else 1.0
+        )
         metadata: dict[str, Any] = {
             "version": registry.new_version_name(arch),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -512,6 +517,7 @@ def train_candidate(
             "freeze_batch_norm": recipe.freeze_batch_norm,
             "ending": ending,
             "fine_tuned_from": None if fine_tune_from is None else Path(fine_tune_from).name,
+            "temperature": temperature,
             "seed": seed,
             "train_count": len(mnist.x_train),
             "train_seconds": round(train_seconds, 1),
