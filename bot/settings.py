@@ -21,8 +21,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HEARTBEAT_NAME = "digitbot.heartbeat"
-# Where MNIST is looked for when MNIST_PATH is unset (then Keras' cache, ~/.keras/datasets).
-DEFAULT_MNIST_FILE = Path("data/mnist.npz")
 KERAS_MNIST_CACHE = Path("~/.keras/datasets/mnist.npz")
 
 
@@ -34,6 +32,8 @@ def find_project_dir() -> Path:
 
 PROJECT_DIR = find_project_dir()
 DATA_DIR = PROJECT_DIR / "data"  # the feedback store, the generated salt, the heartbeat
+# Where MNIST is looked for when MNIST_PATH is unset (then Keras' cache, ~/.keras/datasets).
+DEFAULT_MNIST_FILE = DATA_DIR / "mnist.npz"
 # The project's .env first, then the current folder's (later files win in pydantic-settings).
 ENV_FILES = tuple(dict.fromkeys([PROJECT_DIR / ".env", Path.cwd() / ".env"]))
 
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8080
     sandbox_data_dir: Path = Field(
-        Path("data/sandbox"),
+        DATA_DIR / "sandbox",
         description="the sandbox's own copy of the model folder and its feedback store",
     )
 

@@ -14,7 +14,7 @@ import pytest
 
 from bot.cli import build_parser, main
 from bot.emulator import BotApiEmulator
-from bot.settings import ENV_FILES, Settings
+from bot.settings import DEFAULT_MNIST_FILE, ENV_FILES, Settings
 from tests.bot.conftest import ADMIN_ID, USER_ID
 from tests.conftest import ROOT, digit_photo
 
@@ -60,6 +60,8 @@ def test_defaults_point_into_the_project_folder_wherever_the_command_runs(
     assert defaults.model_dir == ROOT / "models" and (ROOT / "models" / "CURRENT").is_file()
     assert defaults.database_url == f"sqlite:///{ROOT / 'data' / 'feedback.sqlite3'}"
     assert defaults.data_dir == ROOT / "data"
+    assert defaults.sandbox_data_dir == ROOT / "data" / "sandbox"
+    assert DEFAULT_MNIST_FILE == ROOT / "data" / "mnist.npz"
     assert ENV_FILES[0] == ROOT / ".env"
 
 
