@@ -47,7 +47,7 @@ from telegram.ext import ContextTypes
 from bot import admin_replies, corrections, flood, i18n, replies
 from bot.network import with_retries
 from bot.retrain import cancel_retrain, parse_command, served_arch, start_retrain
-from bot.settings import DEFAULT_MNIST_FILE, find_mnist
+from bot.settings import DEFAULT_MNIST_FILE, PROJECT_DIR, find_mnist
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
 from core.preprocess import ImageError
@@ -534,7 +534,10 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             return
         mnist_path = find_mnist(state.settings.mnist_path)
         if mnist_path is None:
-            await reply(message, admin_replies.retrain_needs_mnist(DEFAULT_MNIST_FILE))
+            await reply(
+                message,
+                admin_replies.retrain_needs_mnist(DEFAULT_MNIST_FILE.relative_to(PROJECT_DIR)),
+            )
             return
         mnist = state.settings.mnist_path
         if mnist is not None and not mnist.expanduser().exists():

@@ -256,7 +256,10 @@ async def test_retrain_in_the_sandbox_never_changes_the_shipped_model(
 async def test_retrain_without_mnist_says_in_one_line_what_to_do(
     start_bot: Any, emulator: BotApiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no data/mnist.npz here
+    mnist = Path(os.environ["MNIST_PATH"]).resolve()
+    # The project's data/mnist.npz, here in a folder of the test's own: not there yet.
+    default_file = tmp_path / "data" / "mnist.npz"
+    monkeypatch.setattr(settings_module, "DEFAULT_MNIST_FILE", default_file)
     monkeypatch.setattr(settings_module, "KERAS_MNIST_CACHE", tmp_path / "no-keras-cache.npz")
     bot = await start_bot(mnist_path=None)
     command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")
@@ -267,9 +270,9 @@ async def test_retrain_without_mnist_says_in_one_line_what_to_do(
     )
     assert bot.state.retrain is None
     # With the documented default file in place, /retrain starts.
-    (tmp_path / "data").mkdir(exist_ok=True)  # the bot keeps its salt there too
-    (tmp_path / "data" / "mnist.npz").symlink_to(Path(os.environ["MNIST_PATH"]).resolve())
-    assert settings_module.find_mnist(None) == tmp_path / "data" / "mnist.npz"
+    default_file.parent.mkdir(exist_ok=True)
+    default_file.symlink_to(mnist)
+    assert settings_module.find_mnist(None) == default_file
     again = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")
     status = await emulator.wait_for_reply(ADMIN_ID, again["message_id"])
     assert status["text"].startswith("Retraining: fine-tuning")
