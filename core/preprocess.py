@@ -10,28 +10,35 @@ The steps, in order (each answers one way real phone photos differ from MNIST):
    tone, so a screenshot's light strokes on dark work too; a shadow over most of the page is not
    taken for the paper (light strokes never cover more than a small part of a picture);
 3. light: the paper is estimated by a grey closing (opening for light ink) wider than any
-   stroke; it keeps the sharp edge of a shadow, and dividing by it turns every part of the page,
-   lit or shaded, white or yellow, into the same "how much darker than the paper" scale;
-4. threshold: Otsu; the faint side (half the threshold) first loses its paper lines: long, thin,
-   straight runs (ruled and squared paper, margins, even tilted or in perspective) are fitted as
-   lines and removed where they are as thin as the line, which keeps the strokes crossing them;
-   then hysteresis keeps faint pixels that touch clear ink, so thin or faded strokes hold
-   together but a line can no longer tie a digit to the page or to its neighbour;
+   stroke (in a crop, where a bold digit may fill the picture, twice as wide); it keeps the
+   sharp edge of a shadow, and dividing by it turns every part of the page, lit or shaded,
+   white or yellow, into the same "how much darker than the paper" scale;
+4. threshold: Otsu, at least ~16 % ink - or, where no ink is that clear or in a crop, half the
+   darkest ink (a pale scan, a hard pencil); in a
+   crop (a picture at most CROP_SIZE pixels: a form cell, a scan's box) the lines of its cell
+   along the edges go first; the faint side (half the threshold) first loses its paper lines:
+   long, thin, straight runs (ruled and squared paper, margins, even tilted or in perspective)
+   are fitted as lines and removed where they are as thin as the line, which keeps the strokes
+   crossing them; then hysteresis keeps faint pixels that touch clear ink, so thin or faded
+   strokes hold together but a line can no longer tie a digit to the page or to its neighbour;
 5. digits (core/segmentation.py, as is step 6): components are filtered (specks, page edges
-   and whatever the border cuts), pieces much shorter than the tallest join the digit they sit
-   on (a 5's cap, a broken stroke), and a row of digits level with the one holding the most ink
-   is kept, left to right;
+   and whatever the border cuts - except in a crop, where the digit often fills the picture and
+   touches its frame), pieces much shorter than the tallest join the digit they sit on (a 5's
+   cap, a broken stroke), and a row of digits level with the one holding the most ink is kept,
+   left to right;
 6. touching digits: a group somewhat wider than a digit is cut in two only at a neck thinner than
    a stroke that leaves two tall parts (a wide 0 or a 2 with a long tail stays whole); a group far
    wider than any digit is cut by dynamic programming where top-to-bottom paths cross little ink
    and leave digit-wide parts; no cut goes through a digit's loop;
-7. each digit: redrawn at 4x with MNIST's stroke width (thin pen thickened, marker thinned, by
-   the distance transform), fitted into 20x20 keeping the aspect ratio and centred by centre of
+7. each digit: its ink relative to the darkest ink nearby (a faint bar beside a dark stem
+   stays), redrawn at 4x with MNIST's stroke width (thin pen thickened, marker thinned, by the
+   distance transform), fitted into 20x20 keeping the aspect ratio and centred by centre of
    mass in 28x28 — MNIST's own recipe.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -41,7 +48,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.choice import Judge, choose
-from core.segmentation import Rejected, Segmentation, components, find_digits
+from core.segmentation import FRAME_BAND, Rejected, Segmentation, components, find_digits
 
 # The images here are small (256 px): OpenCV's worker threads spin-wait for work that takes
 # microseconds, which cost 1.3 ms of CPU per photo and no latency (measured); the bot runs
@@ -79,6 +86,9 @@ MAX_DIGITS = 200  # digits per picture (a page)
 MNIST_BOX = 20
 MNIST_SIZE = 28
 MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
+FRAME_SPAN = 0.5  # ... and cross at least this share of it (faint ones break up)
+CROP_PAPER = 0.4  # ... whose paper is estimated by a closing this share of it wide
+CROP_SIZE = 160  # a picture this small is a crop (a cell, a scan's box), not a photo of a page
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
 
 
@@ -146,8 +156,11 @@ def prepare(
     original = picture.info.get("original_size", picture.size)
     gray = np.asarray(picture, dtype=np.uint8)
     working, _ = _working_copy(gray)
-    ink = flatten_background(working)
-    found = find_digits(ink, _ink_components, max_digits=max_digits)
+    crop = max(original) <= CROP_SIZE
+    ink = flatten_background(working, crop=crop)
+    found = find_digits(
+        ink, functools.partial(_ink_components, crop=crop), max_digits=max_digits, crop=crop
+    )
     for _ in range(RESCANS):
         factor = _wanted_factor(found, ink.shape, max(original))
         if factor <= RESCAN_FACTOR:
@@ -380,14 +393,18 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     return float(np.mean(small > median + 0.15)) > 0.15
 
 
-def flatten_background(gray: np.ndarray) -> np.ndarray:
-    """uint8 grayscale -> float32 ink in [0, 1]: how much the ink departs from its paper."""
+def flatten_background(gray: np.ndarray, *, crop: bool = False) -> np.ndarray:
+    """uint8 grayscale -> float32 ink in [0, 1]: how much the ink departs from its paper.
+    `crop`: the digit may fill the picture, so its strokes may be a fifth of it wide."""
     height, width = gray.shape
     # Light varies slowly: estimate the paper at half size. A closing (dark ink) or opening
     # (light ink) wider than any stroke removes the ink but keeps a shadow's edge where it is.
     half = cv2.resize(gray, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
     dark_ink = ink_is_dark(half)
-    size = max(3, int(0.2 * min(half.shape)) | 1)
+    # In a crop the closing must be wider than a bold marker stroke of a digit that fills it
+    # (else the stroke's middle is taken for paper and the digit hollowed out); in a photo a
+    # wider one would take a narrow shadow for ink.
+    size = max(3, int((CROP_PAPER if crop else 0.2) * min(half.shape)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     paper = cv2.morphologyEx(half, cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN, kernel)
     paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
@@ -400,7 +417,9 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     return np.clip(ink, 0.0, 1.0)
 
 
-def _ink_components(ink: np.ndarray, thickness: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ink_components(
+    ink: np.ndarray, thickness: int, *, crop: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Otsu threshold with hysteresis (faint pixels count when they touch clear ink), after
     removing paper lines, so a faint line cannot tie a digit to the page or to another digit.
 
@@ -409,14 +428,73 @@ def _ink_components(ink: np.ndarray, thickness: int) -> tuple[np.ndarray, np.nda
     """
     ink8 = cv2.convertScaleAbs(ink, alpha=255.0)  # rounds to nearest, like np.rint
     threshold, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    threshold = max(threshold, 40.0)  # ink is at least ~16 % darker than its paper
+    # Clear ink is at least ~16 % darker than its paper. Where there is none (a pale pencil, a
+    # faint scan), or in a crop, half as dark as the darkest ink will do - but never within the
+    # paper's grain. Not on a page with clear ink: a lower cut there ties touching neighbours.
+    floor = 40.0
+    peak = float(cv2.blur(ink8, (3, 3)).max())
+    if crop or peak < floor:
+        floor = min(floor, max(0.5 * peak, _noise_floor(ink8)))
+    threshold = max(threshold, floor)
     _, weak = cv2.threshold(ink8, threshold * 0.5, 255, cv2.THRESH_BINARY)
     weak = _remove_lines(weak, thickness)
+    if crop:
+        weak = _remove_frame_lines(weak)
     count, labels, stats = components(weak)
     kept = np.zeros(count, dtype=bool)
     kept[labels[ink8 > threshold]] = True
     kept[0] = False
     return labels, stats, np.flatnonzero(kept)
+
+
+def _noise_floor(ink8: np.ndarray) -> float:
+    """A level that paper grain and sensor noise stay below: the paper's typical ink (the
+    median: most of any picture is paper) plus eight robust standard deviations (MAD)."""
+    counts = np.cumsum(np.bincount(ink8.ravel(), minlength=256))
+    half = counts[-1] / 2
+    median = int(np.searchsorted(counts, half))
+    values = np.arange(256)
+    deviations = np.bincount(np.abs(values - median), weights=np.diff(counts, prepend=0))
+    mad = int(np.searchsorted(np.cumsum(deviations), half))
+    return median + 8 * 1.4826 * mad
+
+
+def _remove_frame_lines(mask: np.ndarray) -> np.ndarray:
+    """Remove the lines of a cell or grid near the picture's edges (a form cell, a sudoku
+    square): straight runs along an edge that cross nearly all of the picture. Paper lines
+    elsewhere are _remove_lines' work; these can be thick and sit right at the border."""
+    mask = _remove_frame_rows(mask)
+    return np.ascontiguousarray(_remove_frame_rows(np.ascontiguousarray(mask.T)).T)
+
+
+def _remove_frame_rows(mask: np.ndarray) -> np.ndarray:
+    """_remove_frame_lines for horizontal lines (transpose for vertical ones)."""
+    height, width = mask.shape
+    band = max(2, round(FRAME_BAND * height))
+    run = max(3, width // 6)  # a tilted line still has runs this long
+    for rows in (slice(0, band), slice(height - band, height)):
+        edge = mask[rows]
+        runs = cv2.morphologyEx(edge, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+        if not runs.any():
+            continue
+        # Join the runs of one tilted or dashed line, then keep what spans the picture.
+        joined = cv2.dilate(runs, np.ones((3, run), np.uint8))
+        _, labels, stats = components(joined)
+        lefts, widths = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
+        # A cell's line runs off the picture at one end at least; a 7's bar or a 5's cap
+        # stops short of both sides.
+        runs_off = (lefts <= 1) | (lefts + widths >= width - 1)
+        spans = (
+            runs_off
+            & (widths >= FRAME_SPAN * width)
+            & (stats[:, cv2.CC_STAT_HEIGHT] <= 0.5 * height)
+        )
+        spans[0] = False
+        if not spans.any():
+            continue
+        # The joined band covers the line's blurred edges and the gaps between its runs.
+        mask[rows] = np.where(spans[labels], 0, edge)
+    return mask
 
 
 def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:
@@ -612,7 +690,11 @@ def mnist_crop(
     if inside.size:  # the 90th percentile of the digit's ink (np.percentile costs 5x more)
         rank = int(0.9 * (inside.size - 1))
         level = float(np.partition(inside, rank)[rank])
-    digit = np.clip(region / max(level, 1e-3), 0.0, 1.0) * near
+    # Relative to the darkest ink nearby, not in the whole digit: a pale bar of a 7 beside a
+    # darker stem must not fall below the redraw's cut at half the ink level.
+    size = max(3, int(0.15 * max(region.shape)) | 1)
+    nearby = cv2.dilate(region * near, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    digit = np.clip(region / np.maximum(nearby, max(0.6 * level, 1e-3)), 0.0, 1.0) * near
     return center_by_mass(fit_box(_normalise_stroke(digit)))
 
 

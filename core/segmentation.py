@@ -22,6 +22,9 @@ from scipy.sparse.csgraph import connected_components
 # single-digit benchmark photo is cut (two seeds, 3,400 photos).
 WIDE_DIGIT = 1.1  # wider than this: maybe two touching digits (a pair cut)
 CUT_STROKES = 0.7  # a pair is cut only at a neck thinner than this
+BLANK_INK = 0.06  # no ink this far (6 %) from its paper: a blank picture (pale pencil is ~10 %)
+FRAME_BAND = 0.15  # in a crop, cell lines lie within this share of an edge (and their leftovers)
+CROP_DIGIT = 0.2  # ... and a digit (or a piece of it) is at least this tall or wide
 PAIR_EXTENT = 4.0  # ... where the ink along the cut is shorter than this (not along a stroke)
 PART_HEIGHT = 0.7  # both parts of a pair at least this tall
 PART_WIDTH = 0.2  # ... this wide
@@ -123,6 +126,7 @@ def find_digits(
     max_digits: int = 12,
     thickness: int | None = None,
     join: int = 0,
+    crop: bool = False,
 ) -> Segmentation:
     """The digits of the flattened image, line by line, with the pieces left out and why.
 
@@ -130,8 +134,9 @@ def find_digits(
     on its components and does not import the preprocessing module that calls it. `thickness`:
     thicker than any paper line (default: from the image's size). `join`: pieces of ink this
     many pixels apart count as one (a thin stroke the threshold broke). At most `max_digits`
-    digits in all."""
-    if float(cv2.blur(ink, (3, 3)).max()) < 0.1:
+    digits in all. `crop`: the picture is a cell or a tight crop, where the digit may fill it
+    and touch its frame."""
+    if float(cv2.blur(ink, (3, 3)).max()) < BLANK_INK:
         return Segmentation()  # nothing stands out from the paper: a blank or uniform picture
     if thickness is None:
         thickness = max(3, round(max(ink.shape) / 50))
@@ -139,7 +144,7 @@ def find_digits(
     if join:
         labels, stats, inked = _join_fragments(labels, inked, join)
     rejected: list[Rejected] = []
-    pieces = _pieces(stats, inked, labels.shape, thickness, rejected)
+    pieces = _pieces(stats, inked, labels.shape, thickness, rejected, crop)
     rows = [_group_pieces(line, rejected) for line in _text_lines(pieces, rejected)]
     result = Segmentation(rejected=rejected)
     kept = np.zeros(len(stats), dtype=bool)
@@ -259,18 +264,33 @@ def _pieces(
     shape: tuple[int, int],
     thickness: int,
     rejected: list[Rejected],
+    crop: bool = False,
 ) -> list[_Group]:
     """Components that may be (part of) a digit: not specks, not page edges or shadows.
 
     What touches the frame is marked (`border`); text lines keep it when it is level with
-    and as tall as writing inside the frame (a first or last digit cut by a tight crop)."""
+    and as tall as writing inside the frame (a first or last digit cut by a tight crop). In a
+    `crop` the digit often fills the picture and its cell lines are gone: frame-touching ink
+    is the digit, and what stays within the frame band is a cell line's leftover."""
     height, width = shape
+    band_x, band_y = FRAME_BAND * width, FRAME_BAND * height
     pieces = []
     for label in inked.tolist():
         left, top, box_width, box_height, area = (int(value) for value in stats[label])
         right, bottom = left + box_width, top + box_height
         piece = _Group(left, top, right, bottom, area, [label])
-        if left == 0 or top == 0 or right >= width or bottom >= height:
+        if crop:
+            # A digit is never that small in a picture of itself.
+            if (
+                right <= band_x
+                or left >= width - band_x
+                or bottom <= band_y
+                or top >= height - band_y
+                or (box_height < CROP_DIGIT * height and box_width < CROP_DIGIT * width)
+            ):
+                rejected.append(Rejected(_box(piece), "cell line leftover at the frame"))
+                continue
+        elif left == 0 or top == 0 or right >= width or bottom >= height:
             # Page edges and shadows hug the border; so do the ends of lines the line finder
             # left and the thin leftovers of a shadow's edge.
             length = max(box_width, box_height)
