@@ -43,7 +43,9 @@ async def test_retrain_on_exam_digits_users_corrected_is_judged_on_that_evidence
         user_id=USER_ID,
         timeout=RETRAIN_TIMEOUT,
     )
-    assert report.corrected_trained >= 20, "the shipped model misreads 20+ of these exam digits"
+    # The real-ink preprocessing reads most of these exam digits (96.7 % of nsysu): only a few
+    # are misread and corrected now, so the premise is "some", no longer "20 or more".
+    assert report.corrected_trained >= 5, "the shipped model misreads some of these exam digits"
     assert report.before.version == shipped and report.before.corrected_right == 0
     learned = re.search(
         rf"Digits users corrected, now read right: new (\d+) of {report.corrected_trained}, "
