@@ -307,7 +307,7 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
         )
         return run_load_command(settings, arguments.mnist_path, spec)
     if arguments.what == "real":
-        from core.realbench import DEFAULT_REAL_DIGITS, real_benchmark
+        from core.bench.real import DEFAULT_REAL_DIGITS, real_benchmark
 
         real_benchmark(
             arguments.model_dir,
@@ -317,20 +317,20 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
             seed=arguments.seed,
         )
         return 0
-    from core.bench import serving_benchmark
+    from core.bench.benchmarks import serving_benchmark
     from core.data import load_mnist
 
     mnist = load_mnist(arguments.mnist_path)
     if arguments.what == "numbers":
-        from core.bench import number_benchmark
-        from core.pages import load_nsysu
+        from core.bench.benchmarks import number_benchmark
+        from core.bench.pages import load_nsysu
 
         nsysu = load_nsysu(arguments.real_digits)
         number_benchmark(
             arguments.model_dir, mnist, nsysu, count=arguments.count or 300, seed=arguments.seed
         )
     elif arguments.photos:
-        from core.bench import photo_benchmark
+        from core.bench.benchmarks import photo_benchmark
 
         photo_benchmark(
             arguments.model_dir, mnist, per_condition=arguments.per_condition, seed=arguments.seed

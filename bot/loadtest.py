@@ -153,7 +153,7 @@ def load_photos(
 ) -> list[tuple[bytes, int]]:
     """`count` (JPEG, label) pairs: distinct MNIST test digits as plain photos, so that an
     answer sent to the wrong photo shows up as a wrong digit."""
-    from core.bench import plain_photo
+    from core.bench.benchmarks import plain_photo
 
     rng = np.random.default_rng(seed)
     indexes = rng.permutation(len(x_test))[:count]

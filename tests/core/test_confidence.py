@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from core import synthetic
+from core.bench.real import real_benchmark
 from core.evaluate import evaluate_probabilities, fit_temperature
 from core.model import NO_DIGIT
 from core.preprocess import prepare
-from core.realbench import real_benchmark
 from core.serving import Classifier, calibrate
 
 

@@ -1,5 +1,5 @@
 """Written numbers and pages as people photograph them (issue 13): each failure case reported
-from real phone photos, generated with a thin pen from MNIST test digits (core.pages), must be
+from real phone photos, generated with a thin pen from MNIST test digits (core.bench.pages), must be
 read completely; a page of three lines is read line by line; `predict --json` reports numbers.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bot.cli import main
-from core.pages import Digit, PagePlan, render_page
+from core.bench.pages import Digit, PagePlan, render_page
 from core.serving import Classifier
 from tests.conftest import ROOT
 
@@ -80,7 +80,7 @@ def fixture_sample() -> list[tuple[Path, list[str]]]:
 
 
 def test_number_benchmark_sample(classifier: Classifier) -> None:
-    """The committed sample of the number benchmark (core.pages.write_fixture_sample)."""
+    """The committed sample of the number benchmark (core.bench.pages.write_fixture_sample)."""
     sample = fixture_sample()
     assert len(sample) == 16
     right = total = 0

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bot.cli import main
-from core.photos import render_number, render_photo
+from core.bench.photos import render_number, render_photo
 from core.serving import Classifier
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""Tests for core.photos: the synthetic phone photos of MNIST test digits used by the benchmark."""
+"""Tests for core.bench.photos: the synthetic phone photos of MNIST test digits for benchmarks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from core import photos
+from core.bench import photos
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
 REQUIRED_CONDITIONS = {

@@ -3,7 +3,7 @@
 `serving_benchmark` measures, side by side with the notebook's path (Keras `model.predict` on one
 image at a time): photo latency (decode + preprocess + predict) of 1024x768 JPEGs, model-only
 latency, batch throughput, and a fresh serving process's memory and time to first answer.
-`photo_benchmark` renders MNIST test digits as phone photos (core.photos) and reports accuracy
+`photo_benchmark` renders MNIST test digits as phone photos (core.bench.photos) and reports accuracy
 per condition.
 """
 
@@ -68,7 +68,7 @@ def plain_photo(
 
 def page_photos(mnist: Mnist, seed: int, count: int = 5) -> list[bytes]:
     """Photos of pages of 40 MNIST test digits: 5 lines of 8, white paper, 1280x960."""
-    from core.pages import Digit, PagePlan, render_page
+    from core.bench.pages import Digit, PagePlan, render_page
 
     photos = []
     for number in range(count):
@@ -102,7 +102,7 @@ def time_calls(function: Callable[[], Any], repeat: int) -> list[float]:
 
 def serving_probe(model_dir: Path, backend: str, photo: Path) -> dict[str, Any]:
     """Start a fresh Python that loads the model and answers one photo; what did it cost?"""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     environment = {**os.environ, "PYTHONPATH": str(root)}
     started = time.perf_counter()
     completed = subprocess.run(
@@ -282,7 +282,7 @@ def photo_benchmark(
     print_line: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Accuracy on synthetic phone photos of MNIST test digits, per condition and overall."""
-    from core.photos import CONDITIONS, benchmark_numbers, benchmark_photos
+    from core.bench.photos import CONDITIONS, benchmark_numbers, benchmark_photos
     from core.serving import Classifier
 
     classifier = Classifier(model_dir)
@@ -353,11 +353,11 @@ def number_benchmark(
     seed: int = 0,
     print_line: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Exact-number accuracy on photos of written numbers and pages (core.pages): by length,
+    """Exact-number accuracy on photos of written numbers and pages (core.bench.pages): by length,
     condition and layout, with and without touching pairs, and pages read completely."""
     from collections import Counter, defaultdict
 
-    from core.pages import PAGE_CONDITIONS, benchmark_pages
+    from core.bench.pages import PAGE_CONDITIONS, benchmark_pages
     from core.serving import Classifier
 
     classifier = Classifier(model_dir)

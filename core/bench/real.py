@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from core.bench import format_table, percentiles_ms
+from core.bench.benchmarks import format_table, percentiles_ms
 from core.serving import Classification, Classifier, is_sure
 from core.synthetic import NON_DIGIT_KINDS, encode_png, non_digit_picture
 
-DEFAULT_REAL_DIGITS = Path(__file__).resolve().parent.parent.parent / "shared/data/real-digits"
+DEFAULT_REAL_DIGITS = Path(__file__).resolve().parents[3] / "shared/data/real-digits"
 NO_DIGIT = "none"
 
 

@@ -808,7 +808,7 @@ def _render_placed(
     placed: list[_Placed], look: _Look, rng: np.random.Generator, frame: tuple[int, int]
 ) -> bytes:
     """Photograph strokes already laid out on the paper (in paper = frame pixels); JPEG bytes.
-    Shared by one-number photos and the pages of core.pages."""
+    Shared by one-number photos and the pages of core.bench.pages."""
     width, height = frame
     digit_height = look.height_fraction * height
 

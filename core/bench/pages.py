@@ -6,7 +6,7 @@ digits nearly touch the frame; a page of 1-6 numbers, one per line, sometimes in
 lines slightly slanted; digits of uneven size and spacing, some neighbours touching. The digits
 are real strokes: MNIST **test** digits and the real exam digits of
 ../shared/data/real-digits/nsysu. The paper, light and camera are those of the photo benchmark:
-this module only lays the strokes out and hands them to core.photos to be photographed.
+this module only lays the strokes out and hands them to core.bench.photos to be photographed.
 
 Reading order (what the benchmark expects, and what core.segmentation returns): columns left to
 right, and in each column the lines top to bottom.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import photos
+from core.bench import photos
 
 # Conditions of the photo benchmark that make sense for a page: the pen is always thin here, the
 # digit size follows from the layout, and a screenshot has no paper.
