@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from bot.i18n import _, date_time, decimal, duration, ngettext, number, percent
 from bot.replies import escape
+from core.recipes import EpochReport
 
-if TYPE_CHECKING:  # core.train pulls in matplotlib; the bot process only needs the type
+if TYPE_CHECKING:
     from bot.feedback import FeedbackStats
     from core.promotion import Comparison
-    from core.train import EpochReport
 
 
 def points(value: float) -> str:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bot.settings import Settings, describe_invalid, find_mnist
 from core.model import DEFAULT_ARCH
-from core.train import RECIPES  # the recipe table: TensorFlow is imported only to train
+from core.recipes import RECIPES
 
 if TYPE_CHECKING:
     from bot.feedback import FeedbackStore

@@ -51,6 +51,7 @@ from bot.settings import DEFAULT_MNIST_FILE, PROJECT_DIR, find_mnist
 from bot.state import BotState, FloodVerdict, get_state
 from core import registry
 from core.preprocess import ImageError
+from core.recipes import FINE_TUNE, RECIPES
 from core.serving import Classification
 
 logger = logging.getLogger(__name__)
@@ -470,8 +471,6 @@ async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         average_model_seconds=state.total_model_seconds / served if served else None,
         uptime_seconds=state.uptime_seconds,
     )
-    from core.train import RECIPES  # the recipe table only; TensorFlow stays unimported
-
     arch = state.settings.retrain_arch or served_arch(state)
     text += "\n" + admin_replies.retrain_recipe(
         state.settings.retrain_epochs,
@@ -513,8 +512,6 @@ async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not is_admin(update, state):
         await reply(message, replies.admin_only())
         return
-    from core.train import FINE_TUNE, RECIPES  # the recipe table only, without TensorFlow
-
     async with state.retrain_lock:  # two /retrain at once: exactly one starts
         full = RECIPES.get(state.settings.retrain_arch or served_arch(state), FINE_TUNE)
         try:

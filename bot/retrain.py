@@ -43,13 +43,13 @@ from bot.state import BotState
 from core import registry
 from core.model import DEFAULT_ARCH
 from core.promotion import Comparison, Rule, UserDigits, compare, measure
+from core.recipes import EpochReport, ExtraSamples
 from core.serving import Classifier, load_model
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from bot.feedback import FeedbackStore
-    from core.train import EpochReport
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
     with contextlib.suppress(OSError):
         os.nice(10)  # training yields the CPU to the bot's inference threads
     try:
-        from core.train import ExtraSamples, train_candidate
+        from core.train import train_candidate
 
         user = request.user_data
         extra = (

@@ -24,7 +24,7 @@ from PIL import Image
 
 from bot.emulator import BotApiEmulator
 from core import registry
-from core.train import RECIPES
+from core.recipes import RECIPES
 from tests.bot.conftest import (
     ADMIN_ID,
     BOT_USERNAME,

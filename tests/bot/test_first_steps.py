@@ -145,7 +145,7 @@ def test_the_env_file_of_the_current_folder_is_read_and_named(tmp_path: Path) ->
 
 
 def test_train_help_takes_the_defaults_from_the_recipe_table() -> None:
-    from core.train import RECIPES
+    from core.recipes import RECIPES
 
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     flat = " ".join(help_text.split())

@@ -10,8 +10,9 @@ import pytest
 
 from core import registry
 from core.evaluate import evaluate_probabilities, top_k
+from core.recipes import FINE_TUNE, EpochReport, ExtraSamples
 from core.serving import Classifier
-from core.train import FINE_TUNE, EpochReport, ExtraSamples, split_validation, train_candidate
+from core.train import split_validation, train_candidate
 
 
 @pytest.fixture(scope="module")
