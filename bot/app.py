@@ -31,16 +31,18 @@ from telegram.ext import (
     filters,
 )
 
-from bot import corrections, flood, handlers, i18n, replies
-from bot.aiohttp_request import AiohttpRequest
-from bot.flood import SHARE_WINDOW_SECONDS
+from bot import i18n, replies
+from bot.handlers import corrections, flood
+from bot.handlers import images as handlers
+from bot.handlers.flood import SHARE_WINDOW_SECONDS
+from bot.handlers.retrain import cancel_retrain
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
-from bot.network import RetryingRateLimiter
 from bot.redaction import install_redaction
-from bot.retrain import cancel_retrain
 from bot.settings import Settings
 from bot.state import STATE_KEY, BotState, FloodGate, get_state
-from bot.updates import ImageSlotProcessor
+from bot.transport.aiohttp_request import AiohttpRequest
+from bot.transport.network import RetryingRateLimiter
+from bot.transport.updates import ImageSlotProcessor
 from core import registry
 from core.serving import Classifier, ClassifierWorkers
 
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 # Image updates handled at the same time: enough to keep both inference threads and the network
 # busy, bounded so that a burst of 20 MB documents cannot exhaust memory. Other updates (commands,
-# buttons) do not wait for these slots (bot/updates.py).
+# buttons) do not wait for these slots (bot/transport/updates.py).
 CONCURRENT_IMAGES = 32
 # How long a request may wait for a free connection of the pool (PTB's default, 1 s, turns a
 # burst into "Pool timeout" errors once the pool is smaller than the number of requests at once).

@@ -21,7 +21,7 @@ from core.model import DEFAULT_ARCH
 from core.recipes import RECIPES
 
 if TYPE_CHECKING:
-    from bot.feedback import FeedbackStore
+    from bot.feedback.store import FeedbackStore
     from core.promotion import Comparison
 
 
@@ -293,11 +293,11 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the serving benchmark table, with --photos the photo accuracy table, with --load
     the bot's burst numbers (exit 1 if a photo was lost or answered twice)."""
     if arguments.retrain:
-        from bot.retrainbench import run_retrain_bench
+        from bot.tools.retrainbench import run_retrain_bench
 
         return run_retrain_bench(settings, arguments.real_digits)
     if arguments.load:
-        from bot.loadtest import LoadSpec, run_load_command
+        from bot.tools.loadtest import LoadSpec, run_load_command
 
         spec = LoadSpec(
             photos=arguments.count or 500,
@@ -415,7 +415,7 @@ def cmd_train(arguments: argparse.Namespace, settings: Settings) -> int:
 def _train_verdict(staging: Path, settings: Settings) -> Comparison | None:
     """The /retrain promotion rule for a `digitbot train` candidate (None: no model is served
     yet, so there is nothing to compare with)."""
-    from bot.retrain import judge_candidate, promotion_rule, stored_user_digits
+    from bot.handlers.retrain import judge_candidate, promotion_rule, stored_user_digits
     from core import registry
     from core.promotion import UserDigits
     from core.serving import Classifier
@@ -558,11 +558,11 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     from bot.app import ALLOWED_UPDATES, build_application, configure_logging
     from bot.redaction import redact_output
     from bot.startup import check_bot_api, explain
-    from bot.webhook import run_webhook, webhook_config
+    from bot.transport.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
     configure_logging(settings)
-    from bot.feedback import normalize_url
+    from bot.feedback.store import normalize_url
     from core.serving import Classifier
 
     # Local problems are reported before the network is tried: the model, the store's URL.
@@ -583,7 +583,7 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
     """Serve the sandbox page and run the bot against the emulator until Ctrl-C."""
-    from bot.sandbox import run_sandbox
+    from bot.sandbox.runner import run_sandbox
 
     changes = {}
     if getattr(arguments, "host", None) is not None:
@@ -596,7 +596,7 @@ def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
 def _feedback_store(arguments: argparse.Namespace, settings: Settings) -> FeedbackStore:
     """The store of DATABASE_URL, or of --database-url; a SQLite file must exist already (the
     bot creates it), so that a typo or another folder does not leave a new empty store behind."""
-    from bot.feedback import normalize_url, open_store
+    from bot.feedback.store import normalize_url, open_store
 
     if getattr(arguments, "database_url", None):
         settings = settings.model_copy(update={"database_url": arguments.database_url})

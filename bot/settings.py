@@ -72,10 +72,10 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         2, ge=1, description="threads for other slow work (and images when IMAGE_PROCESSES=0)"
     )
-    # The HTTP client for the Bot API: aiohttp (bot/aiohttp_request.py) costs ~0.25 ms of CPU a
-    # request whatever the pool size; PTB's own httpx backend 1 ms with 8 open connections and
-    # 7 ms with 64 (measured here), most of the event loop's time under a burst of photos; with
-    # httpx, set BOT_API_CONNECTIONS=8.
+    # The HTTP client for the Bot API: aiohttp (bot/transport/aiohttp_request.py) costs ~0.25 ms
+    # of CPU a request whatever the pool size; PTB's own httpx backend 1 ms with 8 open
+    # connections and 7 ms with 64 (measured here), most of the event loop's time under a burst
+    # of photos; with httpx, set BOT_API_CONNECTIONS=8.
     bot_api_client: Literal["aiohttp", "httpx"] = "aiohttp"
     bot_api_connections: int = Field(32, ge=1, le=256, description="HTTP connections to Bot API")
     bot_api_retries: int = Field(
@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     # Feedback store
     data_dir: Path = Field(DATA_DIR, description="the generated salt and the heartbeat")
     database_url: str = f"sqlite:///{DATA_DIR / 'feedback.sqlite3'}"
-    # Unset: a random salt made on first start, kept in DATA_DIR/feedback-salts (bot/salts.py).
+    # Unset: a random salt made on first start, kept in DATA_DIR/feedback-salts
+    # (bot/feedback/salts.py).
     feedback_salt: SecretStr | None = None
     feedback_max_per_day: int = Field(100, ge=1, description="confirmations per user per 24 h")
     feedback_max_total: int = Field(2000, ge=1, description="confirmations per user, ever")

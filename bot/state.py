@@ -27,9 +27,9 @@ from core.serving import (
 )
 
 if TYPE_CHECKING:
-    from bot.feedback import FeedbackStore
-    from bot.groupcommit import GroupCommit
-    from bot.retrain import RetrainJob
+    from bot.feedback.groupcommit import GroupCommit
+    from bot.feedback.store import FeedbackStore
+    from bot.handlers.retrain import RetrainJob
 
 STATE_KEY = "digitbot"
 
@@ -96,8 +96,8 @@ class BotState:
     classifier: Classifier
     executor: ThreadPoolExecutor
     flood: FloodGate  # images
-    actions: FloodGate  # commands and button presses (bot/flood.py)
-    group_shares: FloodGate  # answers per (user, group) (bot/flood.py)
+    actions: FloodGate  # commands and button presses (bot/handlers/flood.py)
+    group_shares: FloodGate  # answers per (user, group) (bot/handlers/flood.py)
     workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -110,7 +110,8 @@ class BotState:
     store_writes: GroupCommit | None = None  # the answers' writes to `feedback`, batched
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)
     pending_links: dict[int, asyncio.Event] = field(default_factory=dict)
-    webhook_serving: bool = False  # updates arrive on bot/webhook.py's server, not by polling
+    # updates arrive on bot/transport/webhook.py's server, not by polling
+    webhook_serving: bool = False
     # image work in progress -> when it started (monotonic); read by the heartbeat
     images_in_flight: dict[object, float] = field(default_factory=dict)
     image_threads: asyncio.Semaphore | None = None  # made in the event loop, by `classify`

@@ -21,12 +21,12 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, stop_application
-from bot.emulator import BotApiEmulator
-from bot.feedback import normalize_url
-from bot.sandbox import Sandbox, start_sandbox, stop_sandbox
+from bot.feedback.store import normalize_url
+from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox.runner import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.state import BotState, get_state
-from bot.webhook import start_webhook, webhook_config
+from bot.transport.webhook import start_webhook, webhook_config
 
 TOKEN = "123456:TEST-TOKEN"
 BOT_USERNAME = "digitbot_test_bot"

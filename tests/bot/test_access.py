@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from telegram import Update
 
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from tests.bot.conftest import (
     ADMIN_ID,
     BOT_USERNAME,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.emulator import ApiError, BotApiEmulator
+from bot.sandbox.emulator import ApiError, BotApiEmulator
 from tests.bot.conftest import USER_ID
 from tests.bot.test_bot_e2e import answered_digit, replies_to, settle
 from tests.conftest import digit_photo

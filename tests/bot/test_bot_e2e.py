@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from core import registry
 from core.recipes import RECIPES
 from tests.bot.conftest import (
@@ -249,7 +249,9 @@ async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
     reply = await emulator.wait_for_reply(USER_ID, photo["message_id"])
     assert reply["text"] == "Sorry, something went wrong on my side. Please try again in a moment."
     assert "Traceback" not in reply["text"]
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "bot.handlers"]
+    errors = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name == "bot.handlers.images"
+    ]
     assert f"chat {USER_ID} (private) user {USER_ID}" in errors[0].getMessage()
     assert "the model fell over" in caplog.text and "RuntimeError" in caplog.text
     monkeypatch.undo()

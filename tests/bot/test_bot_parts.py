@@ -17,15 +17,15 @@ from telegram import Chat, Message, MessageEntity, PhotoSize, User
 
 from bot import replies
 from bot.cli import main
-from bot.handlers import (
+from bot.handlers.images import (
     caption_command,
     choose_photo_size,
     is_image_document,
     should_answer_image,
 )
+from bot.handlers.retrain import RetrainCommand, parse_command
 from bot.heartbeat import heartbeat_problem
 from bot.redaction import RedactSecrets, install_redaction
-from bot.retrain import RetrainCommand, parse_command
 from bot.state import FloodGate, FloodVerdict
 from core.serving import Classification, DigitPrediction
 

@@ -20,9 +20,9 @@ from PIL import Image
 
 from bot import admin_replies, replies
 from bot.app import stop_application
-from bot.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
-from bot.emulator import BotApiEmulator
-from bot.feedback import FeedbackStore
+from bot.feedback.store import FeedbackStore
+from bot.handlers.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
+from bot.sandbox.emulator import BotApiEmulator
 from core import registry
 from core.promotion import Comparison, Evidence, Rule
 from tests.bot.conftest import ADMIN_ID, BOT_USERNAME, GROUP_ID, OTHER_USER_ID, TOKEN, USER_ID

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from core.bench.photos import render_number, render_photo
 from tests.bot.conftest import BOT_USERNAME, GROUP_ID, USER_ID
 from tests.bot.test_bot_e2e import big_photo

@@ -23,7 +23,7 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 
 TOKEN = "123456:TEST-TOKEN"
 BOT_USERNAME = "digitbot_test_bot"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.emulator.errors import ApiError
-from bot.emulator.formatting import detect_entities, entity_text, format_text, trim_text
+from bot.sandbox.emulator.errors import ApiError
+from bot.sandbox.emulator.formatting import detect_entities, entity_text, format_text, trim_text
 
 
 def test_detects_commands_and_mentions_only_at_word_boundaries() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.cli import main
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from core import registry
 from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID
 from tests.bot.test_bot_e2e import (
@@ -85,7 +85,7 @@ async def test_photos_sent_while_the_bot_api_fails_are_each_answered_once(
     # (the emulator has no public view of its unused faults)
     assert not emulator._faults, "every injected fault should have been met"
     if kind != "429":  # (429s are retried by PTB's AIORateLimiter, which logs at INFO)
-        retried = [r for r in caplog.records if r.name == "bot.network"]
+        retried = [r for r in caplog.records if r.name == "bot.transport.network"]
         assert retried, "the faults should have hit the answering path, and been retried"
     assert bot.state.predictions_served == 6
 

@@ -1,4 +1,5 @@
-"""Tests of the feedback store (bot/feedback.py) on SQLite and, with TEST_DATABASE_URL, PostgreSQL.
+"""Tests of the feedback store (bot/feedback/store.py) on SQLite and, with TEST_DATABASE_URL,
+PostgreSQL.
 
 Every store test runs once per database. The PostgreSQL run gets a fresh schema of its own on the
 server named by TEST_DATABASE_URL (`eval "$(.ci/postgres.sh)"` starts one on 127.0.0.1). Without
@@ -25,8 +26,8 @@ import numpy.typing as npt
 import pytest
 from sqlalchemy import Column, Connection, String, func, inspect, select
 
-from bot import feedback
-from bot.feedback import (
+from bot.feedback import store as feedback
+from bot.feedback.store import (
     ConfirmStatus,
     FeedbackStore,
     add_column,
@@ -628,7 +629,7 @@ def test_concurrent_writes_are_all_kept(database_url: str) -> None:
 CRASH_CHILD = """
 import sys
 import numpy as np
-from bot.feedback import FeedbackStore
+from bot.feedback.store import FeedbackStore
 
 store = FeedbackStore(sys.argv[1], "crash-salt", max_confirmations_total=10**6,
                       max_confirmations_per_day=10**6)

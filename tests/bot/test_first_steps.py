@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.cli import build_parser, main
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import DEFAULT_MNIST_FILE, ENV_FILES, Settings
 from tests.bot.conftest import ADMIN_ID, USER_ID
 from tests.conftest import ROOT, digit_photo

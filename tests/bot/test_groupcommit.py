@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection
 
-from bot.feedback import FeedbackStore
-from bot.groupcommit import GroupCommit
+from bot.feedback.groupcommit import GroupCommit
+from bot.feedback.store import FeedbackStore
 
 SALT = "group-commit-salt"
 

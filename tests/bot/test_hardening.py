@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.corrections import TYPED_NUMBER, typed_number
-from bot.emulator import BotApiEmulator
-from bot.feedback import ConfirmStatus, FeedbackStore
+from bot.feedback.store import ConfirmStatus, FeedbackStore
+from bot.handlers.corrections import TYPED_NUMBER, typed_number
+from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import HEARTBEAT_NAME, Settings
 from core import registry
 from tests.bot.conftest import ADMIN_ID, GROUP_ID, USER_ID

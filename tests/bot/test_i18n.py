@@ -15,7 +15,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from bot import admin_replies, i18n, replies
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from core.serving import Classification
 from tests.bot.conftest import BOT_USERNAME, GROUP_ID, OPEN_GROUP_ID
 from tests.bot.test_bot_e2e import calls_named

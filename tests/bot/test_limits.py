@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.emulator import BotApiEmulator
 from bot.heartbeat import heartbeat_problem
+from bot.sandbox.emulator import BotApiEmulator
 from core.serving import Classifier
 from tests.bot.conftest import GROUP_ID, OTHER_USER_ID, USER_ID
 from tests.conftest import digit_photo

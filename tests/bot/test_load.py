@@ -12,10 +12,10 @@ from typing import Any
 from telegram import Chat, Message, PhotoSize, Update, User
 
 from bot.app import CONCURRENT_IMAGES
-from bot.emulator import BotApiEmulator
-from bot.loadtest import LoadSpec, chat_plan, load_photos, run_load
+from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
-from bot.updates import needs_image_slot
+from bot.tools.loadtest import LoadSpec, chat_plan, load_photos, run_load
+from bot.transport.updates import needs_image_slot
 from tests.bot.conftest import USER_ID
 from tests.bot.test_bot_e2e import replies_to, settle
 from tests.conftest import digit_photo

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bot import replies
-from bot.corrections import wait_for_links
-from bot.emulator import BotApiEmulator
+from bot.handlers.corrections import wait_for_links
+from bot.sandbox.emulator import BotApiEmulator
 from tests.bot.conftest import BOT_USERNAME, GROUP_ID, OTHER_USER_ID, USER_ID
 from tests.bot.test_corrections import data_of, edited, keyboard, other_digit, press
 from tests.core.test_number_pages import photo

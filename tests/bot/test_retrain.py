@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from bot import settings as settings_module
-from bot.emulator import BotApiEmulator
-from bot.retrainbench import load_exam_digits, retrain_and_wait, run_scenario
-from bot.sandbox import ADMIN_USER_ID, start_sandbox, stop_sandbox
+from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox.runner import ADMIN_USER_ID, start_sandbox, stop_sandbox
 from bot.settings import Settings
+from bot.tools.retrainbench import load_exam_digits, retrain_and_wait, run_scenario
 from core import registry
 from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID
 

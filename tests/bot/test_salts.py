@@ -1,5 +1,6 @@
-"""The feedback salt (bot/salts.py): generated on first start and kept in the data folder, an
-explicit FEEDBACK_SALT wins, and /forget still finds what was stored under an earlier salt."""
+"""The feedback salt (bot/feedback/salts.py): generated on first start and kept in the data
+folder, an explicit FEEDBACK_SALT wins, and /forget still finds what was stored under an earlier
+salt."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.feedback import FeedbackStore, open_store
-from bot.salts import LEGACY_DEFAULT_SALT, SALTS_FILE
+from bot.feedback.salts import LEGACY_DEFAULT_SALT, SALTS_FILE
+from bot.feedback.store import FeedbackStore, open_store
 from bot.settings import Settings
 from tests.bot.test_feedback import record
 from tests.conftest import ROOT

@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 
 from bot import replies
-from bot.emulator import BotApiEmulator
-from bot.sandbox import (
+from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox.runner import (
     ADMIN_USER_ID,
     GROUP_CHAT_ID,
     PEOPLE,

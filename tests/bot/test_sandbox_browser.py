@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from bot.sandbox import ADMIN_USER_ID, PEOPLE, Sandbox
+from bot.sandbox.runner import ADMIN_USER_ID, PEOPLE, Sandbox
 from tests.conftest import digit_photo
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.emulator.guard import CONTENT_SECURITY_POLICY
-from bot.sandbox import ADMIN_USER_ID, Sandbox, start_sandbox, stop_sandbox
+from bot.sandbox.emulator.guard import CONTENT_SECURITY_POLICY
+from bot.sandbox.runner import ADMIN_USER_ID, Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from tests.bot.test_sandbox import GUARD, upload
 

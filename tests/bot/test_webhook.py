@@ -1,4 +1,4 @@
-"""Webhook mode (bot/webhook.py): only requests that carry the secret token reach the bot.
+"""Webhook mode (bot/transport/webhook.py): only requests that carry the secret token reach the bot.
 
 Telegram is replaced by the emulator for the bot's own calls (setWebhook included: it records the
 URL and secret); updates are posted the way Telegram posts them, with and without the
@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot import webhook
-from bot.emulator import BotApiEmulator
 from bot.heartbeat import heartbeat_problem
+from bot.sandbox.emulator import BotApiEmulator
+from bot.transport import webhook
 from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, RunningBot
 from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
 from tests.conftest import digit_photo

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageDraw
 
-from bot.emulator import media
-from bot.emulator.errors import ApiError
+from bot.sandbox.emulator import media
+from bot.sandbox.emulator.errors import ApiError
 from core.preprocess import IMAGE_FORMATS, MAX_DECODE_BYTES, ImageError, decode, decode_bytes
 from tests.conftest import ROOT
 

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from bot.emulator.errors import ApiError
-from bot.emulator.formatting import (
+from bot.sandbox.emulator.errors import ApiError
+from bot.sandbox.emulator.formatting import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     detect_entities,
@@ -36,8 +36,8 @@ from bot.emulator.formatting import (
     text_fields,
     trim_text,
 )
-from bot.emulator.media import photo_renditions, thumbnail
-from bot.emulator.params import (
+from bot.sandbox.emulator.media import photo_renditions, thumbnail
+from bot.sandbox.emulator.params import (
     Params,
     Upload,
     get_bool,
@@ -49,7 +49,7 @@ from bot.emulator.params import (
     normalize,
     read_request,
 )
-from bot.emulator.store import ChatState, FileStore, StoredFile
+from bot.sandbox.emulator.store import ChatState, FileStore, StoredFile
 
 Message = dict[str, Any]
 Handler = Callable[[Params, dict[str, Upload]], Any]

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application, stop_application
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import get_state
 
@@ -208,7 +208,7 @@ async def run_load(
         "data_dir": Path(scratch.name),
     }
     if spec.rate_limits_off:
-        # ... and so is each user's share of a group's limit (bot/flood.py).
+        # ... and so is each user's share of a group's limit (bot/handlers/flood.py).
         overrides |= {
             "rate_limit_overall": 0,
             "rate_limit_group_per_minute": 0,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from bot.emulator.errors import ApiError
+from bot.sandbox.emulator.errors import ApiError
 from core.preprocess import IMAGE_FORMATS
 
 PHOTO_SIDES = (90, 320, 800, 1280)

@@ -7,7 +7,8 @@ Who gets an answer:
   `GROUP_MODE=all`, every photo the bot receives (Telegram only delivers every message when the
   bot's privacy mode is off or the bot is a group admin).
 Every answer quotes the message it is about, so many people can post at once, and carries the
-correction buttons of bot/corrections.py (the answer is recorded in the feedback store first).
+correction buttons of bot/handlers/corrections.py (the answer is recorded in the feedback store
+first).
 Showing what the model saw: the word `debug` in a photo's caption (or `/debug` as its caption, which
 also reaches the bot in groups) adds a reply with the 28x28 crops it classified, enlarged; `/debug`
 sent as a reply to a photo sends just those crops.
@@ -44,11 +45,12 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot import admin_replies, corrections, flood, i18n, replies
-from bot.network import with_retries
-from bot.retrain import cancel_retrain, parse_command, served_arch, start_retrain
+from bot import admin_replies, i18n, replies
+from bot.handlers import corrections, flood
+from bot.handlers.retrain import cancel_retrain, parse_command, served_arch, start_retrain
 from bot.settings import DEFAULT_MNIST_FILE, PROJECT_DIR, find_mnist
 from bot.state import BotState, FloodVerdict, get_state
+from bot.transport.network import with_retries
 from core import registry
 from core.preprocess import ImageError
 from core.recipes import FINE_TUNE, RECIPES
@@ -244,7 +246,8 @@ async def classify_image(
     state = state_of(context)
     settings = state.settings
     if user_id is not None:
-        # The user's image limit first, then their share of a group's answers (bot/flood.py).
+        # The user's image limit first, then their share of a group's answers
+        # (bot/handlers/flood.py).
         verdict, text = state.flood.check(user_id), ""
         if verdict is FloodVerdict.ALLOW:
             verdict = flood.group_share(state, user_id, image_message.chat)

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from bot import replies
 from bot.app import ALLOWED_UPDATES, build_application, stop_application
-from bot.emulator import BotApiEmulator
+from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import BotState, get_state
 from core import registry

@@ -1,7 +1,7 @@
 """Corrections from users: the buttons under every answer, typed corrections, /forget, figures.
 
-Every answer that found digits is recorded in the feedback store (bot/feedback.py) before it is
-sent, so that its buttons can carry the sample id; the answer's message id is linked right after.
+Every answer that found digits is recorded in the feedback store (bot/feedback/store.py) before it
+is sent, so that its buttons can carry the sample id; the answer's message id is linked right after.
 Callback data (Telegram allows 64 bytes; the longest here is about 40):
 
     fb:<id>:ok                the answer is right
@@ -42,7 +42,9 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import admin_replies, replies
-from bot.feedback import (
+from bot.feedback.groupcommit import GroupCommit
+from bot.feedback.salts import LEGACY_DEFAULT_SALT
+from bot.feedback.store import (
     CHAT_TYPES,
     MAX_DIGITS,
     Confirmation,
@@ -51,8 +53,6 @@ from bot.feedback import (
     Sample,
     open_store,
 )
-from bot.groupcommit import GroupCommit
-from bot.salts import LEGACY_DEFAULT_SALT
 from bot.state import BotState, get_state
 from core.serving import Classification
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.emulator.errors import ApiError
-from bot.emulator.params import Params, get_json, get_string
+from bot.sandbox.emulator.errors import ApiError
+from bot.sandbox.emulator.params import Params, get_json, get_string
 
 Entity = dict[str, Any]
 MAX_TEXT_LENGTH = 4096

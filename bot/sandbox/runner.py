@@ -27,8 +27,8 @@ from pydantic import SecretStr
 from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, configure_logging, stop_application
-from bot.emulator import BotApiEmulator
-from bot.emulator.web import Page, add_page
+from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox.emulator.web import Page, add_page
 from bot.settings import Settings
 from bot.state import get_state
 from core import registry

@@ -49,7 +49,7 @@ from core.serving import Classifier, load_model
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
-    from bot.feedback import FeedbackStore
+    from bot.feedback.store import FeedbackStore
 
 logger = logging.getLogger(__name__)
 

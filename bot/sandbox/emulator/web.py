@@ -11,8 +11,9 @@
 The page renders what the emulator stored: Telegram's plain text plus entities (the emulator has
 already parsed the bot's HTML), turned into DOM nodes on the client, so nothing is ever inserted
 as HTML. POST endpoints want an `X-Sandbox: 1` header: a custom header forces a CORS preflight, so
-other web sites open in the same browser cannot post to the sandbox; bot/emulator/guard.py checks
-Host and Origin on every route and sends a strict Content-Security-Policy.
+other web sites open in the same browser cannot post to the sandbox;
+bot/sandbox/emulator/guard.py checks Host and Origin on every route and sends a strict
+Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ from typing import Any
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
-from bot.emulator.errors import ApiError
-from bot.emulator.guard import install_guard
-from bot.emulator.params import Params, Upload, get_bool, get_integer, get_string, read_request
-from bot.emulator.server import MAX_PHOTO_UPLOAD_BYTES, MAX_UPLOAD_BYTES, BotApiEmulator
+from bot.sandbox.emulator.errors import ApiError
+from bot.sandbox.emulator.guard import install_guard
+from bot.sandbox.emulator.params import (
+    Params,
+    Upload,
+    get_bool,
+    get_integer,
+    get_string,
+    read_request,
+)
+from bot.sandbox.emulator.server import MAX_PHOTO_UPLOAD_BYTES, MAX_UPLOAD_BYTES, BotApiEmulator
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/sandbox/api"
@@ -79,8 +87,8 @@ def add_page(
     host_names: Iterable[str] = (),
 ) -> Page:
     """Add the page's routes to `emulator.app` (call before `emulator.start()`), and the guard
-    (bot/emulator/guard.py) to all of its routes; `host_names`: names besides IP addresses and
-    `localhost` the page may be opened as."""
+    (bot/sandbox/emulator/guard.py) to all of its routes; `host_names`: names besides IP
+    addresses and `localhost` the page may be opened as."""
     page = Page(
         emulator=emulator,
         admin_user_ids=set(admin_user_ids),

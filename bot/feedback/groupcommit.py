@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bot.feedback import FeedbackStore, Write
+from bot.feedback.store import FeedbackStore, Write
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 One `FeedbackStore` per process, on SQLAlchemy 2 Core, so the same code runs on the embedded
 SQLite file (default) and on PostgreSQL (`postgresql+psycopg://`) when several bot replicas share
 one store. Every method is synchronous and thread-safe; the bot calls them via `asyncio.to_thread`,
-and its answers' writes through `bot/groupcommit.py`.
+and its answers' writes through `bot/feedback/groupcommit.py`.
 
 What is kept per served answer (a "sample"): the preprocessed 28x28 crops as uint8 bytes (never
 the photo), the predicted number and per-digit confidences, the model version, the chat type,
@@ -662,7 +662,7 @@ class FeedbackStore:
         Returns how many samples were deleted or un-confirmed. Samples the user confirmed for
         others become unconfirmed (the photo was the other person's; the label was this user's).
         """
-        # Under the current salt and every earlier one (bot/salts.py).
+        # Under the current salt and every earlier one (bot/feedback/salts.py).
         hashes = [
             self.hash_id("user", user_id, salt) for salt in [self._salt, *self._earlier_salts]
         ]
@@ -879,7 +879,7 @@ class FeedbackStore:
 
 def open_store(settings: Settings) -> FeedbackStore:
     """The store named by DATABASE_URL, salted with FEEDBACK_SALT or the generated salt."""
-    from bot.salts import load_salts
+    from bot.feedback.salts import load_salts
 
     salts = load_salts(settings)
     return FeedbackStore(

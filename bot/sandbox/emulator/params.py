@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.emulator.errors import ApiError
+from bot.sandbox.emulator.errors import ApiError
 
 Params = dict[str, Any]
 

@@ -1,0 +1,1 @@
+"""Persistence without Telegram: the feedback store, its group commit and its salts."""

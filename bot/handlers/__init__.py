@@ -1,0 +1,1 @@
+"""The Telegram update callbacks, one module per kind of message they answer."""
