@@ -43,7 +43,9 @@ def build_large_model() -> keras.Model:
     import keras
     from keras import layers
 
-    def conv_block(inputs: keras.KerasTensor, filters: int, kernel: int, strides: int = 1):
+    def conv_block(
+        inputs: keras.KerasTensor, filters: int, kernel: int, strides: int = 1
+    ) -> keras.KerasTensor:
         x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(inputs)
         x = layers.BatchNormalization()(x)
         return layers.Activation("relu")(x)
@@ -71,7 +73,7 @@ def build_compact_model() -> keras.Model:
 
     def conv_block(
         inputs: keras.KerasTensor, filters: int, strides: int = 1, padding: str = "same"
-    ):
+    ) -> keras.KerasTensor:
         x = layers.Conv2D(filters, 3, strides=strides, padding=padding, use_bias=False)(inputs)
         x = layers.BatchNormalization()(x)
         return layers.Activation("relu")(x)

@@ -187,7 +187,7 @@ def pieces_png(data: bytes, classification: Any, longest_side: int = 1600) -> by
 
     from core.preprocess import decode
 
-    gray = np.asarray(decode(data, size=longest_side), dtype=np.uint8)
+    gray: np.ndarray = np.asarray(decode(data, size=longest_side), dtype=np.uint8)
     if max(gray.shape) > longest_side:
         factor = longest_side / max(gray.shape)
         size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))

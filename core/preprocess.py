@@ -363,8 +363,8 @@ def _working_copy(gray: np.ndarray, size: int = WORKING_SIZE) -> tuple[np.ndarra
         interpolation = cv2.INTER_CUBIC
     else:
         return gray, 1.0
-    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    return cv2.resize(gray, size, interpolation=interpolation), scale
+    target = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return cv2.resize(gray, target, interpolation=interpolation), scale
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
@@ -759,7 +759,7 @@ def center_by_mass(digit: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
     # Sub-pixel shift so the centre of mass lands on the field's centre, as MNIST was made.
     shift_x = (size - 1) / 2 - center_column
     shift_y = (size - 1) / 2 - center_row
-    matrix = np.float32([[1, 0, shift_x], [0, 1, shift_y]])
+    matrix = np.array([[1, 0, shift_x], [0, 1, shift_y]], np.float32)
     field = cv2.warpAffine(
         digit.astype(np.float32), matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0
     )

@@ -426,7 +426,8 @@ def _text_lines(pieces: list[_Group], rejected: list[Rejected]) -> list[list[_Gr
     lines = kept_lines
     line_heights = [float(np.median([piece.height for piece in line])) for line in lines]
     tallest = max(line_heights)
-    kept, small = [], []
+    kept: list[list[_Group]] = []
+    small: list[list[_Group]] = []
     for line, height in zip(lines, line_heights, strict=True):
         # Far smaller than the writing: a part of a digit above or below it (a 5's cap), or
         # litter; it joins a line it sits in like the other small pieces.
@@ -469,7 +470,7 @@ def _reading_order(lines: list[list[_Group]], bands: list[Box]) -> list[list[_Gr
     overlap = np.minimum(spans[:, None, 2], spans[None, :, 2]) - np.maximum(
         spans[:, None, 0], spans[None, :, 0]
     )
-    _, column = connected_components(csr_matrix(overlap > 0), directed=False)
+    _, column = connected_components(csr_matrix((overlap > 0).astype(np.uint8)), directed=False)
     column_left = {c: spans[column == c, 0].min() for c in set(column.tolist())}
     order = sorted(
         range(len(lines)),

@@ -109,10 +109,10 @@ def _progress_callback(progress: ProgressCallback, epochs: int) -> Any:
     import keras
 
     class ReportProgress(keras.callbacks.Callback):
-        def on_train_begin(self, logs: dict | None = None) -> None:
+        def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
             self.started = time.monotonic()
 
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
             elapsed = time.monotonic() - self.started
             done = epoch + 1
@@ -258,11 +258,11 @@ def _weight_snapshots() -> Any:
         first: list[np.ndarray] | None = None
         raw: list[np.ndarray] | None = None
 
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
             if self.first is None:
                 self.first = [v.numpy() for v in self.model.trainable_weights]
 
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             # Runs before Keras swaps the average in (after the last epoch's callbacks).
             self.raw = [v.numpy() for v in self.model.trainable_weights]
 

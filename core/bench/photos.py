@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -62,6 +63,8 @@ MNIST_TEST_SIZE = 10_000
 # tests/fixtures/photos/ was written by write_fixture_sample with these defaults.
 FIXTURE_SEED = 2026
 FIXTURE_LONGEST_SIDE = 800
+
+T = TypeVar("T")
 
 # Ink reflectances (fraction of light an ink layer lets through, per RGB channel).
 _BLACK_INKS = ((0.10, 0.10, 0.12), (0.13, 0.13, 0.19), (0.16, 0.15, 0.17))
@@ -107,9 +110,14 @@ class _Look:
     jpeg_quality: int
 
 
-def _pick(rng: np.random.Generator, options: tuple) -> tuple:
+def _pick(rng: np.random.Generator, options: tuple[T, ...]) -> T:
     """One element of `options`, chosen by `rng`."""
     return options[int(rng.integers(len(options)))]
+
+
+def _screen_rgb(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """An 8-bit screen colour as reflectances in [0, 1]."""
+    return (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
 
 
 def _choose_look(condition: str, rng: np.random.Generator) -> _Look:
@@ -145,7 +153,7 @@ def _choose_look(condition: str, rng: np.random.Generator) -> _Look:
         ink_opacity = float(rng.uniform(0.9, 0.98))
         ink_variation = float(rng.uniform(0.02, 0.08))
     elif screenshot:
-        ink_rgb = tuple(channel / 255 for channel in _pick(rng, _SCREEN_INKS))
+        ink_rgb = _screen_rgb(_pick(rng, _SCREEN_INKS))
         ink_opacity = 1.0
         ink_variation = 0.0
 
@@ -153,7 +161,7 @@ def _choose_look(condition: str, rng: np.random.Generator) -> _Look:
     if condition == "paper_tint":
         paper_rgb = _pick(rng, _TINTED_PAPERS)
     elif screenshot:
-        paper_rgb = tuple(channel / 255 for channel in _pick(rng, _SCREEN_BACKGROUNDS))
+        paper_rgb = _screen_rgb(_pick(rng, _SCREEN_BACKGROUNDS))
 
     ruling = {"grid_paper": "grid", "ruled_paper": "ruled"}.get(condition, "none")
 
@@ -1091,8 +1099,8 @@ def write_fixture_sample(
         path.write_bytes(jpeg)
         paths.append(path)
     numbered = benchmark_numbers(x_test, y_test, numbers, seed, longest_side=longest_side)
-    for number, (label, jpeg) in enumerate(numbered):
-        path = folder / f"number-{label}-{number}.jpg"
+    for number, (digits, jpeg) in enumerate(numbered):
+        path = folder / f"number-{digits}-{number}.jpg"
         path.write_bytes(jpeg)
         paths.append(path)
     return paths
