@@ -7,10 +7,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from core.data import Mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +56,7 @@ def real_digits() -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist(mnist_path: Path):
+def mnist(mnist_path: Path) -> Mnist:
     from core.data import load_mnist
 
     return load_mnist(mnist_path)

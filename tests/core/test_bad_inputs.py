@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 from core.preprocess import ImageError, Prepared, prepare
 from core.serving import Classifier
@@ -78,6 +78,7 @@ def test_each_bad_input_gets_a_clear_error_or_an_answer(name: str, classifier: C
 
 def test_an_animated_gif_really_has_three_different_frames() -> None:
     gif = Image.open(CORPUS / "animated-0-1-7.gif")
+    assert isinstance(gif, GifImagePlugin.GifImageFile)
     assert gif.n_frames == 3 and gif.is_animated
 
 

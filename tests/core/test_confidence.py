@@ -11,6 +11,7 @@ import pytest
 
 from core import synthetic
 from core.bench.real import real_benchmark
+from core.data import Mnist
 from core.evaluate import evaluate_probabilities, fit_temperature
 from core.model import NO_DIGIT
 from core.preprocess import prepare
@@ -63,7 +64,7 @@ def test_a_crop_the_model_calls_no_digit_is_not_answered(model_dir: Path) -> Non
     assert answer.as_json("a.png", 0.6)["digit"] is None
 
 
-def test_sure_is_the_bot_decision_in_predict_json(model_dir: Path, mnist) -> None:
+def test_sure_is_the_bot_decision_in_predict_json(model_dir: Path, mnist: Mnist) -> None:
     classifier = Classifier(model_dir)
     digit = 255 - cv2.resize(mnist.x_test[0], (200, 200), interpolation=cv2.INTER_CUBIC)
     answer = classifier.classify(synthetic.encode_png(digit))
@@ -82,7 +83,9 @@ def test_every_kind_of_non_digit_is_a_picture(kind: str) -> None:
         assert prepare(synthetic.encode_png(picture)).digits == []
 
 
-def test_real_benchmark_counts_digits_and_empty_cells(model_dir: Path, tmp_path: Path, mnist):
+def test_real_benchmark_counts_digits_and_empty_cells(
+    model_dir: Path, tmp_path: Path, mnist: Mnist
+) -> None:
     """A small labelled folder: two MNIST digits as scans and an empty cell."""
     folder = tmp_path / "real"
     folder.mkdir()
@@ -105,7 +108,7 @@ def test_real_benchmark_counts_digits_and_empty_cells(model_dir: Path, tmp_path:
 
 
 def test_calibrate_fits_on_validation_digits_and_serving_applies_it(
-    model_dir: Path, mnist_path: Path, mnist
+    model_dir: Path, mnist_path: Path, mnist: Mnist
 ) -> None:
     """`digitbot calibrate` writes the temperature that fits the held-out validation digits
     into the served version's metadata; the shipped model carries that very temperature."""

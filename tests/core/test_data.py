@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from core.data import IDX_FILES, DataError, load_mnist
 REAL_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 
 
-def tiny_arrays(train: int = 12, test: int = 5) -> dict[str, np.ndarray]:
+def tiny_arrays(train: int = 12, test: int = 5) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     return {
         "x_train": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),

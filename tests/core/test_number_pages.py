@@ -14,6 +14,7 @@ import pytest
 
 from bot.cli import main
 from core.bench.pages import Digit, PagePlan, render_page
+from core.data import Mnist
 from core.serving import Classifier
 from tests.conftest import ROOT
 
@@ -36,7 +37,7 @@ def classifier() -> Classifier:
     return Classifier(ROOT / "models")
 
 
-def photo(mnist, numbers: tuple[str, ...], condition: str, **layout: object) -> bytes:
+def photo(mnist: Mnist, numbers: tuple[str, ...], condition: str, **layout: int) -> bytes:
     """The numbers written with MNIST test digits of those labels (a fixed draw per case)."""
     rng = np.random.default_rng([sum(map(ord, "".join(numbers))), len(condition)])
     by_label = {digit: np.flatnonzero(mnist.y_test == digit) for digit in range(10)}
@@ -57,7 +58,7 @@ def photo(mnist, numbers: tuple[str, ...], condition: str, **layout: object) -> 
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_failure_cases_are_read_completely(classifier: Classifier, mnist, case: str) -> None:
+def test_failure_cases_are_read_completely(classifier: Classifier, mnist: Mnist, case: str) -> None:
     numbers, tight, side, touching = CASES[case]
     answers = []
     for condition in CONDITIONS:
@@ -97,7 +98,7 @@ def test_number_benchmark_sample(classifier: Classifier) -> None:
 
 
 def test_predict_json_reports_numbers_in_reading_order(
-    tmp_path: Path, mnist, capsys: pytest.CaptureFixture
+    tmp_path: Path, mnist: Mnist, capsys: pytest.CaptureFixture[str]
 ) -> None:
     numbers = ("0755", "20170708", "504")
     jpeg = photo(mnist, numbers, "clean", tight=False, longest_side=1600, touching=-1)

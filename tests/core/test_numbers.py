@@ -13,6 +13,7 @@ from PIL import Image
 
 from bot.cli import main
 from core.bench.photos import render_number, render_photo
+from core.data import Mnist
 from core.serving import Classifier
 from tests.conftest import ROOT
 
@@ -37,7 +38,7 @@ def classifier() -> Classifier:
 
 
 def numbers(
-    mnist, seed: int, *, touching: bool, lengths: tuple[int, ...]
+    mnist: Mnist, seed: int, *, touching: bool, lengths: tuple[int, ...]
 ) -> list[tuple[str, bytes]]:
     """(label, jpeg) for one number per condition, digits drawn from the MNIST test split."""
     rng = np.random.default_rng(seed)
@@ -52,7 +53,7 @@ def numbers(
     return photos
 
 
-def test_spaced_numbers_are_read_left_to_right(classifier: Classifier, mnist) -> None:
+def test_spaced_numbers_are_read_left_to_right(classifier: Classifier, mnist: Mnist) -> None:
     photos = numbers(mnist, 7, touching=False, lengths=(4, 2, 2, 2, 2, 3, 3, 2, 3, 3))
     answers = [(label, classifier.classify(jpeg).number) for label, jpeg in photos]
     right = sum(label == number for label, number in answers)
@@ -81,7 +82,7 @@ def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_slightly_touching_digits_are_split(classifier: Classifier, mnist) -> None:
+def test_slightly_touching_digits_are_split(classifier: Classifier, mnist: Mnist) -> None:
     answers = []
     for index in range(0, 40, 2):
         label = f"{mnist.y_test[index]}{mnist.y_test[index + 1]}"
@@ -93,7 +94,7 @@ def test_slightly_touching_digits_are_split(classifier: Classifier, mnist) -> No
     assert sum(label == number for label, number in answers) >= 6, answers
 
 
-def test_touching_numbers_from_the_generator(classifier: Classifier, mnist) -> None:
+def test_touching_numbers_from_the_generator(classifier: Classifier, mnist: Mnist) -> None:
     photos = numbers(mnist, 6, touching=True, lengths=(2, 3, 4, 2, 3, 4, 2, 3, 4, 5))
     answers = [(label, classifier.classify(jpeg).number) for label, jpeg in photos]
     # The generator's touching digits overlap by 10-50 % of a stroke and often interlock; the
@@ -104,7 +105,7 @@ def test_touching_numbers_from_the_generator(classifier: Classifier, mnist) -> N
 
 
 def test_predict_json_has_digits_and_number(
-    tmp_path: Path, mnist, capsys: pytest.CaptureFixture
+    tmp_path: Path, mnist: Mnist, capsys: pytest.CaptureFixture[str]
 ) -> None:
     label, jpeg = numbers(mnist, 7, touching=False, lengths=(4, 2, 2, 2, 2, 3, 3, 2, 3, 3))[0]
     number_path = tmp_path / "number.jpg"

@@ -51,7 +51,9 @@ def mnist() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def one_photo_per_condition(mnist: dict[str, np.ndarray]) -> dict[str, tuple[bytes, tuple]]:
+def one_photo_per_condition(
+    mnist: dict[str, np.ndarray],
+) -> dict[str, tuple[bytes, tuple[int, int]]]:
     """One photo per condition (alternating landscape and portrait), rendered once per module."""
     rendered = {}
     for number, condition in enumerate(photos.CONDITIONS):
@@ -123,7 +125,7 @@ def test_same_seed_gives_the_same_number(mnist: dict[str, np.ndarray]) -> None:
 
 @pytest.mark.parametrize("condition", sorted(REQUIRED_CONDITIONS))
 def test_every_condition_renders_a_jpeg_of_the_frame_size(
-    one_photo_per_condition: dict[str, tuple[bytes, tuple]], condition: str
+    one_photo_per_condition: dict[str, tuple[bytes, tuple[int, int]]], condition: str
 ) -> None:
     jpeg, size = one_photo_per_condition[condition]
     assert jpeg[:3] == b"\xff\xd8\xff"
@@ -136,7 +138,7 @@ def test_every_condition_renders_a_jpeg_of_the_frame_size(
 
 @pytest.mark.parametrize("condition", sorted(REQUIRED_CONDITIONS - {"inverted"}))
 def test_ink_is_darker_than_the_paper(
-    one_photo_per_condition: dict[str, tuple[bytes, tuple]], condition: str
+    one_photo_per_condition: dict[str, tuple[bytes, tuple[int, int]]], condition: str
 ) -> None:
     image = brightness(one_photo_per_condition[condition][0])
     margin = int(0.03 * min(image.shape))
@@ -148,7 +150,7 @@ def test_ink_is_darker_than_the_paper(
 
 
 def test_inverted_is_a_light_digit_on_a_dark_screen(
-    one_photo_per_condition: dict[str, tuple[bytes, tuple]],
+    one_photo_per_condition: dict[str, tuple[bytes, tuple[int, int]]],
 ) -> None:
     image = brightness(one_photo_per_condition["inverted"][0])
     margin = int(0.03 * min(image.shape))

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core import preprocess
+from core.data import Mnist
 from core.preprocess import ImageError, prepare
 from tests.conftest import digit_photo
 
@@ -37,7 +38,7 @@ def single_crop(data: bytes | Image.Image) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def digits(mnist) -> list[np.ndarray]:
+def digits(mnist: Mnist) -> list[np.ndarray]:
     return [mnist.x_test[index] for index in range(12)]
 
 

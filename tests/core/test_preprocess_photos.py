@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data import Mnist
 from core.preprocess import prepare
 from tests.conftest import digit_photo
 
@@ -58,7 +59,7 @@ def stroke_width(crop: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def digits(mnist) -> list[np.ndarray]:
+def digits(mnist: Mnist) -> list[np.ndarray]:
     return [mnist.x_test[index] for index in range(8)]
 
 
@@ -99,7 +100,7 @@ def test_paper_lines_crossing_the_digit_are_removed(digits: list[np.ndarray], gr
 def test_stroke_width_is_normalised(digits: list[np.ndarray], pen: str) -> None:
     for digit in digits:
         ink = 1.0 - page(digit, size=(640, 480), scale=300, offset=(170, 90))
-        binary = (ink > 0.5).astype(np.uint8)
+        binary: np.ndarray = (ink > 0.5).astype(np.uint8)
         if pen == "thin":  # a fineliner: about 2 % of the digit's height
             binary = cv2.erode(binary, np.ones((9, 9), np.uint8))
         else:  # a marker: about 20 %
@@ -109,7 +110,7 @@ def test_stroke_width_is_normalised(digits: list[np.ndarray], pen: str) -> None:
         assert 1.7 <= stroke_width(crop) <= 3.5, (pen, stroke_width(crop))
 
 
-def test_a_detached_cap_stays_with_its_digit(mnist) -> None:
+def test_a_detached_cap_stays_with_its_digit(mnist: Mnist) -> None:
     fives = [index for index in range(200) if mnist.y_test[index] == 5][:5]
     for index in fives:
         five = mnist.x_test[index].copy()
@@ -123,7 +124,7 @@ def test_a_detached_cap_stays_with_its_digit(mnist) -> None:
         assert len(prepared.digits) == 1, f"test digit {index} came out in pieces"
 
 
-def test_wide_single_digits_stay_single(digits: list[np.ndarray], mnist) -> None:
+def test_wide_single_digits_stay_single(digits: list[np.ndarray], mnist: Mnist) -> None:
     zeros = [mnist.x_test[index] for index in range(100) if mnist.y_test[index] == 0][:4]
     for digit in [*zeros, *digits[:4]]:
         # Stretched to 1.6 times their width: as wide as single digits get in the photo

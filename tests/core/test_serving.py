@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core import registry
+from core.data import Mnist
 from core.evaluate import evaluate_probabilities
 from core.preprocess import ImageError
 from core.serving import Classification, Classifier, ClassifierWorkers, ImageTimeoutError
@@ -22,7 +23,7 @@ def classifier() -> Classifier:
     return Classifier(ROOT / "models")
 
 
-def test_shipped_model_meets_its_recorded_accuracy(classifier: Classifier, mnist) -> None:
+def test_shipped_model_meets_its_recorded_accuracy(classifier: Classifier, mnist: Mnist) -> None:
     recorded = classifier.metadata["test_accuracy"]
     assert recorded >= 0.992, "the shipped model must reach 99.2 % (issue 2)"
     probabilities = classifier.predict(mnist.x_test.astype(np.float32) / 255.0)
@@ -46,7 +47,7 @@ def test_serving_does_not_import_tensorflow() -> None:
     assert output == "False False"
 
 
-def test_photos_of_test_digits(classifier: Classifier, mnist) -> None:
+def test_photos_of_test_digits(classifier: Classifier, mnist: Mnist) -> None:
     wrong = []
     for index in range(100):
         answer = classifier.classify(digit_photo(mnist.x_test[index], image_format="JPEG"))
@@ -102,7 +103,7 @@ def test_nothing_to_serve(tmp_path: Path) -> None:
 
 
 async def test_workers_answer_like_the_classifier_and_follow_a_reload(
-    model_dir: Path, mnist
+    model_dir: Path, mnist: Mnist
 ) -> None:
     import shutil
 
@@ -150,7 +151,7 @@ asyncio.run(main())
 """
 
 
-def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist, tmp_path: Path) -> None:
+def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist: Mnist, tmp_path: Path) -> None:
     import subprocess
 
     photo = tmp_path / "digit.jpg"
@@ -170,7 +171,7 @@ def test_ctrl_c_is_left_to_the_parent(model_dir: Path, mnist, tmp_path: Path) ->
 
 async def test_a_killed_worker_is_replaced_and_the_image_still_answered(
     model_dir: Path,
-    mnist,
+    mnist: Mnist,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import os
@@ -202,7 +203,7 @@ def slow_task(image: bytes, max_pixels: int, version: str) -> Classification:
 
 
 async def test_an_image_past_its_time_budget_fails_and_its_worker_is_replaced(
-    model_dir: Path, mnist, caplog: pytest.LogCaptureFixture
+    model_dir: Path, mnist: Mnist, caplog: pytest.LogCaptureFixture
 ) -> None:
     workers = ClassifierWorkers(Classifier(model_dir), processes=1, timeout=2.0, task=slow_task)
     try:
@@ -272,6 +273,7 @@ def test_workers_end_when_the_process_that_owns_them_is_killed() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert owner.stdout is not None
     try:
         pids = [int(pid) for pid in owner.stdout.readline().split()]
         assert pids, "the owner printed no worker pids"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core import registry
+from core.data import Mnist
 from core.evaluate import evaluate_probabilities, top_k
 from core.recipes import FINE_TUNE, EpochReport, ExtraSamples
 from core.serving import Classifier
@@ -16,7 +17,9 @@ from core.train import split_validation, train_candidate
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, mnist_path: Path) -> tuple[Path, list]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, mnist_path: Path
+) -> tuple[Path, list[EpochReport]]:
     """One seed-architecture run on 2000 images, shared by the tests below."""
     model_dir = tmp_path_factory.mktemp("models")
     reports: list[EpochReport] = []
@@ -34,7 +37,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_path: Path) -> tuple
     return staging, reports
 
 
-def test_artifact_set_is_complete(trained: tuple[Path, list]) -> None:
+def test_artifact_set_is_complete(trained: tuple[Path, list[EpochReport]]) -> None:
     staging, reports = trained
     for name in ("model.keras", "model.tflite", "metadata.json", "curves.png", "confusion.png"):
         assert (staging / name).stat().st_size > 0, name
@@ -53,7 +56,9 @@ def test_artifact_set_is_complete(trained: tuple[Path, list]) -> None:
     assert reports[-1].seconds_left == 0 and reports[0].val_accuracy is not None
 
 
-def test_promotion_is_atomic_and_served(trained: tuple[Path, list], tmp_path: Path) -> None:
+def test_promotion_is_atomic_and_served(
+    trained: tuple[Path, list[EpochReport]], tmp_path: Path
+) -> None:
     staging, _ = trained
     model_dir = tmp_path / "models"
     copy = _copy(staging, model_dir)
@@ -64,7 +69,9 @@ def test_promotion_is_atomic_and_served(trained: tuple[Path, list], tmp_path: Pa
     assert classifier.version == version
 
 
-def test_litert_and_keras_agree(trained: tuple[Path, list], mnist, tmp_path: Path) -> None:
+def test_litert_and_keras_agree(
+    trained: tuple[Path, list[EpochReport]], mnist: Mnist, tmp_path: Path
+) -> None:
     staging, _ = trained
     model_dir = tmp_path / "models"
     version = registry.promote(model_dir, _copy(staging, model_dir))
