@@ -177,3 +177,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             connection.execute(DropSchema(schema, cascade=True))
     finally:
         admin.dispose()
+
+
+def started_url(emulator: BotApiEmulator) -> str:
+    """The Bot API URL of an emulator the fixture has started."""
+    assert emulator.url is not None, "the emulator is not started"
+    return emulator.url

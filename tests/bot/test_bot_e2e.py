@@ -33,6 +33,7 @@ from tests.bot.conftest import (
     OTHER_USER_ID,
     TOKEN,
     USER_ID,
+    started_url,
 )
 from tests.conftest import digit_photo
 
@@ -62,7 +63,7 @@ def calls_named(emulator: BotApiEmulator, name: str) -> list[dict[str, Any]]:
     return [params for method, params in emulator.calls if method == name]
 
 
-def test_digits(mnist: Any, count: int) -> list[tuple[np.ndarray, int]]:
+def mnist_digits(mnist: Any, count: int) -> list[tuple[np.ndarray, int]]:
     """The first `count` MNIST test digits of distinct classes where possible (real test data)."""
     picked: list[tuple[np.ndarray, int]] = []
     seen: set[int] = set()
@@ -74,9 +75,6 @@ def test_digits(mnist: Any, count: int) -> list[tuple[np.ndarray, int]]:
         if len(picked) == count:
             break
     return picked
-
-
-test_digits.__test__ = False  # a helper, not a test
 
 
 def big_photo(digit: np.ndarray) -> bytes:
@@ -107,7 +105,7 @@ async def test_private_photo_gets_the_right_digit_and_three_percentages(
     caplog.set_level(logging.DEBUG)
     bot = await start_bot()
     sent = []
-    for image, label in test_digits(mnist, 3):
+    for image, label in mnist_digits(mnist, 3):
         sent.append((emulator.send_photo(USER_ID, USER_ID, big_photo(image)), label))
     for message, label in sent:
         reply = await emulator.wait_for_reply(USER_ID, message["message_id"])
@@ -163,7 +161,7 @@ async def test_image_documents_are_read_like_photos(
     mnist: Any,
 ) -> None:
     await start_bot()
-    (seven, label), (other, other_label) = test_digits(mnist, 2)
+    (seven, label), (other, other_label) = mnist_digits(mnist, 2)
     png = emulator.send_document(
         USER_ID, USER_ID, digit_photo(seven), file_name="digit.png", mime_type="image/png"
     )
@@ -273,7 +271,7 @@ async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_
     }
     environment.update(
         TELEGRAM_BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=emulator.url,
+        TELEGRAM_API_URL=started_url(emulator),
         MODEL_DIR=str(model_dir),
         HEARTBEAT_FILE=str(tmp_path / "beat"),
         LOG_LEVEL="DEBUG",
@@ -315,7 +313,7 @@ async def test_group_answers_mentions_predict_and_replies_to_the_bot(
     mnist: Any,
 ) -> None:
     await start_bot()
-    digits = test_digits(mnist, 4)
+    digits = mnist_digits(mnist, 4)
     mention = emulator.send_photo(
         GROUP_ID, USER_ID, digit_photo(digits[0][0]), caption=f"what is this @{BOT_USERNAME}?"
     )
@@ -355,7 +353,7 @@ async def test_group_mode_mention_ignores_other_photos_and_all_answers_them(
     emulator: BotApiEmulator,
     mnist: Any,
 ) -> None:
-    image, label = test_digits(mnist, 1)[0]
+    image, label = mnist_digits(mnist, 1)[0]
     await start_bot(group_mode="mention")
     ignored = emulator.send_photo(OPEN_GROUP_ID, USER_ID, digit_photo(image))
     other_bot = emulator.send_photo(
@@ -376,7 +374,7 @@ async def test_group_mode_all_answers_every_photo_it_receives(
     emulator: BotApiEmulator,
     mnist: Any,
 ) -> None:
-    image, label = test_digits(mnist, 1)[0]
+    image, label = mnist_digits(mnist, 1)[0]
     await start_bot(group_mode="all")
     plain = emulator.send_photo(OPEN_GROUP_ID, USER_ID, digit_photo(image))
     reply = await emulator.wait_for_reply(OPEN_GROUP_ID, plain["message_id"])
@@ -470,7 +468,7 @@ async def test_retrain_promotes_a_good_enough_candidate_while_photos_are_answere
     assert "already running" in refusal["text"] and "Retraining" in refusal["text"]
     assert bot.state.retrain is not None
 
-    image, label = test_digits(mnist, 1)[0]
+    image, label = mnist_digits(mnist, 1)[0]
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(image))
     answer = await emulator.wait_for_reply(USER_ID, photo["message_id"])
     assert answered_digit(answer) == str(label)
@@ -549,6 +547,7 @@ async def test_retrain_failures_leave_nothing_then_a_worse_candidate_is_rejected
         timeout=RETRAIN_TIMEOUT,
     )
     assert staging_folders(model_dir), "training should be writing into a staging folder"
+    assert bot.state.retrain is not None
     bot.state.retrain.process.kill()
     died = await emulator.wait_for(
         lambda m: (

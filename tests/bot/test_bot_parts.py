@@ -282,7 +282,8 @@ def test_health_checks_the_heartbeat(
     old = time.time() - 600
     os.utime(beat, (old, old))
     assert main(["health"]) == 1
-    assert heartbeat_problem(beat) is not None and "stuck" in heartbeat_problem(beat)
+    problem = heartbeat_problem(beat)
+    assert problem is not None and "stuck" in problem
 
 
 def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:

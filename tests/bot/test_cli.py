@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from core.data import Mnist
 from tests.conftest import ROOT, digit_photo
 
 
@@ -24,7 +25,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_predict_json(tmp_path: Path, mnist) -> None:
+def test_predict_json(tmp_path: Path, mnist: Mnist) -> None:
     paths = []
     for index in range(3):
         path = tmp_path / f"digit{index}.jpg"
@@ -51,7 +52,9 @@ def test_predict_json(tmp_path: Path, mnist) -> None:
     assert "No such file" in lines[2]["error"]
 
 
-def test_predict_no_digit_and_plain_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_predict_no_digit_and_plain_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from PIL import Image
 
     blank = tmp_path / "blank.png"

@@ -519,7 +519,7 @@ async def test_privacy_mode_in_a_group(emulator: BotApiEmulator, bot: telegram.B
     ],
 )
 async def test_group_without_privacy_delivers_everything(
-    options: dict[str, bool], group_options: dict[str, bool]
+    options: dict[str, Any], group_options: dict[str, Any]
 ) -> None:
     emulator = BotApiEmulator(**options)
     await emulator.start()

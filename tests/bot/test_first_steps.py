@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
@@ -147,7 +148,8 @@ def test_the_env_file_of_the_current_folder_is_read_and_named(tmp_path: Path) ->
 def test_train_help_takes_the_defaults_from_the_recipe_table() -> None:
     from core.recipes import RECIPES
 
-    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    help_text = commands.choices["train"].format_help()
     flat = " ".join(help_text.split())
     for arch, recipe in RECIPES.items():
         assert f"{recipe.epochs} {arch}" in flat and f"{recipe.batch_size} {arch}" in flat

@@ -70,6 +70,7 @@ def test_every_catalog_has_every_message_with_the_same_placeholders(language: st
         if len(forms) == 2:
             assert len(strings) == catalog.num_plurals, f"{language}: plural forms of {msgid!r}"
         for translated in strings:
+            assert isinstance(translated, str), f"{language}: {msgid!r} is not text"
             assert translated.strip(), f"{language}: no translation of {msgid!r}"
             # The same named placeholders (order free), the same HTML tags (parse mode HTML).
             # A plural form may leave out {count} where the language's form says it in words.

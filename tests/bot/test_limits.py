@@ -66,12 +66,11 @@ async def test_commands_and_button_presses_are_flood_limited_per_user(
     notices = []
     for press in range(4):  # "no" (a digit picker) and "back", in turn: each edits the answer
         data = f"fb:{sample}:{'back' if press % 2 else 'no'}"
-        await emulator.wait_for(
-            lambda m, data=data: (
-                m["message_id"] == answer["message_id"] and data in str(m.get("reply_markup"))
-            ),
-            timeout=10,
-        )
+
+        def shows(m: dict[str, Any], data: str = data) -> bool:
+            return m["message_id"] == answer["message_id"] and data in str(m.get("reply_markup"))
+
+        await emulator.wait_for(shows, timeout=10)
         query = emulator.press_button(OTHER_USER_ID, answer["message_id"], OTHER_USER_ID, data)
         notices.append(await emulator.wait_for_callback_answer(query["id"]))
     assert "Too many" not in str(notices[:3]) and "Too many" in notices[3]["text"]

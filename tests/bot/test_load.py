@@ -79,7 +79,7 @@ async def test_start_is_answered_while_every_image_slot_is_busy(
         release.wait(timeout=30)  # the model is stuck until the test lets it go
         return real_classify(*arguments, **options)
 
-    bot.state.classifier.classify = slow_classify  # type: ignore[method-assign]
+    bot.state.classifier.classify = slow_classify
     image = digit_photo(mnist.x_test[0])
     photos = [emulator.send_photo(USER_ID, USER_ID, image) for _ in range(CONCURRENT_IMAGES + 8)]
     try:

@@ -24,10 +24,10 @@ def page_photo(mnist: Any) -> bytes:
     return photo(mnist, NUMBERS, "clean", tight=False, longest_side=1280, touching=-1)
 
 
-async def answers_to(emulator: BotApiEmulator, chat_id: int, photo_id: int) -> list[dict]:
+async def answers_to(emulator: BotApiEmulator, chat_id: int, photo_id: int) -> list[dict[str, Any]]:
     """The bot's replies to the photo, oldest first, once all three are there."""
 
-    def replying(message: dict) -> bool:
+    def replying(message: dict[str, Any]) -> bool:
         return message.get("reply_to_message", {}).get("message_id") == photo_id
 
     await emulator.wait_for(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.sandbox.emulator import BotApiEmulator
-from tests.bot.conftest import TOKEN
+from tests.bot.conftest import TOKEN, started_url
 from tests.conftest import ROOT
 
 WRONG_TOKEN = "123456:WRONG-Secret_token-value"
@@ -43,7 +43,7 @@ async def run_bot(cwd: Path, **values: str) -> tuple[int, str]:
 async def test_a_rejected_token_is_not_shown(emulator: BotApiEmulator, tmp_path: Path) -> None:
     assert WRONG_TOKEN != TOKEN
     code, output = await run_bot(
-        tmp_path, TELEGRAM_BOT_TOKEN=WRONG_TOKEN, TELEGRAM_API_URL=emulator.url
+        tmp_path, TELEGRAM_BOT_TOKEN=WRONG_TOKEN, TELEGRAM_API_URL=started_url(emulator)
     )
     assert code != 0
     assert "WRONG-Secret_token-value" not in output

@@ -20,7 +20,7 @@ from bot.sandbox.runner import ADMIN_USER_ID, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.tools.retrainbench import load_exam_digits, retrain_and_wait, run_scenario
 from core import registry
-from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID
+from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, started_url
 
 RETRAIN_TIMEOUT = 600
 
@@ -154,7 +154,7 @@ async def start_digitbot_run(
     }
     environment.update(
         TELEGRAM_BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=emulator.url,
+        TELEGRAM_API_URL=started_url(emulator),
         ADMIN_USER_IDS=str(ADMIN_ID),
         MODEL_DIR=str(model_dir),
         MNIST_PATH=str(mnist_path),
@@ -282,4 +282,5 @@ async def test_retrain_without_mnist_says_in_one_line_what_to_do(
         if bot.state.retrain is not None:
             break
         await asyncio.sleep(0.1)
+    assert bot.state.retrain is not None, "no retrain job was registered"
     assert bot.state.retrain.request.mnist_path == str(tmp_path / "data" / "mnist.npz")

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ from tests.bot.test_feedback import record
 from tests.conftest import ROOT
 
 
-def settings_for(tmp_path: Path, **values: object) -> Settings:
-    defaults = {
+def settings_for(tmp_path: Path, **values: Any) -> Settings:
+    defaults: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "database_url": f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
     }

@@ -78,6 +78,7 @@ async def answered(page: Page, send: Callable[[], Awaitable[Any]]) -> tuple[str,
         "count => document.querySelectorAll('#messages .msg.out').length > count", arg=before
     )
     message_id = await outgoing.last.get_attribute("data-id")
+    assert message_id is not None, "a sent message has a data-id"
     answer = page.locator(f'#messages .msg.bot[data-reply-to="{message_id}"] .text').first
     await answer.wait_for()
     return message_id, (await answer.inner_text()).splitlines()[0]

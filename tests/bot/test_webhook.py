@@ -8,6 +8,7 @@ URL and secret); updates are posted the way Telegram posts them, with and withou
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ import pytest
 from bot.heartbeat import heartbeat_problem
 from bot.sandbox.emulator import BotApiEmulator
 from bot.transport import webhook
-from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, RunningBot
+from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, RunningBot, started_url
 from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
 from tests.conftest import digit_photo
 
@@ -90,13 +91,13 @@ async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
     start_bot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compared: list[tuple[bytes, bytes]] = []
-    real = webhook.hmac.compare_digest
+    real = hmac.compare_digest
 
     def spy(given: bytes, expected: bytes) -> bool:
         compared.append((given, expected))
         return real(given, expected)
 
-    monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module bot.transport.webhook uses
     url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     async with aiohttp.ClientSession() as session:
         # Not JSON at all: with the wrong secret the answer is 403, never a parse error (400).
@@ -117,6 +118,7 @@ async def test_the_secret_is_checked_in_constant_time_before_the_body_is_read(
 async def test_the_heartbeat_is_written_in_webhook_mode(start_bot: Any) -> None:
     _, running = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     path = running.settings.heartbeat_file
+    assert path is not None
     path.unlink(missing_ok=True)
     (job,) = running.application.job_queue.get_jobs_by_name("heartbeat")
     await job.run(running.application)
@@ -141,7 +143,7 @@ async def test_digitbot_run_webhook_registers_a_secret_answers_and_stops_on_sigt
     }
     environment.update(
         TELEGRAM_BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=emulator.url,
+        TELEGRAM_API_URL=started_url(emulator),
         WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
         WEBHOOK_LISTEN="127.0.0.1",
         WEBHOOK_PORT=str(port),
