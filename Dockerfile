@@ -27,6 +27,7 @@ WORKDIR /app
 # Dependencies and code first (tensorflow-cpu comes with the project on x86_64), the model last,
 # so that a new model does not reinstall anything.
 COPY pyproject.toml constraints.txt README.md* ./
+# .dockerignore leaves out the bench tools (core/bench, bot/tools): `digitbot bench` says so.
 COPY core ./core
 COPY bot ./bot
 RUN pip install -c constraints.txt . && rm -rf /root/.cache

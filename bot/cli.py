@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.util
 import json
 import shlex
 import sys
@@ -292,6 +293,13 @@ def recipe_defaults(name: str) -> str:
 def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the serving benchmark table, with --photos the photo accuracy table, with --load
     the bot's burst numbers (exit 1 if a photo was lost or answered twice)."""
+    if not all(importlib.util.find_spec(name) for name in ("core.bench", "bot.tools")):
+        print(
+            "digitbot bench: the bench tools (core/bench, bot/tools) are not installed here; "
+            "the Docker image leaves them out: run the benchmarks from a checkout",
+            file=sys.stderr,
+        )
+        return 2
     if arguments.retrain:
         from bot.tools.retrainbench import run_retrain_bench
 
