@@ -286,7 +286,8 @@ def photo_benchmark(
     print_line: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Accuracy on synthetic phone photos of MNIST test digits, per condition and overall."""
-    from core.bench.photos import CONDITIONS, benchmark_numbers, benchmark_photos
+    from core.bench.looks import CONDITION_NOTES, CONDITIONS
+    from core.bench.photos import benchmark_numbers, benchmark_photos
     from core.serving import Classifier
 
     classifier = Classifier(model_dir)
@@ -308,6 +309,7 @@ def photo_benchmark(
     rows = [
         (
             condition,
+            CONDITION_NOTES[condition],
             str(total[condition]),
             f"{found[condition] / total[condition]:.1%}",
             f"{correct[condition] / total[condition]:.1%}",
@@ -315,7 +317,7 @@ def photo_benchmark(
         for condition in CONDITIONS
     ]
     overall = sum(correct.values()) / sum(total.values())
-    rows.append(("**overall**", str(sum(total.values())), "", f"**{overall:.1%}**"))
+    rows.append(("**overall**", "", str(sum(total.values())), "", f"**{overall:.1%}**"))
     numbers_total = max(per_condition // 2, 10)
     numbers_correct = sum(
         classifier.classify(jpeg).number == label
@@ -327,7 +329,8 @@ def photo_benchmark(
         f"model {classifier.version}; {per_condition} photos per condition, seed {seed}; "
         f"p50 {percentiles_ms(timings)[0]:.2f} ms per photo"
     )
-    print_line(format_table(("condition", "photos", "digit found", "correct"), rows))
+    header = ("condition", "what the photo shows", "photos", "digit found", "correct")
+    print_line(format_table(header, rows))
     singles = sum(total.values())
     print_line(
         f"single-digit photos read as several digits: {several}/{singles} ({several / singles:.1%})"

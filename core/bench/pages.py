@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.bench import photos
+from core.bench import looks, photos, strokes
 
 # Conditions of the photo benchmark that make sense for a page: the pen is always thin here, the
 # digit size follows from the layout, and a screenshot has no paper.
@@ -138,14 +138,14 @@ def plan_pages(
 
 
 def _ink_aspect(digit: np.ndarray) -> float:
-    top, bottom, left, right = photos._ink_box(digit)
+    top, bottom, left, right = strokes.ink_box(digit)
     return (right - left) / (bottom - top)
 
 
 def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.Generator) -> bytes:
     """The JPEG photo of `plan`; `sources` maps "mnist" / "nsysu" to (n, 28, 28) ink = 255."""
     inks = [
-        [photos._check_digit(sources[digit.source][digit.index]) for digit in number]
+        [strokes.check_digit(sources[digit.source][digit.index]) for digit in number]
         for number in plan.numbers
     ]
     per_column = math.ceil(len(inks) / plan.columns)
@@ -179,7 +179,7 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
     # A ballpoint line is never thinner than the camera's own blur (about 2.5 pixels): the
     # stroke is 1-3 % of the digit height, but at least that.
     stroke = max(float(rng.uniform(0.01, 0.03)), MIN_STROKE_PX / digit_height)
-    look = photos._choose_look(plan.condition, rng)
+    look = looks.choose_look(plan.condition, rng)
     look = dataclasses.replace(
         look, stroke_fraction=stroke, height_fraction=digit_height / frame[1]
     )
@@ -192,7 +192,7 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
             pitch=float(np.clip(look.pitch, -3, 3)),
             yaw=float(np.clip(look.yaw, -3, 3)),
         )
-    placed: list[photos._Placed] = []
+    placed: list[strokes.Placed] = []
     x_column = 0.0
     for column_index, column in enumerate(columns):
         for line_index, number in enumerate(column):
@@ -203,8 +203,8 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
             previous = None
             for digit_index, digit in enumerate(number):
                 height = digit_height * float(rng.uniform(0.85, 1.15))
-                alpha = photos._stroke_alpha(digit, height, stroke, rng)
-                alpha = alpha * photos._pressure(rng, alpha.shape, look.ink_variation, height)
+                alpha = strokes.stroke_alpha(digit, height, stroke, rng)
+                alpha = alpha * strokes.pressure(rng, alpha.shape, look.ink_variation, height)
                 # A 2-pixel pen line is faint (coverage below 0.5): lay out on its normalised shape.
                 shape = alpha / max(float(alpha.max()), 1e-6)
                 rows = np.flatnonzero(shape.max(axis=1) > 0.5)
@@ -213,19 +213,19 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
                     previous_shape, previous_top, previous_x = previous
                     if plan.touching[number_index] == digit_index:
                         gap = -float(rng.uniform(0.2, 1.0)) * max(1.8, stroke * digit_height)
-                        advance = photos._advance(previous_shape, previous_top, shape, top, gap)
+                        advance = strokes.advance(previous_shape, previous_top, shape, top, gap)
                     else:
                         gap = gaps[number_index][digit_index] * digit_height
                         advance = max(
-                            photos._box_advance(previous_shape, shape, gap),
-                            photos._advance(
+                            strokes.box_advance(previous_shape, shape, gap),
+                            strokes.advance(
                                 previous_shape, previous_top, shape, top, 0.06 * digit_height
                             ),
                         )
                     x = previous_x + advance
                 previous = (shape, top, x)
                 top += y_line + (x - x_column) * slant + digit_height
-                placed.append(photos._Placed(alpha=alpha, left=round(x), top=round(top)))
+                placed.append(strokes.Placed(alpha=alpha, left=round(x), top=round(top)))
         x_column += (column_widths[column_index] + column_gap) * digit_height
     # Centre the block on the paper; the camera then frames it (photos._camera).
     left = min(item.left for item in placed)
@@ -235,10 +235,10 @@ def render_page(plan: PagePlan, sources: dict[str, np.ndarray], rng: np.random.G
     shift_x = round(frame[0] / 2 - (left + right) / 2)
     shift_y = round(frame[1] / 2 - (top + bottom) / 2)
     placed = [
-        photos._Placed(alpha=item.alpha, left=item.left + shift_x, top=item.top + shift_y)
+        strokes.Placed(alpha=item.alpha, left=item.left + shift_x, top=item.top + shift_y)
         for item in placed
     ]
-    return photos._render_placed(placed, look, rng, frame)
+    return photos.render_placed(placed, look, rng, frame)
 
 
 def label(plan: PagePlan, labels: dict[str, np.ndarray]) -> list[str]:
@@ -256,7 +256,7 @@ def benchmark_pages(
 
     `sources`: "mnist" -> the MNIST **test** split (x, y), optionally "nsysu" -> load_nsysu()."""
     x_test, y_test = sources["mnist"]
-    photos._check_test_split(np.asarray(x_test), np.asarray(y_test))
+    photos.check_test_split(np.asarray(x_test), np.asarray(y_test))
     nsysu = sources.get("nsysu")
     plans = plan_pages(
         count, seed=seed, mnist_count=len(x_test), nsysu_count=0 if nsysu is None else len(nsysu[0])
@@ -280,7 +280,7 @@ def write_fixture_sample(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
-    photos._check_test_split(x_test, y_test)
+    photos.check_test_split(x_test, y_test)
     paths = []
     for number, plan in enumerate(plan_pages(count, seed=FIXTURE_SEED, mnist_count=len(x_test))):
         plan = dataclasses.replace(plan, longest_side=FIXTURE_LONGEST_SIDE)

@@ -6,9 +6,8 @@ photos with paper texture, ruling, uneven light, shadows, perspective, blur, sen
 artefacts, one named condition at a time, so a benchmark can report accuracy per condition.
 
 How a photo is made (all randomness from one ``numpy.random.Generator``: a seed fixes the bytes):
-1. Each digit is upscaled smoothly (bicubic, then a soft threshold) into a clean-edged stroke mask
-   at photo resolution; strokes are redrawn thinner along their centre lines (pen) or thickened
-   with a distance transform (marker).
+0. The condition's look is drawn from the one condition table (core.bench.looks).
+1. Each digit becomes pen or marker strokes at photo resolution (core.bench.strokes).
 2. The strokes are laid out on a sheet of paper (texture, optional grid or ruled lines) as
    subtractive ink, in "paper coordinates".
 3. A camera homography (roll, tilt, keystone) maps the sheet into the frame; then light (gradient,
@@ -25,471 +24,22 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage, signal, special
 
+from core.bench.looks import CONDITIONS, Look, choose_look, pick
+from core.bench.strokes import Placed, check_digit, layout, smooth_noise
+
 FRAME_LANDSCAPE: tuple[int, int] = (1024, 768)
 FRAME_PORTRAIT: tuple[int, int] = (768, 1024)
-
-# What each condition changes; everything else keeps the mild random defaults described in
-# `_choose_look` (digit 15-50 % of the frame height, small offsets, slight roll and tilt,
-# gentle light falloff, slight noise, JPEG quality 70-95).
-CONDITION_NOTES: dict[str, str] = {
-    "clean": "dark ink on white paper, only the mild defaults",
-    "paper_tint": "cream, yellow (legal pad, sticky note) or grey recycled paper",
-    "light_gradient": "strongly uneven light: brightness falls off across the frame, vignetting",
-    "shadow": "a soft-edged shadow band (phone or hand) darkens part of the frame",
-    "blue_ink": "blue ballpoint or fountain-pen ink",
-    "thin_pen": "thin strokes, about 2.5-5 % of the digit height (fineliner, ballpoint)",
-    "thick_marker": "thick marker strokes, about 17-25 % of the digit height",
-    "grid_paper": "squared paper, light blue or grey lines every 5 mm",
-    "ruled_paper": "ruled paper, lines every 7-9 mm plus a red margin line",
-    "small_digit": "the digit is 10-20 % of the frame height",
-    "large_digit": "the digit is 45-60 % of the frame height",
-    "rotation": "camera rolled by 4-15 degrees either way",
-    "perspective": "camera tilted 12-28 degrees (keystone) and turned up to 12 degrees",
-    "blur": "slight defocus (disc) or motion blur (hand shake)",
-    "noise": "low light: darker exposure and strong sensor noise",
-    "low_jpeg": "JPEG quality 20-40",
-    "inverted": "a screenshot of a drawing app: light digit on a flat dark background",
-}
-CONDITIONS: tuple[str, ...] = tuple(CONDITION_NOTES)
 
 # The MNIST test split has 10,000 digits; the training split 60,000.
 MNIST_TEST_SIZE = 10_000
 # tests/fixtures/photos/ was written by write_fixture_sample with these defaults.
 FIXTURE_SEED = 2026
 FIXTURE_LONGEST_SIDE = 800
-
-T = TypeVar("T")
-
-# Ink reflectances (fraction of light an ink layer lets through, per RGB channel).
-_BLACK_INKS = ((0.10, 0.10, 0.12), (0.13, 0.13, 0.19), (0.16, 0.15, 0.17))
-_BLUE_INKS = ((0.12, 0.19, 0.58), (0.20, 0.30, 0.78), (0.10, 0.14, 0.45))
-_MARKER_INKS = ((0.07, 0.07, 0.08), (0.09, 0.17, 0.52), (0.70, 0.10, 0.12), (0.10, 0.42, 0.20))
-_WHITE_PAPERS = ((0.93, 0.93, 0.92), (0.95, 0.95, 0.95), (0.92, 0.92, 0.94))
-_TINTED_PAPERS = (
-    (0.96, 0.91, 0.76),  # cream
-    (0.98, 0.94, 0.66),  # yellow legal pad
-    (0.99, 0.93, 0.48),  # sticky note
-    (0.78, 0.78, 0.76),  # grey recycled
-    (0.88, 0.86, 0.80),  # greyish newsprint
-)
-_SCREEN_BACKGROUNDS = ((0, 0, 0), (18, 18, 18), (32, 33, 36), (22, 27, 44), (40, 44, 52))
-_SCREEN_INKS = ((255, 255, 255), (236, 236, 236), (255, 244, 170), (150, 220, 255))
-
-
-@dataclass(frozen=True)
-class _Look:
-    """Every random setting of one photo except geometry drawn later (line phases, shadow)."""
-
-    screenshot: bool
-    height_fraction: float  # digit ink height / frame height
-    stroke_fraction: float | None  # target stroke width / digit height; None keeps MNIST's own
-    ink_rgb: tuple[float, float, float]
-    ink_opacity: float
-    ink_variation: float  # how much pen pressure varies along the stroke
-    paper_rgb: tuple[float, float, float]
-    texture: float
-    ruling: str  # "none", "grid" or "ruled"
-    roll: float  # degrees
-    pitch: float
-    yaw: float
-    gradient: float  # fraction of light lost across the frame
-    vignette: float
-    exposure: float
-    cast: tuple[float, float, float]  # colour of the light
-    shadow: bool
-    blur_kind: str  # "none", "defocus" or "motion"
-    blur_size: float  # disc radius or motion length in pixels
-    noise_sigma: float  # luma noise in 8-bit levels
-    sharpen_percent: int
-    jpeg_quality: int
-
-
-def _pick(rng: np.random.Generator, options: tuple[T, ...]) -> T:
-    """One element of `options`, chosen by `rng`."""
-    return options[int(rng.integers(len(options)))]
-
-
-def _screen_rgb(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
-    """An 8-bit screen colour as reflectances in [0, 1]."""
-    return (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
-
-
-def _choose_look(condition: str, rng: np.random.Generator) -> _Look:
-    """Draw the photo settings: mild random defaults, then the condition's own change."""
-    if condition not in CONDITION_NOTES:
-        raise ValueError(
-            f"unknown photo condition {condition!r}; choose one of {', '.join(CONDITIONS)}"
-        )
-    screenshot = condition == "inverted"
-    height_fraction = float(rng.uniform(0.15, 0.50))
-    if condition == "small_digit":
-        height_fraction = float(rng.uniform(0.10, 0.20))
-    elif condition == "large_digit":
-        height_fraction = float(rng.uniform(0.45, 0.60))
-
-    # Default pens are ballpoints and felt tips; MNIST strokes are felt-tip thick.
-    stroke_fraction: float | None = float(rng.uniform(0.06, 0.13))
-    if condition == "thin_pen":
-        stroke_fraction = float(rng.uniform(0.025, 0.05))
-    elif condition == "thick_marker":
-        stroke_fraction = float(rng.uniform(0.17, 0.25))
-    elif screenshot:
-        stroke_fraction = float(rng.uniform(0.07, 0.16))
-
-    ink_rgb = _pick(rng, _BLACK_INKS)
-    ink_opacity = float(rng.uniform(0.85, 0.97))
-    ink_variation = float(rng.uniform(0.05, 0.2))
-    if condition == "blue_ink":
-        ink_rgb = _pick(rng, _BLUE_INKS)
-        ink_opacity = float(rng.uniform(0.8, 0.95))
-    elif condition == "thick_marker":
-        ink_rgb = _pick(rng, _MARKER_INKS)
-        ink_opacity = float(rng.uniform(0.9, 0.98))
-        ink_variation = float(rng.uniform(0.02, 0.08))
-    elif screenshot:
-        ink_rgb = _screen_rgb(_pick(rng, _SCREEN_INKS))
-        ink_opacity = 1.0
-        ink_variation = 0.0
-
-    paper_rgb = _pick(rng, _WHITE_PAPERS)
-    if condition == "paper_tint":
-        paper_rgb = _pick(rng, _TINTED_PAPERS)
-    elif screenshot:
-        paper_rgb = _screen_rgb(_pick(rng, _SCREEN_BACKGROUNDS))
-
-    ruling = {"grid_paper": "grid", "ruled_paper": "ruled"}.get(condition, "none")
-
-    roll = float(rng.uniform(-3, 3))
-    pitch = float(rng.uniform(0, 6)) * float(rng.choice([-1, 1]))
-    yaw = float(rng.uniform(-4, 4))
-    if condition == "rotation":
-        roll = float(rng.uniform(4, 15)) * float(rng.choice([-1, 1]))
-    elif condition == "perspective":
-        pitch = float(rng.uniform(12, 28)) * float(rng.choice([-1, 1]))
-        yaw = float(rng.uniform(-12, 12))
-
-    gradient = float(rng.uniform(0.0, 0.15))
-    vignette = float(rng.uniform(0.05, 0.2))
-    exposure = float(rng.uniform(0.82, 1.04))
-    if condition == "light_gradient":
-        gradient = float(rng.uniform(0.35, 0.6))
-        vignette = float(rng.uniform(0.25, 0.45))
-        exposure = float(rng.uniform(0.95, 1.1))
-    # Warm indoor bulbs, neutral daylight or a cool shade.
-    warmth = float(rng.uniform(-0.05, 0.12))
-    cast = (1.0, 1.0 - 0.4 * warmth, 1.0 - warmth)
-
-    blur_kind = "none"
-    blur_size = 0.0
-    if condition == "blur":
-        blur_kind = "defocus" if rng.random() < 0.5 else "motion"
-        blur_size = float(rng.uniform(2.0, 4.5) if blur_kind == "defocus" else rng.uniform(6, 14))
-
-    noise_sigma = float(rng.uniform(1.0, 3.0))
-    if condition == "noise":
-        noise_sigma = float(rng.uniform(8.0, 15.0))
-        exposure = float(rng.uniform(0.6, 0.8))
-
-    jpeg_quality = int(rng.integers(70, 96))
-    if condition == "low_jpeg":
-        jpeg_quality = int(rng.integers(20, 41))
-
-    return _Look(
-        screenshot=screenshot,
-        height_fraction=height_fraction,
-        stroke_fraction=stroke_fraction,
-        ink_rgb=ink_rgb,
-        ink_opacity=ink_opacity,
-        ink_variation=ink_variation,
-        paper_rgb=paper_rgb,
-        texture=float(rng.uniform(0.6, 1.4)),
-        ruling=ruling,
-        roll=roll,
-        pitch=pitch,
-        yaw=yaw,
-        gradient=gradient,
-        vignette=vignette,
-        exposure=exposure,
-        cast=cast,
-        shadow=condition == "shadow",
-        blur_kind=blur_kind,
-        blur_size=blur_size,
-        noise_sigma=noise_sigma,
-        sharpen_percent=int(rng.integers(30, 110)),
-        jpeg_quality=jpeg_quality,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Strokes
-
-
-def _check_digit(digit: np.ndarray) -> np.ndarray:
-    """The digit as float32 in [0, 1] (ink = 1), or ValueError."""
-    array = np.asarray(digit)
-    if array.shape != (28, 28):
-        raise ValueError(f"a digit must be a 28x28 MNIST image, got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"a digit must hold numbers (0-255), got dtype {array.dtype}")
-    values = array.astype(np.float32)
-    if values.max() <= 1.0:
-        raise ValueError("a digit must be uint8-like with ink up to 255; this one has no ink")
-    return np.clip(values / 255.0, 0.0, 1.0)
-
-
-def _ink_box(digit: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the digit's ink, bottom/right exclusive."""
-    rows = np.flatnonzero(digit.max(axis=1) > 0.15)
-    columns = np.flatnonzero(digit.max(axis=0) > 0.15)
-    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Zero-mean, unit-std noise smooth on the scale `sigma` pixels (float32)."""
-    height, width = shape
-    if sigma <= 4:
-        noise = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
-    else:
-        # Cheap for large scales: smooth a small grid, then upscale it.
-        step = sigma / 2
-        small_shape = (max(2, math.ceil(height / step) + 2), max(2, math.ceil(width / step) + 2))
-        small = ndimage.gaussian_filter(rng.standard_normal(small_shape, dtype=np.float32), 2.0)
-        big = Image.fromarray(small, mode="F").resize(
-            (round(small_shape[1] * step), round(small_shape[0] * step)),
-            Image.Resampling.BICUBIC,
-        )
-        noise = np.asarray(big)[:height, :width]
-    return ((noise - noise.mean()) / (noise.std() + 1e-6)).astype(np.float32)
-
-
-def _skeleton(mask: np.ndarray) -> np.ndarray:
-    """One-pixel centre lines of a binary shape (Zhang-Suen thinning, vectorised)."""
-    image = np.pad(mask, 1).astype(np.uint8)
-    while True:
-        changed = False
-        for step in (0, 1):
-            centre = image[1:-1, 1:-1]
-            # Neighbours clockwise from north: p2 .. p9.
-            north, north_east = image[:-2, 1:-1], image[:-2, 2:]
-            east, south_east = image[1:-1, 2:], image[2:, 2:]
-            south, south_west = image[2:, 1:-1], image[2:, :-2]
-            west, north_west = image[1:-1, :-2], image[:-2, :-2]
-            ring = [north, north_east, east, south_east, south, south_west, west, north_west, north]
-            count = sum(ring[:8], start=np.zeros_like(centre))
-            transitions = sum(
-                ((ring[k] == 0) & (ring[k + 1] == 1)).astype(np.uint8) for k in range(8)
-            )
-            if step == 0:
-                side = ((north & east & south) == 0) & ((east & south & west) == 0)
-            else:
-                side = ((north & east & west) == 0) & ((north & south & west) == 0)
-            remove = (centre == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & side
-            if remove.any():
-                centre[remove] = 0
-                changed = True
-        if not changed:
-            return image[1:-1, 1:-1].astype(bool)
-
-
-def _upscaled_field(crop: np.ndarray, width: int, height: int, scale: float) -> np.ndarray:
-    """The 28-pixel crop resized to (width, height), smooth enough to threshold into strokes."""
-    field = np.asarray(
-        Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F").resize(
-            (width, height), Image.Resampling.BICUBIC
-        )
-    )
-    # Smooth away the 28-pixel grid so the threshold gives round, handwritten contours.
-    return ndimage.gaussian_filter(field, 0.4 * scale)
-
-
-def _stroke_alpha(
-    digit: np.ndarray,
-    height_px: float,
-    stroke_fraction: float | None,
-    rng: np.random.Generator,
-    *,
-    edge_noise: float = 1.0,
-) -> np.ndarray:
-    """Ink coverage (float32 0-1) of `digit` drawn with its ink box `height_px` tall.
-
-    The 28x28 digit is upscaled (bicubic, then a smoothing pass) and thresholded, so strokes
-    come out clean-edged, not as blurry blocks; then thinned along its centre lines (pen) or
-    thickened (marker). `edge_noise` 0 gives the perfectly smooth edges of a drawing app.
-    """
-    top, bottom, left, right = _ink_box(digit)
-    pad = 2
-    crop = np.pad(digit, pad)[top : bottom + 2 * pad, left : right + 2 * pad]
-    scale = height_px / (bottom - top)
-    out_height = max(4, round(crop.shape[0] * scale))
-    out_width = max(4, round(crop.shape[1] * scale))
-    field = _upscaled_field(crop, out_width, out_height, scale)
-    # A little edge wobble, as a real pen on paper fibres.
-    wobble = _smooth_noise(rng, field.shape, max(1.5, scale * 0.4)) * (0.02 * edge_noise)
-    mask = field + wobble > 0.4
-    if not mask.any():
-        mask = field >= field.max() * 0.5
-
-    inside = ndimage.distance_transform_edt(mask).astype(np.float32)
-    ridge = (inside == ndimage.maximum_filter(inside, size=3)) & (inside >= 1)
-    natural_width = 2 * float(np.median(inside[ridge])) if ridge.any() else 2.0
-    if stroke_fraction is not None:
-        target_width = max(1.8, stroke_fraction * height_px)
-        roughness = _smooth_noise(rng, mask.shape, 2.0) * (0.25 * edge_noise)
-        if target_width < 0.95 * natural_width:
-            # A pen line of `target_width` along the centre lines keeps every stroke connected;
-            # the eroded shape keeps blobs where the writer pressed or went over a stroke twice.
-            small_scale = min(scale, 112 / (bottom - top))
-            small_height = max(4, round(crop.shape[0] * small_scale))
-            small_width = max(4, round(crop.shape[1] * small_scale))
-            small_mask = _upscaled_field(crop, small_width, small_height, small_scale) > 0.4
-            centre_distance = ndimage.distance_transform_edt(~_skeleton(small_mask))
-            centre_distance = ndimage.gaussian_filter(centre_distance.astype(np.float32), 0.7)
-            centre_distance = np.asarray(
-                Image.fromarray(centre_distance, mode="F").resize(
-                    (out_width, out_height), Image.Resampling.BICUBIC
-                )
-            ) * (out_height / small_height)
-            pen_line = centre_distance + roughness <= target_width / 2
-            mask = pen_line
-            if target_width >= 0.5 * natural_width:
-                mask |= inside + roughness >= natural_width / 2 + target_width / 2
-        elif target_width > 1.05 * natural_width:
-            outside = ndimage.distance_transform_edt(~mask).astype(np.float32)
-            mask = outside + roughness <= (target_width - natural_width) / 2
-    alpha = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)
-    return alpha
-
-
-def _pressure(
-    rng: np.random.Generator, shape: tuple[int, int], variation: float, height_px: float
-) -> np.ndarray:
-    """Multiplier (<= 1) for ink density: pen pressure changes slowly along the strokes."""
-    if variation <= 0:
-        return np.ones(shape, dtype=np.float32)
-    noise = _smooth_noise(rng, shape, max(2.0, height_px / 10))
-    return np.clip(1.0 - variation * (0.5 + 0.5 * np.tanh(noise)), 0.0, 1.0).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class _Placed:
-    """A digit's ink coverage placed on the paper: top-left corner in paper pixels."""
-
-    alpha: np.ndarray
-    left: int
-    top: int
-
-
-def _layout(
-    digits: list[np.ndarray],
-    look: _Look,
-    frame: tuple[int, int],
-    rng: np.random.Generator,
-    touching: bool,
-) -> list[_Placed]:
-    """Write the digits left to right near the frame centre, in paper (= frame) pixels."""
-    frame_width, frame_height = frame
-    count = len(digits)
-    height = look.height_fraction * frame_height
-    boxes = [_ink_box(digit) for digit in digits]
-    aspects = [(right - left) / (bottom - top) for top, bottom, left, right in boxes]
-    # Shrink the number until its widest possible layout fits in 88 % of the frame width.
-    widest = sum(1.08 * aspect for aspect in aspects) + 0.35 * (count - 1)
-    height = min(height, 0.88 * frame_width / widest, 0.8 * frame_height)
-
-    patches: list[np.ndarray] = []
-    offsets: list[float] = []
-    for digit in digits:
-        size_jitter = float(rng.uniform(0.92, 1.08)) if count > 1 else 1.0
-        digit_height = height * size_jitter
-        alpha = _stroke_alpha(
-            digit,
-            digit_height,
-            look.stroke_fraction,
-            rng,
-            edge_noise=0.0 if look.screenshot else 1.0,
-        )
-        patches.append(alpha * _pressure(rng, alpha.shape, look.ink_variation, digit_height))
-        # Patches carry padding; align the ink's bottom, jittered, on a common baseline.
-        baseline_jitter = float(rng.uniform(-0.04, 0.04)) * height if count > 1 else 0.0
-        ink_rows = np.flatnonzero(alpha.max(axis=1) > 0.5)
-        offsets.append(-float(ink_rows[-1]) + baseline_jitter)
-
-    lefts: list[float] = [0.0]
-    for index in range(1, count):
-        previous, current = patches[index - 1], patches[index]
-        if touching:
-            # Overlap a fraction of a stroke where the two digits come closest: they touch.
-            stroke = max(2.0, (look.stroke_fraction or 0.12) * height)
-            gap = -float(rng.uniform(0.1, 0.5)) * stroke
-            advance = _advance(previous, offsets[index - 1], current, offsets[index], gap)
-        else:
-            # Writers space digits by their boxes, and never let them touch by accident.
-            box_gap = float(rng.uniform(0.05, 0.3)) * height
-            advance = max(
-                _box_advance(previous, current, box_gap),
-                _advance(previous, offsets[index - 1], current, offsets[index], 0.06 * height),
-            )
-        lefts.append(lefts[-1] + advance)
-
-    # Bounding box of the whole block relative to the first patch, then centre it with an offset.
-    block_left = min(lefts)
-    block_right = max(left + patch.shape[1] for left, patch in zip(lefts, patches, strict=True))
-    block_top = min(offsets)
-    block_bottom = max(
-        offset + patch.shape[0] for offset, patch in zip(offsets, patches, strict=True)
-    )
-    block_width, block_height = block_right - block_left, block_bottom - block_top
-    slack_x = max(0.0, (frame_width - block_width) / 2 - 0.04 * frame_width)
-    slack_y = max(0.0, (frame_height - block_height) / 2 - 0.04 * frame_height)
-    shift_x = float(rng.uniform(-1, 1)) * min(slack_x, 0.1 * frame_width)
-    shift_y = float(rng.uniform(-1, 1)) * min(slack_y, 0.1 * frame_height)
-    origin_x = frame_width / 2 + shift_x - (block_left + block_right) / 2
-    origin_y = frame_height / 2 + shift_y - (block_top + block_bottom) / 2
-    return [
-        _Placed(alpha=patch, left=round(origin_x + left), top=round(origin_y + offset))
-        for patch, left, offset in zip(patches, lefts, offsets, strict=True)
-    ]
-
-
-def _box_advance(previous: np.ndarray, current: np.ndarray, gap: float) -> float:
-    """How far right of `previous`'s left edge `current` starts so the ink boxes are `gap` apart."""
-    previous_right = float(np.flatnonzero((previous > 0.5).any(axis=0))[-1])
-    current_left = float(np.flatnonzero((current > 0.5).any(axis=0))[0])
-    return previous_right - current_left + 1 + gap
-
-
-def _advance(
-    previous: np.ndarray, previous_top: float, current: np.ndarray, current_top: float, gap: float
-) -> float:
-    """How far right of `previous`'s left edge `current` starts so the inks are `gap` apart.
-
-    Works row by row (like kerning), so a negative gap makes the inks overlap, i.e. touch.
-    """
-    top = math.floor(min(previous_top, current_top))
-    bottom = math.ceil(max(previous_top + previous.shape[0], current_top + current.shape[0]))
-    right_edge = np.full(bottom - top, -np.inf)
-    left_edge = np.full(bottom - top, np.inf)
-    for patch, patch_top, edges, pick_right in (
-        (previous, previous_top, right_edge, True),
-        (current, current_top, left_edge, False),
-    ):
-        ink = patch > 0.5
-        rows = np.flatnonzero(ink.any(axis=1))
-        start = round(patch_top) - top
-        for row in rows:
-            columns = np.flatnonzero(ink[row])
-            edges[start + row] = columns[-1] if pick_right else columns[0]
-    both = np.isfinite(right_edge) & np.isfinite(left_edge)
-    if not both.any():
-        # No shared rows (extreme baseline jitter): fall back to the ink boxes.
-        return _box_advance(previous, current, gap)
-    return float(np.max(right_edge[both] - left_edge[both])) + 1 + gap
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +60,7 @@ def _scale(factor: float) -> np.ndarray:
     return np.diag([factor, factor, 1.0])
 
 
-def _camera(look: _Look, frame: tuple[int, int], block: np.ndarray) -> np.ndarray:
+def _camera(look: Look, frame: tuple[int, int], block: np.ndarray) -> np.ndarray:
     """Homography paper -> frame for a camera rolled and tilted by the look's angles.
 
     `block` is the (4, 2) corners of the written number on the paper; the camera keeps its centre
@@ -569,11 +119,11 @@ def _line_coverage(
 
 
 def _ruling(
-    look: _Look,
+    look: Look,
     rng: np.random.Generator,
     xs: np.ndarray,
     ys: np.ndarray,
-    placed: list[_Placed],
+    placed: list[Placed],
     digit_height: float,
 ) -> np.ndarray | None:
     """Per-channel transmittance (h, w, 3) of printed grid or ruled lines, or None for plain paper.
@@ -591,7 +141,7 @@ def _ruling(
         pixels_per_mm = digit_height / float(rng.uniform(6.5, 11.0))
         spacing = 5.0 * pixels_per_mm
         half_width = max(0.45, float(rng.uniform(0.06, 0.12)) * pixels_per_mm)
-        color = np.array(_pick(rng, ((0.55, 0.75, 0.95), (0.65, 0.78, 0.88), (0.7, 0.7, 0.72))))
+        color = np.array(pick(rng, ((0.55, 0.75, 0.95), (0.65, 0.78, 0.88), (0.7, 0.7, 0.72))))
         strength = float(rng.uniform(0.45, 0.85))
         columns = _line_coverage(xs, spacing, float(rng.uniform(0, spacing)), half_width)
         rows = _line_coverage(ys, spacing, float(rng.uniform(0, spacing)), half_width)
@@ -606,7 +156,7 @@ def _ruling(
     pixels_per_mm = spacing / float(rng.uniform(7.0, 9.0))
     half_width = max(0.45, float(rng.uniform(0.07, 0.13)) * pixels_per_mm)
     baseline = ink_bottom + float(rng.uniform(-0.08, 0.12)) * spacing
-    color = np.array(_pick(rng, ((0.55, 0.7, 0.92), (0.6, 0.72, 0.85), (0.68, 0.68, 0.72))))
+    color = np.array(pick(rng, ((0.55, 0.7, 0.92), (0.6, 0.72, 0.85), (0.68, 0.68, 0.72))))
     strength = float(rng.uniform(0.45, 0.8))
     rows = _line_coverage(ys, spacing, baseline, half_width)
     transmittance = 1.0 - strength * rows[:, None, None] * (1.0 - color).astype(np.float32)
@@ -619,12 +169,10 @@ def _ruling(
     return transmittance
 
 
-def _paper(
-    look: _Look, rng: np.random.Generator, shape: tuple[int, int], unit: float
-) -> np.ndarray:
+def _paper(look: Look, rng: np.random.Generator, shape: tuple[int, int], unit: float) -> np.ndarray:
     """Paper reflectance (h, w, 3): base colour with slow mottling and fine fibres."""
     height, width = shape
-    mottling = _smooth_noise(rng, shape, max(8.0, unit * 0.6)) * 0.012
+    mottling = smooth_noise(rng, shape, max(8.0, unit * 0.6)) * 0.012
     # Fibres: pixel noise on a half-resolution grid, upscaled, is about 1.5 pixels wide.
     small = rng.standard_normal(((height + 1) // 2, (width + 1) // 2), dtype=np.float32)
     fibres = np.asarray(
@@ -645,7 +193,7 @@ _LIGHT_STEP = 4
 
 
 def _illumination(
-    look: _Look, rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray
+    look: Look, rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray
 ) -> np.ndarray:
     """Light on each frame pixel per channel (h, w, 3): falloff, exposure, colour, shadow."""
     width, height = frame
@@ -671,7 +219,7 @@ def _illumination(
     return np.stack(upscaled, axis=2)
 
 
-def _lighting(look: _Look, rng: np.random.Generator, frame: tuple[int, int]) -> np.ndarray:
+def _lighting(look: Look, rng: np.random.Generator, frame: tuple[int, int]) -> np.ndarray:
     """Light falling on each pixel (h, w) of a grid the frame's shape, about 1 at its brightest."""
     width, height = frame
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -704,7 +252,7 @@ def _shadow(rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray)
     along = xs * normal[0] + ys * normal[1]
     # Hands are not straight edges: bend the band slightly.
     diagonal = math.hypot(width, height)
-    along += _smooth_noise(rng, (height, width), diagonal / 6) * 0.015 * diagonal
+    along += smooth_noise(rng, (height, width), diagonal / 6) * 0.015 * diagonal
     centre = block.mean(axis=0) @ normal
     extent = float(np.ptp(block @ normal))
     edge = centre + float(rng.uniform(-0.6, 0.6)) * extent
@@ -716,7 +264,7 @@ def _shadow(rng: np.random.Generator, frame: tuple[int, int], block: np.ndarray)
     return (inside_first * inside_second).astype(np.float32)
 
 
-def _blur_kernel(look: _Look, rng: np.random.Generator) -> np.ndarray | None:
+def _blur_kernel(look: Look, rng: np.random.Generator) -> np.ndarray | None:
     """A normalised defocus disc or motion streak, or None."""
     if look.blur_kind == "none":
         return None
@@ -740,7 +288,7 @@ def _blur_kernel(look: _Look, rng: np.random.Generator) -> np.ndarray | None:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _sensor_noise(look: _Look, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _sensor_noise(look: Look, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Add luma and chroma noise, brighter pixels noisier, slightly correlated by demosaicing."""
     height, width, _ = image.shape
     luma = ndimage.gaussian_filter(
@@ -775,7 +323,7 @@ def _sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 # Whole photos
 
 
-def _encode(image: np.ndarray, look: _Look) -> bytes:
+def _encode(image: np.ndarray, look: Look) -> bytes:
     """Float RGB (h, w, 3) in [0, 1] -> JPEG bytes at the look's quality (4:2:0 like phones)."""
     pixels = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     picture = Image.fromarray(pixels, mode="RGB")
@@ -806,14 +354,14 @@ def _render(
     frame = _check_size(size)
     if not digits:
         raise ValueError("a number needs at least one digit")
-    inks = [_check_digit(digit) for digit in digits]
-    look = _choose_look(condition, rng)
-    placed = _layout(inks, look, frame, rng, touching)
-    return _render_placed(placed, look, rng, frame)
+    inks = [check_digit(digit) for digit in digits]
+    look = choose_look(condition, rng)
+    placed = layout(inks, look, frame, rng, touching)
+    return render_placed(placed, look, rng, frame)
 
 
-def _render_placed(
-    placed: list[_Placed], look: _Look, rng: np.random.Generator, frame: tuple[int, int]
+def render_placed(
+    placed: list[Placed], look: Look, rng: np.random.Generator, frame: tuple[int, int]
 ) -> bytes:
     """Photograph strokes already laid out on the paper (in paper = frame pixels); JPEG bytes.
     Shared by one-number photos and the pages of core.bench.pages."""
@@ -872,7 +420,7 @@ def _render_placed(
     return _encode(image, look)
 
 
-def _block_corners(placed: list[_Placed]) -> np.ndarray:
+def _block_corners(placed: list[Placed]) -> np.ndarray:
     """(4, 2) corners of the box around all placed digits, in paper pixels."""
     left = min(item.left for item in placed)
     top = min(item.top for item in placed)
@@ -881,7 +429,7 @@ def _block_corners(placed: list[_Placed]) -> np.ndarray:
     return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=float)
 
 
-def _stamp(target: np.ndarray, placed: list[_Placed], origin_x: int, origin_y: int) -> None:
+def _stamp(target: np.ndarray, placed: list[Placed], origin_x: int, origin_y: int) -> None:
     """Draw each placed coverage into `target` (max, so touching digits merge)."""
     for item in placed:
         top, left = item.top - origin_y, item.left - origin_x
@@ -932,7 +480,7 @@ def render_number(
 # Benchmarks
 
 
-def _check_test_split(x_test: np.ndarray, y_test: np.ndarray) -> None:
+def check_test_split(x_test: np.ndarray, y_test: np.ndarray) -> None:
     """ValueError unless the arrays look like (a part of) the MNIST test split."""
     if x_test.ndim != 3 or x_test.shape[1:] != (28, 28):
         raise ValueError(f"x_test must have shape (n, 28, 28), got {x_test.shape}")
@@ -981,7 +529,7 @@ def plan_numbers(test_count: int, count: int, seed: int = 0) -> list[NumberPlan]
         length = int(rng.choice([2, 3, 4, 5], p=[0.3, 0.25, 0.3, 0.15]))
         plans.append(
             NumberPlan(
-                condition=_pick(rng, CONDITIONS),
+                condition=pick(rng, CONDITIONS),
                 indices=tuple(int(index) for index in rng.integers(0, test_count, size=length)),
                 touching=bool(rng.random() < 0.25),
             )
@@ -1023,7 +571,7 @@ def benchmark_photos(
     """
     # Check everything now, not at the first next(): this is not a generator function.
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
-    _check_test_split(x_test, y_test)
+    check_test_split(x_test, y_test)
     _check_longest_side(longest_side)
     plan = plan_photos(len(x_test), per_condition, seed)
 
@@ -1053,7 +601,7 @@ def benchmark_numbers(
     Three in four photos are landscape: people turn the phone for a long number.
     """
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
-    _check_test_split(x_test, y_test)
+    check_test_split(x_test, y_test)
     _check_longest_side(longest_side)
     plans = plan_numbers(len(x_test), count, seed)
 

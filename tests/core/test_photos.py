@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from core.bench import photos
+from core.bench import looks, photos
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
 REQUIRED_CONDITIONS = {
@@ -56,7 +56,7 @@ def one_photo_per_condition(
 ) -> dict[str, tuple[bytes, tuple[int, int]]]:
     """One photo per condition (alternating landscape and portrait), rendered once per module."""
     rendered = {}
-    for number, condition in enumerate(photos.CONDITIONS):
+    for number, condition in enumerate(looks.CONDITIONS):
         size = photos.FRAME_LANDSCAPE if number % 2 == 0 else photos.FRAME_PORTRAIT
         rng = np.random.default_rng([11, number])
         digit = mnist["x_test"][int(rng.integers(len(mnist["x_test"])))]
@@ -101,9 +101,9 @@ def evenly_spaced(positions: list[float]) -> bool:
 
 
 def test_conditions_are_the_documented_ones() -> None:
-    assert set(photos.CONDITIONS) == REQUIRED_CONDITIONS
-    assert len(photos.CONDITIONS) == len(REQUIRED_CONDITIONS)
-    assert all(photos.CONDITION_NOTES[condition] for condition in photos.CONDITIONS)
+    assert set(looks.CONDITIONS) == REQUIRED_CONDITIONS
+    assert len(looks.CONDITIONS) == len(REQUIRED_CONDITIONS)
+    assert all(looks.CONDITION_NOTES[condition] for condition in looks.CONDITIONS)
 
 
 @pytest.mark.parametrize("condition", ["clean", "shadow", "ruled_paper", "blur", "inverted"])
@@ -223,7 +223,7 @@ def test_touching_digits_sit_closer_together(mnist: dict[str, np.ndarray]) -> No
 def test_benchmark_labels_are_the_test_digits_used(mnist: dict[str, np.ndarray]) -> None:
     x_test, y_test = mnist["x_test"], mnist["y_test"]
     plan = photos.plan_photos(len(x_test), 2, seed=8)
-    assert [condition for condition, _ in plan] == [c for c in photos.CONDITIONS for _ in (0, 1)]
+    assert [condition for condition, _ in plan] == [c for c in looks.CONDITIONS for _ in (0, 1)]
     first_four = list(itertools.islice(photos.benchmark_photos(x_test, y_test, 2, seed=8), 4))
     for (condition, index), (yielded_condition, label, _) in zip(plan, first_four, strict=False):
         assert yielded_condition == condition
@@ -245,7 +245,7 @@ def test_benchmark_labels_are_the_test_digits_used(mnist: dict[str, np.ndarray])
 def test_benchmark_plans_extend_without_changing(mnist: dict[str, np.ndarray]) -> None:
     small = photos.plan_photos(10_000, 3, seed=1)
     large = photos.plan_photos(10_000, 5, seed=1)
-    for condition in photos.CONDITIONS:
+    for condition in looks.CONDITIONS:
         first = [index for name, index in small if name == condition]
         more = [index for name, index in large if name == condition]
         assert more[:3] == first
@@ -271,7 +271,7 @@ def test_benchmark_numbers_labels_match_their_digits(mnist: dict[str, np.ndarray
         assert 2 <= len(label) <= 5
         assert len(label) == len(plan.indices)
         assert label == "".join(str(int(y_test[index])) for index in plan.indices)
-        assert plan.condition in photos.CONDITIONS
+        assert plan.condition in looks.CONDITIONS
         assert Image.open(io.BytesIO(jpeg)).size in {(640, 480), (480, 640)}
 
 
@@ -286,7 +286,7 @@ def test_fixture_sample_is_small_labelled_and_complete(mnist: dict[str, np.ndarr
         assert single or number, path.name
         if single:
             condition, index, label = single.group(1), int(single.group(2)), int(single.group(3))
-            assert condition in photos.CONDITIONS
+            assert condition in looks.CONDITIONS
             assert int(mnist["y_test"][index]) == label, path.name
             per_condition[condition] = per_condition.get(condition, 0) + 1
         else:
@@ -294,7 +294,7 @@ def test_fixture_sample_is_small_labelled_and_complete(mnist: dict[str, np.ndarr
         with Image.open(path) as picture:
             assert picture.format == "JPEG"
             assert picture.size in {(800, 600), (600, 800)}
-    assert per_condition == {condition: 2 for condition in photos.CONDITIONS}
+    assert per_condition == {condition: 2 for condition in looks.CONDITIONS}
     assert numbers >= 3
 
 
@@ -321,7 +321,7 @@ def test_fixture_sample_still_matches_the_generator(mnist: dict[str, np.ndarray]
 
 
 def test_render_speed(mnist: dict[str, np.ndarray]) -> None:
-    conditions = itertools.cycle(photos.CONDITIONS)
+    conditions = itertools.cycle(looks.CONDITIONS)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     sizes = set()
