@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 
 class ApiError(ValueError):
     """A Bot API error reply, e.g. `ApiError(400, "Bad Request: chat not found")`."""
@@ -26,3 +28,8 @@ class ApiError(ValueError):
         if self.parameters:
             body["parameters"] = self.parameters
         return body
+
+
+def error_response(error: ApiError) -> web.Response:
+    """The HTTP response carrying `error`, with its error code as the status."""
+    return web.json_response(error.to_json(), status=error.error_code)

@@ -40,7 +40,8 @@ from bot.sandbox.emulator.params import (
     get_string,
     read_request,
 )
-from bot.sandbox.emulator.server import MAX_PHOTO_UPLOAD_BYTES, MAX_UPLOAD_BYTES, BotApiEmulator
+from bot.sandbox.emulator.server import BotApiEmulator
+from bot.sandbox.emulator.uploads import MAX_PHOTO_UPLOAD_BYTES, MAX_UPLOAD_BYTES
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/sandbox/api"
