@@ -14,7 +14,7 @@ from bot.replies import escape
 from core.recipes import EpochReport
 
 if TYPE_CHECKING:
-    from bot.feedback.store import FeedbackStats
+    from bot.feedback.samples import FeedbackStats
     from core.promotion import Comparison
 
 

@@ -11,54 +11,49 @@ salted HMAC-SHA256 hashes of the user id and chat id (raw ids are never stored),
 id (to find the sample when a button is pressed), and, once someone confirms it, the confirmed
 number, whether the prediction was right, the confirmer's hash and the time. Every write is one
 transaction; `recording`/`linking` + `transact` put several into one (the bot's group commit).
+The tables and engine setup are in bot/feedback/schema.py, the records handed out and the pure
+conversions in bot/feedback/samples.py.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
-import io
-import itertools
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-import numpy as np
 import numpy.typing as npt
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Dialect,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    TypeDecorator,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    text,
-    update,
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import URL, Connection, make_url
+
+from bot.feedback.samples import (
+    CHAT_TYPES,
+    Confirmation,
+    ConfirmStatus,
+    ExportCounts,
+    FeedbackStats,
+    Sample,
+    UserSamples,
+    check_number,
+    content_hash,
+    crop_to_bytes,
+    feedback_stats,
+    joined,
+    split_confirmed,
+    write_npz,
 )
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateColumn
+from bot.feedback.schema import (
+    READ_ONLY_OPTION,
+    checkpoint_sqlite,
+    create_database_engine,
+    create_or_migrate,
+    sample_digits_table,
+    samples_table,
+)
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -69,174 +64,9 @@ Result = TypeVar("Result")
 # One write, checked and ready: FeedbackStore.transact calls it inside its transaction.
 Write: TypeAlias = Callable[[Connection], Result]
 
-IMAGE_SIDE = 28
-CROP_BYTES = IMAGE_SIDE * IMAGE_SIDE
-MAX_DIGITS = 12
-CHAT_TYPES = ("private", "group", "supergroup")
 DEFAULT_MAX_CONFIRMATIONS_PER_DAY = 100
 DEFAULT_MAX_CONFIRMATIONS_TOTAL = 2000
 DEFAULT_HOLDOUT_FRACTION = 0.2
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Marks a connection that only reads, so SQLite may open a deferred (shared) transaction for it.
-_READ_ONLY_OPTION = "digitbot_read_only"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as naive UTC on every database and handed back timezone-aware (UTC)."""
-
-    impl = DateTime(timezone=False)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("timestamps must be timezone-aware (use datetime.now(UTC))")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-# BIGINT on PostgreSQL; SQLite only autoincrements a plain INTEGER primary key.
-_Id = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-schema_version_table = Table(
-    "schema_version",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("version", Integer, nullable=False),
-    Column("updated_at", UtcDateTime, nullable=False),
-)
-
-samples_table = Table(
-    "samples",
-    metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("model_version", String(100), nullable=False),
-    Column("chat_type", String(20), nullable=False),
-    Column("chat_hash", String(64), nullable=False),
-    Column("message_id", BigInteger, nullable=True),
-    Column("user_hash", String(64), nullable=False),
-    Column("predicted", String(MAX_DIGITS), nullable=False),
-    Column("digit_count", Integer, nullable=False),
-    Column("confidence", Float, nullable=False),  # lowest per-digit confidence
-    Column("confirmed", String(MAX_DIGITS), nullable=True),
-    Column("correct", Boolean, nullable=True),
-    Column("confirmer_hash", String(64), nullable=True),
-    Column("confirmed_at", UtcDateTime, nullable=True),
-    # sha256 over the confirmed number and the crop bytes: equal hashes are exact duplicates.
-    Column("content_hash", String(64), nullable=True),
-    Index("ix_samples_message", "chat_hash", "message_id"),
-    Index("ix_samples_user", "user_hash"),
-    Index("ix_samples_confirmer", "confirmer_hash", "confirmed_at"),
-    Index("ix_samples_content", "content_hash"),
-    # Never reuse the id of a deleted sample: an old button must not confirm a newer sample.
-    sqlite_autoincrement=True,
-)
-
-sample_digits_table = Table(
-    "sample_digits",
-    metadata,
-    Column(
-        "sample_id",
-        _Id,
-        ForeignKey("samples.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    Column("position", Integer, primary_key=True, autoincrement=False),
-    Column("crop", LargeBinary, nullable=False),  # 784 bytes, row-major, uint8, ink = 255
-    Column("predicted", Integer, nullable=False),
-    Column("confidence", Float, nullable=False),
-)
-
-Migration = Callable[[Connection], None]
-
-# Forward migrations: MIGRATIONS[k] upgrades a database at schema version k + 1 to version k + 2.
-# To add a column later: add it to the Table above (fresh databases get it from create_all) and
-# append `lambda connection: add_column(connection, "samples", Column("note", String(200)))`.
-MIGRATIONS: list[Migration] = []
-
-
-def schema_version() -> int:
-    """The schema version this code writes: 1 plus the number of forward migrations."""
-    return 1 + len(MIGRATIONS)
-
-
-def add_column(connection: Connection, table_name: str, column: Column[Any]) -> None:
-    """Add `column` to an existing table; the connection's dialect compiles the column's DDL."""
-    column_sql = CreateColumn(column).compile(dialect=connection.dialect)
-    table_sql = connection.dialect.identifier_preparer.quote(table_name)
-    connection.exec_driver_sql(f"ALTER TABLE {table_sql} ADD COLUMN {column_sql}")
-
-
-class ConfirmStatus(enum.StrEnum):
-    """What `FeedbackStore.confirm` did."""
-
-    CONFIRMED = "confirmed"  # this call's confirmation was stored
-    ALREADY_CONFIRMED = "already_confirmed"  # someone confirmed first; `confirmed` is their value
-    CAPPED = "capped"  # the confirming user reached a daily or total cap; nothing stored
-    NOT_FOUND = "not_found"  # no such sample (never recorded, or deleted by /forget)
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """The outcome of one confirm call."""
-
-    status: ConfirmStatus
-    sample_id: int | None
-    predicted: str | None
-    confirmed: str | None  # the stored confirmed number (the earlier one if ALREADY_CONFIRMED)
-    correct: bool | None
-
-
-@dataclass(frozen=True)
-class Sample:
-    """A stored sample as the bot needs it when a button is pressed."""
-
-    sample_id: int
-    predicted: str
-    confidences: list[float]
-    model_version: str
-    chat_type: str
-    confirmed: str | None
-    correct: bool | None
-    created_at: datetime
-    confirmed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class UserSamples:
-    """Confirmed digits for training or evaluation, in MNIST's format."""
-
-    x: npt.NDArray[np.uint8]  # (n, 28, 28), ink = 255
-    y: npt.NDArray[np.uint8]  # (n,)
-    counts: npt.NDArray[np.int64]  # (n,) confirmations merged into each row (exact duplicates)
-    corrected: npt.NDArray[np.bool_]  # (n,) the bot had read this digit wrong (a user corrected it)
-
-
-@dataclass(frozen=True)
-class FeedbackStats:
-    """The figures `/stats` and `digitbot feedback stats` show."""
-
-    collected: int  # answers recorded
-    confirmed: int
-    confirmed_right: int
-    confirmed_wrong: int
-    live_accuracy: float | None  # confirmed_right / confirmed (0-1); None before any confirmation
-    confusion: list[list[int]]  # 10x10, rows = confirmed digit, columns = predicted digit
-
-
-@dataclass(frozen=True)
-class ExportCounts:
-    """How many digits `export_npz` wrote to each part."""
-
-    train: int
-    test: int
 
 
 def utc_now() -> datetime:
@@ -255,77 +85,6 @@ def normalize_url(url: str | URL) -> URL:
             f"got {parsed.drivername}"
         )
     return parsed
-
-
-def _crop_bytes(crop: npt.ArrayLike) -> bytes:
-    """One 28x28 crop as 784 uint8 bytes (ink = 255); floats are read as [0, 1] intensities."""
-    array = np.asarray(crop)
-    if array.shape != (IMAGE_SIDE, IMAGE_SIDE):
-        raise ValueError(f"each crop must be 28x28, got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return bytes(np.ascontiguousarray(array).tobytes())
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"crops must be uint8 or float in [0, 1], got dtype {array.dtype}")
-    if not np.isfinite(array).all() or array.min() < -1e-6 or array.max() > 1 + 1e-6:
-        raise ValueError("float crops must hold finite values in [0, 1]")
-    return bytes(np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes())
-
-
-def _check_number(number: str, what: str) -> str:
-    if not (1 <= len(number) <= MAX_DIGITS) or not all(char in "0123456789" for char in number):
-        raise ValueError(f"{what} must be 1 to {MAX_DIGITS} digits 0-9, got {number!r}")
-    return number
-
-
-def _content_hash(confirmed: str, crops: Sequence[bytes]) -> str:
-    digest = hashlib.sha256(confirmed.encode("ascii") + b"|")
-    for crop in crops:
-        digest.update(crop)
-    return digest.hexdigest()
-
-
-def _in_holdout(crops: Sequence[bytes], fraction: float) -> bool:
-    """Deterministic split on the crop bytes alone, so a duplicate never straddles both parts."""
-    digest = hashlib.sha256(b"".join(crops)).digest()
-    return int.from_bytes(digest[:8], "big") < fraction * 2**64
-
-
-def _empty_samples() -> UserSamples:
-    return UserSamples(
-        x=np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8),
-        y=np.zeros((0,), dtype=np.uint8),
-        counts=np.zeros((0,), dtype=np.int64),
-        corrected=np.zeros((0,), dtype=np.bool_),
-    )
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout and durable commits on every new SQLite connection."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below emit BEGIN instead of the sqlite3 module.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            # FULL: a commit is on disk when it returns, even across a power cut.
-            cursor.execute("PRAGMA synchronous = FULL")
-            # /forget must not leave deleted crops readable in free pages of the file.
-            cursor.execute("PRAGMA secure_delete = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # Writers take the write lock up front; a deferred transaction that reads and then writes
-        # fails at once (SQLITE_BUSY, no waiting) when another writer committed in between.
-        if connection.get_execution_options().get(_READ_ONLY_OPTION):
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class FeedbackStore:
@@ -355,71 +114,12 @@ class FeedbackStore:
         self.holdout_fraction = holdout_fraction
         self._clock = clock
         self.url = normalize_url(url)
-        self.engine = self._create_engine(self.url)
+        self.engine = create_database_engine(self.url)
         try:
-            self._create_or_migrate()
+            create_or_migrate(self.engine, self._clock)
         except BaseException:
             self.engine.dispose()
             raise
-
-    # -- setup -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _create_engine(url: URL) -> Engine:
-        if url.get_backend_name() == "sqlite":
-            database = url.database or ""
-            if database in ("", ":memory:") or database.startswith("file::memory:"):
-                # Each pooled connection would get its own empty in-memory database.
-                raise ValueError("the feedback store needs an SQLite file, not :memory:")
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            _configure_sqlite(engine)
-            return engine
-        # pre_ping: a replica survives a database restart without failing its next write.
-        return create_engine(url, pool_pre_ping=True)
-
-    def _create_or_migrate(self) -> None:
-        """Create missing tables, then bring an older schema forward one migration at a time."""
-        target = schema_version()
-        attempts = 3
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.engine.begin() as connection:
-                    metadata.create_all(connection)
-                    stored = connection.execute(
-                        select(schema_version_table.c.version)
-                        .where(schema_version_table.c.id == 1)
-                        .with_for_update()
-                    ).scalar_one_or_none()
-                    if stored is None:
-                        # A new database: create_all just built the newest schema.
-                        connection.execute(
-                            insert(schema_version_table).values(
-                                id=1, version=target, updated_at=self._clock()
-                            )
-                        )
-                        return
-                    if stored > target:
-                        raise ValueError(
-                            f"the feedback database has schema version {stored}, newer than this "
-                            f"code's {target}; upgrade digitbot"
-                        )
-                    for version in range(stored, target):
-                        logger.info("migrating the feedback store from version %d", version)
-                        MIGRATIONS[version - 1](connection)
-                    if stored != target:
-                        connection.execute(
-                            update(schema_version_table)
-                            .where(schema_version_table.c.id == 1)
-                            .values(version=target, updated_at=self._clock())
-                        )
-                return
-            except DBAPIError:
-                # Two replicas starting together on PostgreSQL can race on CREATE TABLE; the
-                # loser's retry finds the tables there.
-                if attempt == attempts:
-                    raise
-                logger.warning("creating the feedback schema failed; retrying", exc_info=True)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -438,7 +138,7 @@ class FeedbackStore:
             if self.url.get_backend_name() == "postgresql":
                 connection.execution_options(isolation_level="REPEATABLE READ")
             else:
-                connection.execution_options(**{_READ_ONLY_OPTION: True})
+                connection.execution_options(**{READ_ONLY_OPTION: True})
             with connection.begin():
                 yield connection
 
@@ -459,10 +159,6 @@ class FeedbackStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def record(self, **answer: Any) -> int:
-        """Store one served answer (its fields: see `recording`) and return its sample id."""
-        return self.transact([self.recording(**answer)])[0]
-
     def recording(
         self,
         *,
@@ -477,8 +173,8 @@ class FeedbackStore:
     ) -> Write[int]:
         """One served answer (one crop per digit, left to right) as a write for `transact`;
         the arguments are checked now (ValueError)."""
-        _check_number(predicted, "predicted")
-        crop_bytes = [_crop_bytes(crop) for crop in crops]
+        check_number(predicted, "predicted")
+        crop_bytes = [crop_to_bytes(crop) for crop in crops]
         if len(crop_bytes) != len(predicted) or len(confidences) != len(predicted):
             raise ValueError(
                 f"predicted {predicted!r} needs one crop and one confidence per digit, got "
@@ -521,12 +217,9 @@ class FeedbackStore:
 
         return write
 
-    def link_message(self, sample_id: int, message_id: int) -> bool:
-        """Attach the bot's answer message id to a sample recorded before the answer was sent."""
-        return self.transact([self.linking(sample_id, message_id)])[0]
-
     def linking(self, sample_id: int, message_id: int) -> Write[bool]:
-        """`link_message` as a write for `transact`."""
+        """Attach the bot's answer message id to a sample recorded before the answer was sent
+        (a write for `transact`; its result says whether the sample was there)."""
 
         def write(connection: Connection) -> bool:
             result = connection.execute(
@@ -559,7 +252,7 @@ class FeedbackStore:
         past a cap gets CAPPED and nothing is stored.
         """
         if confirmed is not None:
-            _check_number(confirmed, "confirmed")
+            check_number(confirmed, "confirmed")
         by_message = chat_id is not None and message_id is not None
         if (sample_id is None) != by_message:
             raise ValueError("name the sample by sample_id or by chat_id and message_id (one way)")
@@ -620,7 +313,7 @@ class FeedbackStore:
                     correct=correct,
                     confirmer_hash=confirmer_hash,
                     confirmed_at=now,
-                    content_hash=_content_hash(number, [bytes(crop) for crop in crops]),
+                    content_hash=content_hash(number, [bytes(crop) for crop in crops]),
                 )
             )
             if result.rowcount == 1:
@@ -681,26 +374,9 @@ class FeedbackStore:
                     content_hash=None,
                 )
             ).rowcount
-        self._checkpoint()
+        if self.url.get_backend_name() == "sqlite":
+            checkpoint_sqlite(self.engine)
         return int(deleted) + int(withdrawn)
-
-    def _checkpoint(self) -> None:
-        """SQLite: copy the WAL into the file and truncate it, so that deleted crops do not stay
-        in the WAL's older page images (the file's own pages are zeroed by secure_delete)."""
-        if self.url.get_backend_name() != "sqlite":
-            return
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            busy, _, _ = cursor.fetchone()
-            if busy:
-                logger.warning(
-                    "a reader kept SQLite's WAL busy after /forget: the deleted crops stay in "
-                    "it until the next checkpoint"
-                )
-        finally:
-            raw.close()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -763,63 +439,12 @@ class FeedbackStore:
                 )
                 .order_by(samples_table.c.id, sample_digits_table.c.position)
             ).all()
-        # Group the digit rows back into samples, then merge samples with equal content hashes.
-        merged: dict[str, tuple[str, str, list[bytes]]] = {}
-        counts: dict[str, int] = {}
-        for _, group in itertools.groupby(rows, key=lambda row: row.id):
-            sample_rows = list(group)
-            key = sample_rows[0].content_hash
-            if key in merged:
-                counts[key] += 1
-            else:
-                first = sample_rows[0]
-                merged[key] = (
-                    first.predicted,
-                    first.confirmed,
-                    [bytes(r.crop) for r in sample_rows],
-                )
-                counts[key] = 1
-
-        parts: dict[bool, tuple[list[bytes], list[int], list[int], list[bool]]] = {
-            False: ([], [], [], []),
-            True: ([], [], [], []),
-        }
-        for key, (predicted, label, crops) in merged.items():
-            images, labels, row_counts, corrected = parts[_in_holdout(crops, self.holdout_fraction)]
-            # A number read with the wrong length has no digit-by-digit answer: all corrected.
-            read = predicted if len(predicted) == len(label) else "?" * len(label)
-            for crop, digit, read_digit in zip(crops, label, read, strict=True):
-                images.append(crop)
-                labels.append(int(digit))
-                row_counts.append(counts[key])
-                corrected.append(read_digit != digit)
-        return self._as_arrays(*parts[False]), self._as_arrays(*parts[True])
-
-    @staticmethod
-    def _as_arrays(
-        images: list[bytes], labels: list[int], counts: list[int], corrected: list[bool]
-    ) -> UserSamples:
-        if not images:
-            return _empty_samples()
-        x = np.frombuffer(b"".join(images), dtype=np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
-        return UserSamples(
-            x=x.copy(),
-            y=np.asarray(labels, dtype=np.uint8),
-            counts=np.asarray(counts, dtype=np.int64),
-            corrected=np.asarray(corrected, dtype=np.bool_),
-        )
+        return split_confirmed(rows, self.holdout_fraction)
 
     def training_samples(self, include_holdout: bool = False) -> UserSamples:
         """Confirmed digits to mix into training; without the held-out slice unless asked."""
         train, holdout = self._confirmed_digits()
-        if not include_holdout or len(holdout.y) == 0:
-            return train
-        return UserSamples(
-            x=np.concatenate([train.x, holdout.x]),
-            y=np.concatenate([train.y, holdout.y]),
-            counts=np.concatenate([train.counts, holdout.counts]),
-            corrected=np.concatenate([train.corrected, holdout.corrected]),
-        )
+        return joined(train, holdout) if include_holdout else train
 
     def holdout_samples(self) -> UserSamples:
         """The held-out slice of confirmed digits: the "accuracy on users' photos" test set."""
@@ -839,42 +464,12 @@ class FeedbackStore:
                     samples_table.c.confirmed.is_not(None), *conditions
                 )
             ).all()
-        confusion = [[0] * 10 for _ in range(10)]
-        right = 0
-        for predicted, confirmed in pairs:
-            right += predicted == confirmed
-            if len(predicted) == len(confirmed):
-                for predicted_digit, confirmed_digit in zip(predicted, confirmed, strict=True):
-                    confusion[int(confirmed_digit)][int(predicted_digit)] += 1
-        return FeedbackStats(
-            collected=int(collected),
-            confirmed=len(pairs),
-            confirmed_right=right,
-            confirmed_wrong=len(pairs) - right,
-            live_accuracy=right / len(pairs) if pairs else None,
-            confusion=confusion,
-        )
+        return feedback_stats(collected, pairs)
 
     def export_npz(self, path: str | Path) -> ExportCounts:
         """Write confirmed digits as an MNIST-format `.npz` (held-out slice = test), atomically."""
         train, holdout = self._confirmed_digits()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer, x_train=train.x, y_train=train.y, x_test=holdout.x, y_test=holdout.y
-        )
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return ExportCounts(train=len(train.y), test=len(holdout.y))
+        return write_npz(Path(path), train, holdout)
 
 
 def open_store(settings: Settings) -> FeedbackStore:

@@ -44,15 +44,9 @@ from telegram.ext import ContextTypes
 from bot import admin_replies, replies
 from bot.feedback.groupcommit import GroupCommit
 from bot.feedback.salts import LEGACY_DEFAULT_SALT
-from bot.feedback.store import (
-    CHAT_TYPES,
-    MAX_DIGITS,
-    Confirmation,
-    ConfirmStatus,
-    FeedbackStore,
-    Sample,
-    open_store,
-)
+from bot.feedback.samples import CHAT_TYPES, Confirmation, ConfirmStatus, Sample
+from bot.feedback.schema import MAX_DIGITS
+from bot.feedback.store import FeedbackStore, open_store
 from bot.state import BotState, get_state
 from core.serving import Classification
 

@@ -21,7 +21,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, stop_application
-from bot.feedback.store import normalize_url
+from bot.feedback.store import FeedbackStore, normalize_url
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.runner import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
@@ -183,3 +183,9 @@ def started_url(emulator: BotApiEmulator) -> str:
     """The Bot API URL of an emulator the fixture has started."""
     assert emulator.url is not None, "the emulator is not started"
     return emulator.url
+
+
+def store_answer(store: FeedbackStore, **answer: Any) -> int:
+    """Record one served answer (the arguments of `FeedbackStore.recording`) in a transaction
+    of its own; returns its sample id."""
+    return int(store.transact([store.recording(**answer)])[0])

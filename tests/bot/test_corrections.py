@@ -25,7 +25,15 @@ from bot.handlers.corrections import MAX_CALLBACK_BYTES, callback_data, parse_ca
 from bot.sandbox.emulator import BotApiEmulator
 from core import registry
 from core.promotion import Comparison, Evidence, Rule
-from tests.bot.conftest import ADMIN_ID, BOT_USERNAME, GROUP_ID, OTHER_USER_ID, TOKEN, USER_ID
+from tests.bot.conftest import (
+    ADMIN_ID,
+    BOT_USERNAME,
+    GROUP_ID,
+    OTHER_USER_ID,
+    TOKEN,
+    USER_ID,
+    store_answer,
+)
 from tests.conftest import digit_photo
 
 RETRAIN_TIMEOUT = 120.0  # one spawned 1-epoch training on a busy 2-core machine
@@ -591,7 +599,8 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
     crops = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     with FeedbackStore(url, "cli-salt") as store:
         for predicted, crop_slice, confirmed in (("7", crops[:1], "1"), ("42", crops[1:], None)):
-            sample_id = store.record(
+            sample_id = store_answer(
+                store,
                 crops=crop_slice,
                 predicted=predicted,
                 confidences=[0.9] * len(predicted),
@@ -601,7 +610,8 @@ def test_feedback_cli_prints_the_stats_figures_and_exports_mnist_format(
                 user_id=5,
             )
             store.confirm(user_id=5, sample_id=sample_id, confirmed=confirmed)
-        store.record(
+        store_answer(
+            store,
             crops=crops[:1],
             predicted="3",
             confidences=[0.5],

@@ -26,19 +26,17 @@ import numpy.typing as npt
 import pytest
 from sqlalchemy import Column, Connection, String, func, inspect, select
 
-from bot.feedback import store as feedback
-from bot.feedback.store import (
-    ConfirmStatus,
-    FeedbackStore,
+from bot.feedback import schema
+from bot.feedback.samples import Confirmation, ConfirmStatus
+from bot.feedback.schema import (
     add_column,
-    normalize_url,
-    open_store,
     sample_digits_table,
     samples_table,
     schema_version_table,
 )
+from bot.feedback.store import FeedbackStore, normalize_url, open_store
 from bot.settings import Settings
-from tests.bot.conftest import POSTGRES_ENV, postgres_base_url
+from tests.bot.conftest import POSTGRES_ENV, postgres_base_url, store_answer
 
 SALT = "test-salt"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +84,8 @@ def record(
 ) -> int:
     if crops is None:
         crops = random_crops(len(predicted), seed)
-    return store.record(
+    return store_answer(
+        store,
         crops=crops,
         predicted=predicted,
         confidences=[0.9] * len(predicted),
@@ -107,7 +106,8 @@ def test_record_keeps_crops_and_salted_hashes_never_raw_ids(store: FeedbackStore
     float_crop[10:18, 12:16] = 1.0
     float_crop[0, 0] = 0.5
     uint8_crop = random_crops(1, seed=3)[0]
-    sample_id = store.record(
+    sample_id = store_answer(
+        store,
         crops=[float_crop, uint8_crop],
         predicted="47",
         confidences=[0.93, 0.61],
@@ -183,17 +183,17 @@ def test_record_rejects_bad_input(
     }
     arguments.update(changes)
     with pytest.raises(ValueError, match=message):
-        store.record(**arguments)  # type: ignore[arg-type]
+        store_answer(store, **arguments)  # type: ignore[arg-type]
     assert store.stats().collected == 0
 
 
 def test_link_message_lets_a_button_find_the_sample(store: FeedbackStore) -> None:
     sample_id = record(store, "5", chat_id=-100123)
     assert store.find(-100123, 77) is None
-    assert store.link_message(sample_id, 77) is True
+    assert store.transact([store.linking(sample_id, 77)])[0] is True
     found = store.find(-100123, 77)
     assert found is not None and found.sample_id == sample_id
-    assert store.link_message(sample_id + 1000, 78) is False
+    assert store.transact([store.linking(sample_id + 1000, 78)])[0] is False
 
 
 # -- confirming ------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def test_concurrent_confirmations_have_exactly_one_winner(store: FeedbackStore) 
 
         def press(
             user_id: int, sample_id: int = sample_id, start: threading.Barrier = start
-        ) -> feedback.Confirmation:
+        ) -> Confirmation:
             start.wait()
             return store.confirm(sample_id=sample_id, user_id=user_id, confirmed=str(user_id))
 
@@ -480,7 +480,7 @@ def test_schema_version_and_a_forward_migration(
     def add_note(connection: Connection) -> None:
         add_column(connection, "samples", Column("note", String(200), nullable=True))
 
-    monkeypatch.setattr(feedback, "MIGRATIONS", [add_note])
+    monkeypatch.setattr(schema, "MIGRATIONS", [add_note])
     with FeedbackStore(database_url, SALT) as store:
         with store.engine.connect() as connection:
             assert connection.execute(select(schema_version_table.c.version)).scalar_one() == 2
@@ -490,7 +490,7 @@ def test_schema_version_and_a_forward_migration(
     # Reopening at the same version runs nothing again.
     FeedbackStore(database_url, SALT).close()
 
-    monkeypatch.setattr(feedback, "MIGRATIONS", [])
+    monkeypatch.setattr(schema, "MIGRATIONS", [])
     with pytest.raises(ValueError, match="newer than this code"):
         FeedbackStore(database_url, SALT)
 
@@ -529,7 +529,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
     assert pragmas == {
         "journal_mode": "wal",
         "foreign_keys": 1,
-        "busy_timeout": feedback.SQLITE_BUSY_TIMEOUT_MS,
+        "busy_timeout": schema.SQLITE_BUSY_TIMEOUT_MS,
         "synchronous": 2,  # FULL
     }
 
@@ -637,9 +637,10 @@ rng = np.random.default_rng(0)
 index = 0
 while True:
     crops = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
-    sample_id = store.record(crops=crops, predicted=f"{index % 10}{(index + 1) % 10}",
-                             confidences=[0.5, 0.6], model_version="crash", chat_type="group",
-                             chat_id=-1, user_id=index % 7, message_id=index)
+    [sample_id] = store.transact([store.recording(
+        crops=crops, predicted=f"{index % 10}{(index + 1) % 10}", confidences=[0.5, 0.6],
+        model_version="crash", chat_type="group", chat_id=-1, user_id=index % 7,
+        message_id=index)])
     store.confirm(sample_id=sample_id, user_id=99, confirmed=f"{(index + 3) % 100:02d}")
     # Printed only after both commits returned: the parent may rely on every printed id.
     print(sample_id, index, flush=True)
