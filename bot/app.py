@@ -32,14 +32,13 @@ from telegram.ext import (
 )
 
 from bot import i18n, replies
-from bot.handlers import corrections, flood
-from bot.handlers import images as handlers
+from bot.handlers import commands, corrections, flood, images
 from bot.handlers.flood import SHARE_WINDOW_SECONDS
 from bot.handlers.retrain import cancel_retrain
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.redaction import install_redaction
 from bot.settings import Settings
-from bot.state import STATE_KEY, BotState, FloodGate, get_state
+from bot.state import STATE_KEY, BotContext, BotState, FloodGate, get_state
 from bot.transport.aiohttp_request import AiohttpRequest
 from bot.transport.network import RetryingRateLimiter
 from bot.transport.updates import ImageSlotProcessor
@@ -112,6 +111,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .concurrent_updates(ImageSlotProcessor(CONCURRENT_IMAGES))
+        .context_types(ContextTypes(context=BotContext))
     )
     if settings.bot_api_client == "aiohttp":
         builder = builder.request(
@@ -123,8 +123,13 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         )
     application = (
         builder.defaults(
+            # Every reply quotes the message it answers (many people may post at once), and is
+            # still sent when that message was deleted meanwhile.
             Defaults(
-                parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                do_quote=True,
+                allow_sending_without_reply=True,
             )
         )
         .rate_limiter(
@@ -156,16 +161,14 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     application.add_handler(TypeHandler(Update, flood.on_update), group=-1)
     application.add_handlers(
         [
-            CommandHandler("start", handlers.on_start, filters=new_messages),
-            CommandHandler("help", handlers.on_help, filters=new_messages),
-            CommandHandler("predict", handlers.on_predict, filters=new_messages),
-            CommandHandler("debug", handlers.on_debug, filters=new_messages),
-            CommandHandler("stats", handlers.on_stats, filters=new_messages),
-            CommandHandler("retrain", handlers.on_retrain, filters=new_messages),
+            CommandHandler("start", commands.on_start, filters=new_messages),
+            CommandHandler("help", commands.on_help, filters=new_messages),
+            CommandHandler("predict", images.on_predict, filters=new_messages),
+            CommandHandler("debug", images.on_debug, filters=new_messages),
+            CommandHandler("stats", commands.on_stats, filters=new_messages),
+            CommandHandler("retrain", commands.on_retrain, filters=new_messages),
             CommandHandler("forget", corrections.on_forget, filters=new_messages),
-            MessageHandler(
-                new_messages & (filters.PHOTO | filters.Document.ALL), handlers.on_image
-            ),
+            MessageHandler(new_messages & (filters.PHOTO | filters.Document.ALL), images.on_image),
             MessageHandler(
                 new_messages
                 & filters.REPLY
@@ -176,13 +179,13 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
             ),
             MessageHandler(
                 new_messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
-                handlers.on_private_text,
+                commands.on_private_text,
             ),
             CallbackQueryHandler(corrections.on_forget_button, pattern=corrections.FORGET_PATTERN),
             CallbackQueryHandler(corrections.on_button),  # every button, unknown ones included
         ]
     )
-    application.add_error_handler(handlers.on_error)
+    application.add_error_handler(commands.on_error)
     if settings.heartbeat_file is not None and application.job_queue is not None:
         # The first beat is written by post_init; this one keeps it fresh.
         application.job_queue.run_repeating(
@@ -279,9 +282,9 @@ def warm_up(classifier: Classifier) -> float:
     return time.perf_counter() - started
 
 
-async def write_heartbeat(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def write_heartbeat(context: BotContext) -> None:
     """Touch the heartbeat file while the bot is running (read by `digitbot health`)."""
-    state = get_state(context.bot_data)
+    state = context.state
     path = state.settings.heartbeat_file
     updater = context.application.updater
     receiving = state.webhook_serving or (updater is not None and updater.running)

@@ -1,4 +1,5 @@
-"""The bot's runtime state, kept in `application.bot_data` (never in module globals).
+"""The bot's runtime state, kept in `application.bot_data` (never in module globals), and the
+callback context every handler gets (`context.state` is that state).
 
 One `BotState` per Application: the settings, the served classifier, the processes (or threads)
 that classify images, a thread pool for other slow work, counters for /stats, the per-user flood
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from telegram.ext import CallbackContext, ExtBot
 
 from bot.settings import Settings
 from core.serving import (
@@ -173,3 +176,12 @@ def get_state(bot_data: dict[str, Any]) -> BotState:
     if not isinstance(state, BotState):
         raise ValueError("bot_data has no BotState: build the Application with build_application")
     return state
+
+
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[str, Any]]):
+    """The context of every callback (`ContextTypes(context=BotContext)` in bot/app.py)."""
+
+    @property
+    def state(self) -> BotState:
+        """This Application's BotState."""
+        return get_state(self.bot_data)

@@ -35,11 +35,9 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ContextTypes
 
 from bot import admin_replies, replies
 from bot.feedback.groupcommit import GroupCommit
@@ -47,7 +45,7 @@ from bot.feedback.salts import LEGACY_DEFAULT_SALT
 from bot.feedback.samples import CHAT_TYPES, Confirmation, ConfirmStatus, Sample
 from bot.feedback.schema import MAX_DIGITS
 from bot.feedback.store import FeedbackStore, open_store
-from bot.state import BotState, get_state
+from bot.state import BotContext, BotState
 from core.serving import Classification
 
 logger = logging.getLogger(__name__)
@@ -327,13 +325,13 @@ async def wait_for_links(state: BotState) -> None:
 # --- callbacks ---------------------------------------------------------------------------------
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_button(update: Update, context: BotContext) -> None:
     """Any inline button: act on it, always answer the query, then update the answer message."""
     query = update.callback_query
     if query is None:
         return
     try:
-        outcome = await press(get_state(context.bot_data), query)
+        outcome = await press(context.state, query)
     except Exception:  # the presser still gets an answer; the error is logged with its data
         logger.exception(
             "button %r in chat %s failed",
@@ -420,7 +418,7 @@ async def press(state: BotState, query: CallbackQuery) -> Outcome:
     )
 
 
-async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_typed_correction(update: Update, context: BotContext) -> None:
     """A number sent as a reply to one of the bot's answers: store it as the confirmed number."""
     message = update.effective_message
     user = update.effective_user
@@ -430,16 +428,16 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
     private = message.chat.type == "private"
     if answer.from_user is None or answer.from_user.id != context.bot.id:
         if private:  # a number replied to one's own message: what the bot says to any text
-            await quote_reply(message, replies.private_text_hint())
+            await message.reply_text(replies.private_text_hint())
         return
-    state = get_state(context.bot_data)
+    state = context.state
     store = state.feedback
     if store is None:
-        await quote_reply(message, replies.corrections_unavailable())
+        await message.reply_text(replies.corrections_unavailable())
         return
     number = typed_number(message.text)
     if len(number) > MAX_DIGITS:
-        await quote_reply(message, replies.typed_too_long(MAX_DIGITS))
+        await message.reply_text(replies.typed_too_long(MAX_DIGITS))
         return
     sample = await asyncio.to_thread(store.find, message.chat.id, answer.message_id)
     if sample is None:
@@ -448,7 +446,7 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
         sample = await asyncio.to_thread(store.find, message.chat.id, answer.message_id)
     if sample is None:
         if private:  # in a group, a number replied to another bot message is just chat
-            await quote_reply(message, replies.typed_not_an_answer())
+            await message.reply_text(replies.typed_not_an_answer())
         return
     result = await asyncio.to_thread(
         store.confirm, user_id=user.id, confirmed=number, sample_id=sample.sample_id
@@ -458,7 +456,7 @@ async def on_typed_correction(update: Update, context: ContextTypes.DEFAULT_TYPE
         notice = replies.typed_saved(result.predicted or "", result.confirmed or "")
     else:
         notice = outcome.notice or ""
-    await quote_reply(message, notice)
+    await message.reply_text(notice)
     if outcome.edit and outcome.text is not None:
         await edit_answer(context.bot, message.chat.id, answer.message_id, outcome.text, None)
 
@@ -489,7 +487,7 @@ def forget_keyboard(user_id: int) -> InlineKeyboardMarkup:
     )
 
 
-async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_forget(update: Update, context: BotContext) -> None:
     """/forget: ask, with a button, before deleting everything the sender contributed."""
     message = update.effective_message
     user = update.effective_user
@@ -498,19 +496,15 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message.sender_chat is not None:
         # An anonymous admin (or a channel) writes as one identity shared by all of them:
         # forgetting "them" would delete every other anonymous admin's data too.
-        await quote_reply(message, replies.forget_anonymous())
+        await message.reply_text(replies.forget_anonymous())
         return
-    if get_state(context.bot_data).feedback is None:
-        await quote_reply(message, replies.corrections_unavailable())
+    if context.state.feedback is None:
+        await message.reply_text(replies.corrections_unavailable())
         return
-    await message.reply_text(
-        replies.forget_question(),
-        reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-        reply_markup=forget_keyboard(user.id),
-    )
+    await message.reply_text(replies.forget_question(), reply_markup=forget_keyboard(user.id))
 
 
-async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_forget_button(update: Update, context: BotContext) -> None:
     """The answer to the /forget question: delete (only for who asked), or leave everything."""
     query = update.callback_query
     match = FORGET_PATTERN.match(query.data or "") if query else None
@@ -519,7 +513,7 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if int(match["user"]) != query.from_user.id:  # in a group, others see the buttons too
         await query.answer(replies.forget_not_yours(), show_alert=True)
         return
-    store = get_state(context.bot_data).feedback
+    store = context.state.feedback
     if match["answer"] == "no":
         text = replies.forget_cancelled()
     elif store is None:
@@ -535,13 +529,6 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-async def quote_reply(message: Message, text: str) -> Message:
-    """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
-    return await message.reply_text(
-        text, reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True)
-    )
 
 
 async def edit_answer(

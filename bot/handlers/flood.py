@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from telegram import Chat, Message, Update
 from telegram.constants import ChatType
-from telegram.ext import ApplicationHandlerStop, ContextTypes, filters
+from telegram.ext import ApplicationHandlerStop, filters
 
 from bot import replies
-from bot.state import BotState, FloodVerdict, get_state
+from bot.state import BotContext, BotState, FloodVerdict
 
 SHARE_WINDOW_SECONDS = 60.0
 
@@ -57,13 +57,13 @@ def is_our_command(update: Update, bot_username: str) -> bool:
     return "@" not in command or command.lower().endswith(f"@{bot_username.lower()}")
 
 
-async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_update(update: Update, context: BotContext) -> None:
     """Count a command or button press against its sender's limits; past one, stop the update."""
     user = update.effective_user
     query = update.callback_query
     if user is None or not (query is not None or is_our_command(update, context.bot.username)):
         return
-    state = get_state(context.bot_data)
+    state = context.state
     chat = update.effective_chat
     in_actions = state.actions.check(user.id)
     in_group = group_share(state, user.id, chat) if in_actions is FloodVerdict.ALLOW else None
@@ -82,5 +82,5 @@ async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if query is not None:
             await query.answer(text, show_alert=True)
         elif isinstance(update.effective_message, Message):
-            await update.effective_message.reply_text(text, do_quote=True)
+            await update.effective_message.reply_text(text)
     raise ApplicationHandlerStop

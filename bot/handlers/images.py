@@ -1,4 +1,4 @@
-"""Telegram update callbacks: thin functions that pick the image, call the classifier, reply.
+"""Images: the callbacks that pick the image, call the classifier and reply.
 
 Who gets an answer:
 - private chats: every photo and image file;
@@ -33,27 +33,17 @@ from pathlib import PurePosixPath
 
 from telegram import (
     Chat,
-    InlineKeyboardMarkup,
-    InputMediaPhoto,
     Message,
     MessageEntity,
     PhotoSize,
-    ReplyParameters,
     Update,
 )
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
-from telegram.ext import ContextTypes
 
-from bot import admin_replies, i18n, replies
+from bot import i18n, replies
 from bot.handlers import corrections, flood
-from bot.handlers.retrain import cancel_retrain, parse_command, served_arch, start_retrain
-from bot.settings import DEFAULT_MNIST_FILE, PROJECT_DIR, find_mnist
-from bot.state import BotState, FloodVerdict, get_state
+from bot.state import BotContext, BotState, FloodVerdict
 from bot.transport.network import with_retries
-from core import registry
 from core.preprocess import ImageError
-from core.recipes import FINE_TUNE, RECIPES
 from core.serving import Classification
 
 logger = logging.getLogger(__name__)
@@ -213,37 +203,16 @@ def image_file(message: Message, state: BotState) -> ImageFile:
     return chosen
 
 
-def is_admin(update: Update, state: BotState) -> bool:
-    user = update.effective_user
-    return user is not None and user.id in state.settings.admin_user_ids
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def state_of(context: ContextTypes.DEFAULT_TYPE) -> BotState:
-    return get_state(context.bot_data)
-
-
-async def reply(
-    message: Message, text: str, reply_markup: InlineKeyboardMarkup | None = None
-) -> Message:
-    """Send `text` quoting `message` (still sent if that message was deleted meanwhile)."""
-    return await message.reply_text(
-        text,
-        parse_mode=ParseMode.HTML,
-        reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-        reply_markup=reply_markup,
-    )
-
-
 async def classify_image(
-    context: ContextTypes.DEFAULT_TYPE, image_message: Message, user_id: int | None
+    context: BotContext, image_message: Message, user_id: int | None
 ) -> tuple[Classification, bytes] | None:
     """Flood check, size checks, download, classify off the event loop: the answer and the
     image's bytes; None when the user got another reply instead (flood warning, refusal,
     unreadable image)."""
-    state = state_of(context)
+    state = context.state
     settings = state.settings
     if user_id is not None:
         # The user's image limit first, then their share of a group's answers
@@ -257,7 +226,7 @@ async def classify_image(
             wait = state.flood.seconds_until_free(user_id)
             text = replies.flood(settings.flood_limit, settings.flood_window_seconds, wait)
         if verdict is FloodVerdict.WARN:
-            await reply(image_message, text)
+            await image_message.reply_text(text)
         if verdict is not FloodVerdict.ALLOW:
             return None
     try:
@@ -279,14 +248,14 @@ async def classify_image(
             raise Refusal(replies.too_large_download(len(data), settings.max_download_bytes))
         return await state.classify(data), data
     except Refusal as refusal:
-        await reply(image_message, str(refusal))
+        await image_message.reply_text(str(refusal))
     except ImageError as error:
-        await reply(image_message, replies.image_error(error.reason, **error.details))
+        await image_message.reply_text(replies.image_error(error.reason, **error.details))
     return None
 
 
 async def answer_image(
-    context: ContextTypes.DEFAULT_TYPE,
+    context: BotContext,
     image_message: Message,
     user_id: int | None,
     *,
@@ -302,14 +271,14 @@ async def answer_image(
 
 
 async def _answer_image(
-    context: ContextTypes.DEFAULT_TYPE,
+    context: BotContext,
     image_message: Message,
     user_id: int | None,
     *,
     debug: bool,
 ) -> None:
     started = time.perf_counter()
-    state = state_of(context)
+    state = context.state
     answered = await classify_image(context, image_message, user_id)
     if answered is None:
         return
@@ -334,17 +303,19 @@ async def _answer_image(
         await corrections.send_answer(
             state,
             sample_id,
-            lambda keyboard, text=text: reply(image_message, text, reply_markup=keyboard),
+            lambda keyboard, text=text: image_message.reply_text(text, reply_markup=keyboard),
         )
     if len(readings) > MAX_NUMBER_REPLIES:
         rest = [reading.number for reading in readings[MAX_NUMBER_REPLIES:]]
-        await reply(image_message, replies.more_numbers(rest, MAX_NUMBER_REPLIES, len(readings)))
+        await image_message.reply_text(
+            replies.more_numbers(rest, MAX_NUMBER_REPLIES, len(readings))
+        )
     if debug:
         await send_crops(context, image_message, classification, data)
 
 
 async def send_crops(
-    context: ContextTypes.DEFAULT_TYPE,
+    context: BotContext,
     image_message: Message,
     classification: Classification,
     data: bytes,
@@ -352,28 +323,21 @@ async def send_crops(
     """Reply to the image with the enlarged 28x28 crops the model classified, and with the
     picture of the pieces of ink: which became digits, which were left out and why."""
     loop = asyncio.get_running_loop()
-    executor = state_of(context).executor
+    executor = context.state.executor
     if classification.digits:
         # The titles are made here: executor threads do not see this update's language.
         titles = replies.debug_titles(classification)
         png = await loop.run_in_executor(executor, crops_png, classification, titles)
         await reply_photo(image_message, png, replies.debug_caption(classification))
     else:
-        await reply(image_message, replies.debug_no_digit())
+        await image_message.reply_text(replies.debug_no_digit())
     if classification.digits or classification.rejected:
         pieces = await loop.run_in_executor(executor, pieces_png, data, classification)
         await reply_photo(image_message, pieces, replies.debug_pieces_caption())
 
 
 async def reply_photo(image_message: Message, png: bytes, caption: str) -> None:
-    await image_message.reply_photo(
-        png,
-        caption=caption,
-        parse_mode=ParseMode.HTML,
-        reply_parameters=ReplyParameters(
-            image_message.message_id, allow_sending_without_reply=True
-        ),
-    )
+    await image_message.reply_photo(png, caption=caption)
 
 
 def pieces_png(data: bytes, classification: Classification) -> bytes:
@@ -386,31 +350,10 @@ def pieces_png(data: bytes, classification: Classification) -> bytes:
 # --- callbacks ---------------------------------------------------------------------------------
 
 
-async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/start: greet and explain what to send."""
-    user = update.effective_user
-    await reply(
-        update.effective_message,
-        replies.start(
-            user.first_name if user else None,
-            context.bot.username,
-            state_of(context).settings.group_mode,
-        ),
-    )
-
-
-async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/help: what to send, tips for good photos, how groups work."""
-    await reply(
-        update.effective_message,
-        replies.help_text(context.bot.username, state_of(context).settings.group_mode),
-    )
-
-
-async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_image(update: Update, context: BotContext) -> None:
     """A photo or a document: answer it if it is addressed to the bot."""
     message = update.effective_message
-    state = state_of(context)
+    state = context.state
     if not should_answer_image(
         message,
         bot_id=context.bot.id,
@@ -426,12 +369,12 @@ async def replied_image(message: Message, usage: str) -> Message | None:
     """The photo or file `message` replies to; None, after replying `usage`, when there is none."""
     target = message.reply_to_message
     if target is None or not (target.photo or target.document):
-        await reply(message, usage)
+        await message.reply_text(usage)
         return None
     return target
 
 
-async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_predict(update: Update, context: BotContext) -> None:
     """/predict as a reply to an image: answer that image; otherwise explain how to use it."""
     target = await replied_image(update.effective_message, replies.predict_usage())
     if target is None:
@@ -440,7 +383,7 @@ async def on_predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await answer_image(context, target, user.id if user else None)
 
 
-async def on_debug(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_debug(update: Update, context: BotContext) -> None:
     """/debug as a reply to an image: send the 28x28 crops the model saw, enlarged."""
     target = await replied_image(update.effective_message, replies.debug_usage())
     if target is None:
@@ -449,124 +392,3 @@ async def on_debug(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     answered = await classify_image(context, target, user.id if user else None)
     if answered is not None:
         await send_crops(context, target, *answered)
-
-
-async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Plain text in a private chat: say what the bot expects."""
-    await reply(update.effective_message, replies.private_text_hint())
-
-
-async def on_stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/stats (admins): model metrics, counters since start, confusion matrix and curves."""
-    state = state_of(context)
-    message = update.effective_message
-    if not is_admin(update, state):
-        await reply(message, replies.admin_only())
-        return
-    classifier = state.classifier
-    served = state.predictions_served
-    text = admin_replies.stats(
-        metadata=classifier.metadata,
-        backend=classifier.backend,
-        fallback_reason=classifier.fallback_reason,
-        predictions_served=served,
-        average_answer_seconds=state.total_answer_seconds / served if served else None,
-        average_model_seconds=state.total_model_seconds / served if served else None,
-        uptime_seconds=state.uptime_seconds,
-    )
-    arch = state.settings.retrain_arch or served_arch(state)
-    text += "\n" + admin_replies.retrain_recipe(
-        state.settings.retrain_epochs,
-        arch,
-        RECIPES[arch].epochs if arch in RECIPES else None,
-        state.settings.retrain_train_limit,
-    )
-    kept = await asyncio.to_thread(registry.kept_versions, state.settings.model_dir)
-    text += "\n" + admin_replies.kept_versions(kept)
-    feedback = await corrections.stats_text(state)
-    if feedback:
-        text += f"\n\n{feedback}"
-    await reply(message, text)
-    folder = registry.version_dir(state.settings.model_dir, classifier.version)
-    media = [
-        InputMediaPhoto((folder / name).read_bytes(), caption=caption)
-        for name, caption in zip(
-            ("confusion.png", "curves.png"), admin_replies.stats_image_captions(), strict=True
-        )
-        if (folder / name).is_file()
-    ]
-    if len(media) > 1:
-        await message.reply_media_group(
-            media,
-            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-        )
-    elif media:
-        await message.reply_photo(
-            media[0].media,
-            caption=media[0].caption,
-            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-        )
-
-
-async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/retrain [full] [epochs] | cancel (admins): train a candidate in the background."""
-    state = state_of(context)
-    message = update.effective_message
-    if not is_admin(update, state):
-        await reply(message, replies.admin_only())
-        return
-    async with state.retrain_lock:  # two /retrain at once: exactly one starts
-        full = RECIPES.get(state.settings.retrain_arch or served_arch(state), FINE_TUNE)
-        try:
-            command = parse_command(
-                list(context.args or []), state.settings.retrain_epochs, full.epochs
-            )
-        except ValueError as error:
-            await reply(message, str(error))
-            return
-        if command.action == "cancel":
-            cancelled = await cancel_retrain(state, stopping=False)
-            if not cancelled:
-                await reply(message, admin_replies.retrain_nothing_to_cancel())
-            return
-        if state.retrain is not None:
-            await reply(message, admin_replies.retrain_busy(state.retrain.progress_text()))
-            return
-        mnist_path = find_mnist(state.settings.mnist_path)
-        if mnist_path is None:
-            await reply(
-                message,
-                admin_replies.retrain_needs_mnist(DEFAULT_MNIST_FILE.relative_to(PROJECT_DIR)),
-            )
-            return
-        mnist = state.settings.mnist_path
-        if mnist is not None and not mnist.expanduser().exists():
-            await reply(message, admin_replies.retrain_mnist_missing(str(mnist)))
-            return
-        await start_retrain(
-            state,
-            context.bot,
-            chat_id=message.chat_id,
-            command_message_id=message.message_id,
-            user_id=update.effective_user.id,
-            command=command,
-            mnist_path=mnist_path,
-        )
-
-
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the error with its context; tell the user something went wrong (no traceback)."""
-    where = "no update"
-    if isinstance(update, Update):
-        chat = update.effective_chat
-        user = update.effective_user
-        where = (
-            f"update {update.update_id} chat {chat.id if chat else None} "
-            f"({chat.type if chat else '-'}) user {user.id if user else None}"
-        )
-    logger.error("error while handling %s: %s", where, context.error, exc_info=context.error)
-    if isinstance(update, Update) and update.effective_message:
-        try:
-            await reply(update.effective_message, replies.something_went_wrong())
-        except TelegramError as error:
-            logger.warning("could not tell the user about the error: %s", error)

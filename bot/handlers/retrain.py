@@ -370,7 +370,7 @@ async def start_retrain(
     status = await bot.send_message(
         chat_id,
         request.started_text(),
-        reply_parameters=ReplyParameters(command_message_id, allow_sending_without_reply=True),
+        reply_parameters=ReplyParameters(command_message_id),
     )
     context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked
     messages = context.Queue()
@@ -545,9 +545,7 @@ async def _reply(bot: Bot, job: RetrainJob, text: str) -> None:
         await bot.send_message(
             job.chat_id,
             text,
-            reply_parameters=ReplyParameters(
-                job.command_message_id, allow_sending_without_reply=True
-            ),
+            reply_parameters=ReplyParameters(job.command_message_id),
         )
     except TelegramError as error:
         logger.error("cannot send the retrain result: %s", error)

@@ -248,7 +248,9 @@ async def test_an_unexpected_error_is_logged_with_context_and_the_user_told(
     assert reply["text"] == "Sorry, something went wrong on my side. Please try again in a moment."
     assert "Traceback" not in reply["text"]
     errors = [
-        r for r in caplog.records if r.levelno == logging.ERROR and r.name == "bot.handlers.images"
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR and r.name == "bot.handlers.commands"
     ]
     assert f"chat {USER_ID} (private) user {USER_ID}" in errors[0].getMessage()
     assert "the model fell over" in caplog.text and "RuntimeError" in caplog.text
