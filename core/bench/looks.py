@@ -324,33 +324,8 @@ def choose_look(condition: str, rng: np.random.Generator) -> Look:
     return Look(cast=cast, **drawn)
 
 
-def describe(draw: Draw) -> str:
-    """A draw in words, for the condition table of the README and the bench output."""
-    if isinstance(draw, Uniform | Per):
-        ranges = [(draw.low, draw.high)] if isinstance(draw, Uniform) else draw.ranges.values()
-        return " or ".join(f"{low:g} to {high:g}" for low, high in ranges)
-    if isinstance(draw, Signed):
-        return f"±{draw.low:g} to {draw.high:g}"
-    if isinstance(draw, Integers):
-        return f"{draw.low} to {draw.high - 1}"
-    if isinstance(draw, Pick):
-        return f"one of {len(draw.options)}"
-    if isinstance(draw, Either):
-        return f"{draw.first} or {draw.second}"
-    return str(draw.value)
-
-
-def overrides(condition: Condition) -> str:
-    """What a condition changes, setting by setting: "stroke_fraction 0.17-0.25, ..."."""
-    return ", ".join(
-        f"{setting} {describe(draw)}"
-        for draws in condition.draws.values()
-        for setting, draw in draws.items()
-    )
-
-
 def markdown_table() -> str:
     """The condition table as Markdown, as the README shows it (a test keeps the two equal)."""
-    lines = ["| condition | what the photo shows | drawn differently |", "| --- | --- | --- |"]
-    lines += [f"| `{c.name}` | {c.description} | {overrides(c) or '-'} |" for c in CONDITION_TABLE]
+    lines = ["| condition | what the photo shows |", "| --- | --- |"]
+    lines += [f"| `{c.name}` | {c.description} |" for c in CONDITION_TABLE]
     return "\n".join(lines)
