@@ -37,7 +37,7 @@ def stats(
     version = escape(str(metadata.get("version", "?")))
     created = metadata.get("created")
     try:
-        created_text = date_time(datetime.fromisoformat(created))
+        created_text = date_time(datetime.fromisoformat(str(created)))
     except (TypeError, ValueError):
         created_text = escape(str(created or "?"))
     lines = [

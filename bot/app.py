@@ -20,7 +20,6 @@ from telegram import Bot, BotCommand, BotCommandScopeChat, LinkPreviewOptions, U
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
@@ -38,7 +37,7 @@ from bot.handlers.retrain import cancel_retrain
 from bot.heartbeat import HEARTBEAT_SECONDS, touch_heartbeat
 from bot.redaction import install_redaction
 from bot.settings import Settings
-from bot.state import STATE_KEY, BotContext, BotState, FloodGate, get_state
+from bot.state import STATE_KEY, BotApplication, BotContext, BotState, FloodGate, get_state
 from bot.transport.aiohttp_request import AiohttpRequest
 from bot.transport.network import RetryingRateLimiter
 from bot.transport.updates import ImageSlotProcessor
@@ -55,7 +54,6 @@ CONCURRENT_IMAGES = 32
 # burst into "Pool timeout" errors once the pool is smaller than the number of requests at once).
 POOL_TIMEOUT = 30.0
 RATE_LIMIT_RETRIES = 3  # retry a 429 (after its retry_after) this many times
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edits are ignored on purpose
 
 PUBLIC_COMMANDS = ("start", "help", "predict", "debug", "forget")
 ADMIN_COMMANDS = (*PUBLIC_COMMANDS, "stats", "retrain")
@@ -87,7 +85,7 @@ async def set_command_menus(bot: Bot, admin_user_ids: Iterable[int]) -> None:
             logger.warning("cannot show admin commands to user %s: %s", admin_id, error)
 
 
-def build_application(settings: Settings, classifier: Classifier | None = None) -> Application:
+def build_application(settings: Settings, classifier: Classifier | None = None) -> BotApplication:
     """The bot, ready for `run_polling`/`run_webhook` (or initialize/start in tests)."""
     if settings.telegram_bot_token is None:
         raise ValueError(
@@ -194,7 +192,7 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
     return application
 
 
-async def on_post_init(application: Application) -> None:
+async def on_post_init(application: BotApplication) -> None:
     """Set the command lists, warm the model, log one line with the version and accuracy."""
     state = get_state(application.bot_data)
     bot = application.bot
@@ -246,31 +244,18 @@ def start_workers(
         return None
 
 
-async def on_post_stop(application: Application) -> None:
+async def on_post_stop(application: BotApplication) -> None:
     """Stop a running /retrain before the bot's connection closes."""
     await cancel_retrain(get_state(application.bot_data))
 
 
-async def on_post_shutdown(application: Application) -> None:
+async def on_post_shutdown(application: BotApplication) -> None:
     """Release the worker processes, threads and the feedback store's connections."""
     state = get_state(application.bot_data)
     if state.workers is not None:
         state.workers.shutdown()
     state.executor.shutdown(wait=True, cancel_futures=True)
     await corrections.close_feedback(state)
-
-
-async def stop_application(application: Application) -> None:
-    """What `Application.run_polling` does on exit (the sandbox, benchmarks and tests share it)."""
-    if application.updater is not None and application.updater.running:
-        await application.updater.stop()
-    if application.running:
-        await application.stop()
-    if application.post_stop is not None:
-        await application.post_stop(application)
-    await application.shutdown()
-    if application.post_shutdown is not None:
-        await application.post_shutdown(application)
 
 
 def warm_up(classifier: Classifier) -> float:

@@ -563,9 +563,10 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
         )
     from telegram.error import TelegramError
 
-    from bot.app import ALLOWED_UPDATES, build_application, configure_logging
+    from bot.app import build_application, configure_logging
     from bot.redaction import redact_output
     from bot.startup import check_bot_api, explain
+    from bot.transport.lifecycle import ALLOWED_UPDATES
     from bot.transport.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None

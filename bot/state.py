@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from telegram.ext import CallbackContext, ExtBot
+from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.settings import Settings
 from core.serving import (
@@ -32,7 +32,7 @@ from core.serving import (
 if TYPE_CHECKING:
     from bot.feedback.groupcommit import GroupCommit
     from bot.feedback.store import FeedbackStore
-    from bot.handlers.retrain import RetrainJob
+    from bot.training import RetrainJob
 
 STATE_KEY = "digitbot"
 
@@ -185,3 +185,9 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     def state(self) -> BotState:
         """This Application's BotState."""
         return get_state(self.bot_data)
+
+
+# The Application that bot.app.build_application builds (its context type is BotContext).
+BotApplication = Application[
+    ExtBot[Any], BotContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], JobQueue[Any]
+]

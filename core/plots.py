@@ -6,7 +6,7 @@ Uses the non-interactive Agg backend so it works on servers and in tests without
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import matplotlib
 
@@ -93,8 +93,10 @@ def save_digit_with_colorbar(image: np.ndarray, label: int, path: Path) -> Path:
     return path
 
 
-def save_crops(crops: list[np.ndarray], path: Path, titles: list[str] | None = None) -> Path:
-    """The 28x28 crops the model saw, enlarged side by side (for /debug and the CLI)."""
+def save_crops(
+    crops: list[np.ndarray], path: Path | IO[bytes], titles: list[str] | None = None
+) -> None:
+    """The 28x28 crops the model saw, enlarged side by side, into a file or a buffer."""
     count = max(len(crops), 1)
     figure, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.5), squeeze=False)
     for index, axis in enumerate(axes[0]):
@@ -106,7 +108,6 @@ def save_crops(crops: list[np.ndarray], path: Path, titles: list[str] | None = N
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-    return path
 
 
 # Short labels for the reasons segmentation gives (core.segmentation.Rejected), drawn in red.

@@ -228,7 +228,7 @@ def checkpoint_sqlite(engine: Engine) -> None:
     try:
         cursor = raw.cursor()
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        busy, _, _ = cursor.fetchone()
+        busy, _, _ = cursor.fetchone() or (0, 0, 0)  # PRAGMA answers one row
         if busy:
             logger.warning(
                 "a reader kept SQLite's WAL busy after /forget: the deleted crops stay in "

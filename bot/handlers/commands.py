@@ -14,7 +14,7 @@ from telegram import InputMediaPhoto, Update
 from telegram.error import TelegramError
 
 from bot import admin_replies, replies
-from bot.handlers import corrections
+from bot.handlers import corrections, message_of
 from bot.handlers.retrain import cancel_retrain, parse_command, served_arch, start_retrain
 from bot.settings import DEFAULT_MNIST_FILE, PROJECT_DIR, find_mnist
 from bot.state import BotContext
@@ -33,7 +33,7 @@ def admin_only(callback: Callback) -> Callback:
     async def checked(update: Update, context: BotContext) -> None:
         user = update.effective_user
         if user is None or user.id not in context.state.settings.admin_user_ids:
-            await update.effective_message.reply_text(replies.admin_only())
+            await message_of(update).reply_text(replies.admin_only())
             return
         await callback(update, context)
 
@@ -43,7 +43,7 @@ def admin_only(callback: Callback) -> Callback:
 async def on_start(update: Update, context: BotContext) -> None:
     """/start: greet and explain what to send."""
     user = update.effective_user
-    await update.effective_message.reply_text(
+    await message_of(update).reply_text(
         replies.start(
             user.first_name if user else None,
             context.bot.username,
@@ -54,21 +54,21 @@ async def on_start(update: Update, context: BotContext) -> None:
 
 async def on_help(update: Update, context: BotContext) -> None:
     """/help: what to send, tips for good photos, how groups work."""
-    await update.effective_message.reply_text(
+    await message_of(update).reply_text(
         replies.help_text(context.bot.username, context.state.settings.group_mode),
     )
 
 
 async def on_private_text(update: Update, context: BotContext) -> None:
     """Plain text in a private chat: say what the bot expects."""
-    await update.effective_message.reply_text(replies.private_text_hint())
+    await message_of(update).reply_text(replies.private_text_hint())
 
 
 @admin_only
 async def on_stats(update: Update, context: BotContext) -> None:
     """/stats (admins): model metrics, counters since start, confusion matrix and curves."""
     state = context.state
-    message = update.effective_message
+    message = message_of(update)
     classifier = state.classifier
     served = state.predictions_served
     text = admin_replies.stats(
@@ -111,7 +111,10 @@ async def on_stats(update: Update, context: BotContext) -> None:
 async def on_retrain(update: Update, context: BotContext) -> None:
     """/retrain [full] [epochs] | cancel (admins): train a candidate in the background."""
     state = context.state
-    message = update.effective_message
+    message = message_of(update)
+    user = update.effective_user
+    if user is None:  # admin_only has let a known user through
+        return
     async with state.retrain_lock:  # two /retrain at once: exactly one starts
         full = RECIPES.get(state.settings.retrain_arch or served_arch(state), FINE_TUNE)
         try:
@@ -144,7 +147,7 @@ async def on_retrain(update: Update, context: BotContext) -> None:
             context.bot,
             chat_id=message.chat_id,
             command_message_id=message.message_id,
-            user_id=update.effective_user.id,
+            user_id=user.id,
             command=command,
             mnist_path=mnist_path,
         )
@@ -163,6 +166,6 @@ async def on_error(update: object, context: BotContext) -> None:
     logger.error("error while handling %s: %s", where, context.error, exc_info=context.error)
     if isinstance(update, Update) and update.effective_message:
         try:
-            await update.effective_message.reply_text(replies.something_went_wrong())
+            await message_of(update).reply_text(replies.something_went_wrong())
         except TelegramError as error:
             logger.warning("could not tell the user about the error: %s", error)

@@ -28,6 +28,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import (
     Bot,
@@ -121,7 +122,7 @@ def parse_callback_data(data: str) -> ButtonAction | None:
     return ButtonAction(sample_id, "p", number=match["pdraft"], position=position)
 
 
-def _button(text: str, sample_id: int, kind: str, **fields: object) -> InlineKeyboardButton:
+def _button(text: str, sample_id: int, kind: str, **fields: Any) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=callback_data(sample_id, kind, **fields))
 
 

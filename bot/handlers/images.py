@@ -23,6 +23,7 @@ or more) would only cost download time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import re
@@ -33,6 +34,7 @@ from pathlib import PurePosixPath
 
 from telegram import (
     Chat,
+    InlineKeyboardMarkup,
     Message,
     MessageEntity,
     PhotoSize,
@@ -40,7 +42,7 @@ from telegram import (
 )
 
 from bot import i18n, replies
-from bot.handlers import corrections, flood
+from bot.handlers import corrections, flood, message_of
 from bot.state import BotContext, BotState, FloodVerdict
 from bot.transport.network import with_retries
 from core.preprocess import ImageError
@@ -179,6 +181,12 @@ def crops_png(classification: Classification, titles: list[str]) -> bytes:
     return buffer.getvalue()
 
 
+async def _reply_with_keyboard(
+    message: Message, text: str, keyboard: InlineKeyboardMarkup | None
+) -> Message:
+    return await message.reply_text(text, reply_markup=keyboard)
+
+
 def image_file(message: Message, state: BotState) -> ImageFile:
     """What to download for this message; Refusal (with the reply) when it cannot be used."""
     settings = state.settings
@@ -303,7 +311,7 @@ async def _answer_image(
         await corrections.send_answer(
             state,
             sample_id,
-            lambda keyboard, text=text: image_message.reply_text(text, reply_markup=keyboard),
+            functools.partial(_reply_with_keyboard, image_message, text),
         )
     if len(readings) > MAX_NUMBER_REPLIES:
         rest = [reading.number for reading in readings[MAX_NUMBER_REPLIES:]]
@@ -352,7 +360,7 @@ def pieces_png(data: bytes, classification: Classification) -> bytes:
 
 async def on_image(update: Update, context: BotContext) -> None:
     """A photo or a document: answer it if it is addressed to the bot."""
-    message = update.effective_message
+    message = message_of(update)
     state = context.state
     if not should_answer_image(
         message,
@@ -376,7 +384,7 @@ async def replied_image(message: Message, usage: str) -> Message | None:
 
 async def on_predict(update: Update, context: BotContext) -> None:
     """/predict as a reply to an image: answer that image; otherwise explain how to use it."""
-    target = await replied_image(update.effective_message, replies.predict_usage())
+    target = await replied_image(message_of(update), replies.predict_usage())
     if target is None:
         return
     user = update.effective_user
@@ -385,7 +393,7 @@ async def on_predict(update: Update, context: BotContext) -> None:
 
 async def on_debug(update: Update, context: BotContext) -> None:
     """/debug as a reply to an image: send the 28x28 crops the model saw, enlarged."""
-    target = await replied_image(update.effective_message, replies.debug_usage())
+    target = await replied_image(message_of(update), replies.debug_usage())
     if target is None:
         return
     user = update.effective_user

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
-from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, configure_logging, stop_application
+from bot.app import build_application, configure_logging
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.emulator.web import Page, add_page
 from bot.settings import Settings
-from bot.state import get_state
+from bot.state import BotApplication, get_state
+from bot.transport.lifecycle import start_polling, stop_application
 from core import registry
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Sandbox:
 
     emulator: BotApiEmulator
     page: Page
-    application: Application
+    application: BotApplication
     bot_settings: Settings  # the settings the bot runs with (token, API URL, admins replaced)
     url: str  # the page, e.g. http://127.0.0.1:8080/
 
@@ -124,7 +124,7 @@ async def start_sandbox(settings: Settings) -> Sandbox:
             f"cannot serve the sandbox on {settings.sandbox_host}:{settings.sandbox_port} "
             f"({error.strerror or error}); choose another port with SANDBOX_PORT"
         ) from error
-    application: Application | None = None
+    application: BotApplication | None = None
     try:
         api_url = page_url(settings.sandbox_host, bound_url).rstrip("/")
         bot_settings = settings.model_copy(
@@ -144,7 +144,7 @@ async def start_sandbox(settings: Settings) -> Sandbox:
             running_settings.admin_user_ids = list(admin_user_ids)
 
         page.on_admins_changed = set_admins
-        await start_polling(application)
+        await start_polling(application, timeout=POLL_TIMEOUT_SECONDS)
     except BaseException:
         if application is not None:
             with contextlib.suppress(Exception):  # the original error matters more
@@ -158,17 +158,6 @@ async def start_sandbox(settings: Settings) -> Sandbox:
         bot_settings=running_settings,
         url=f"{api_url}/",
     )
-
-
-async def start_polling(application: Application) -> None:
-    """What `Application.run_polling` does before it waits, in the sandbox's own event loop."""
-    await application.initialize()
-    if application.post_init is not None:
-        await application.post_init(application)
-    await application.updater.start_polling(
-        timeout=POLL_TIMEOUT_SECONDS, allowed_updates=ALLOWED_UPDATES
-    )
-    await application.start()
 
 
 async def stop_sandbox(sandbox: Sandbox) -> None:

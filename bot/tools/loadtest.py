@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
-from bot.app import ALLOWED_UPDATES, CONCURRENT_IMAGES, build_application, stop_application
+from bot.app import CONCURRENT_IMAGES, build_application
 from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import get_state
+from bot.transport.lifecycle import start_polling, stop_application
 
 TOKEN = "123456:LOAD-TEST-TOKEN"
 BOT_USERNAME = "digitbot_load_bot"
@@ -293,11 +294,7 @@ async def _serve_until_stopped(settings: Settings, connection: Connection) -> No
     application = build_application(settings)
     await application.initialize()
     try:
-        await application.post_init(application)
-        await application.updater.start_polling(
-            poll_interval=0.0, timeout=10, allowed_updates=ALLOWED_UPDATES
-        )
-        await application.start()
+        await start_polling(application, timeout=10)
         # Read the parent's requests on the event loop (a thread blocked in recv() would take
         # one of the bot's default-executor threads away for the whole run).
         requests: asyncio.Queue[str] = asyncio.Queue()

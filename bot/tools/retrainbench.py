@@ -27,10 +27,11 @@ import numpy as np
 from pydantic import SecretStr
 
 from bot import replies
-from bot.app import ALLOWED_UPDATES, build_application, stop_application
+from bot.app import build_application
 from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import BotState, get_state
+from bot.transport.lifecycle import start_polling, stop_application
 from core import registry
 
 TOKEN = "123456:RETRAIN-BENCH-TOKEN"
@@ -267,12 +268,7 @@ async def bench_retrain(settings: Settings, folder: Path, timeout: float) -> Ret
         )
         application = build_application(bot_settings)
         try:
-            await application.initialize()
-            await application.post_init(application)
-            await application.updater.start_polling(
-                poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
-            )
-            await application.start()
+            await start_polling(application, timeout=1)
             report = await run_scenario(
                 emulator,
                 get_state(application.bot_data),

@@ -20,10 +20,10 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 from telegram import Update
-from telegram.ext import Application
 
 from bot.settings import Settings
 from bot.state import get_state
+from bot.transport.lifecycle import ALLOWED_UPDATES, AnyApplication, stop_application
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def webhook_config(settings: Settings) -> WebhookConfig:
 
 
 def webhook_handler(
-    application: Application, secret: str
+    application: AnyApplication, secret: str
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The POST handler: queue the update if the request carries the secret, else 403."""
     expected = secret.encode()
@@ -85,10 +85,8 @@ def webhook_handler(
     return receive
 
 
-async def start_webhook(application: Application, config: WebhookConfig) -> web.AppRunner:
+async def start_webhook(application: AnyApplication, config: WebhookConfig) -> web.AppRunner:
     """Serve `config.path` on listen:port, then register the URL and secret with Telegram."""
-    from bot.app import ALLOWED_UPDATES
-
     server = web.Application(client_max_size=MAX_UPDATE_BYTES)
     server.router.add_post(config.path, webhook_handler(application, config.secret))
     runner = web.AppRunner(server, access_log=None)
@@ -103,14 +101,12 @@ async def start_webhook(application: Application, config: WebhookConfig) -> web.
     return runner
 
 
-def run_webhook(application: Application, config: WebhookConfig) -> None:
+def run_webhook(application: AnyApplication, config: WebhookConfig) -> None:
     """What `Application.run_webhook` does, with this module's server; returns on SIGINT/SIGTERM."""
     asyncio.run(_serve(application, config))
 
 
-async def _serve(application: Application, config: WebhookConfig) -> None:
-    from bot.app import stop_application
-
+async def _serve(application: AnyApplication, config: WebhookConfig) -> None:
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
-from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, stop_application
+from bot.app import build_application
 from bot.feedback.store import FeedbackStore, normalize_url
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.runner import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
-from bot.state import BotState, get_state
+from bot.state import BotApplication, BotState, get_state
+from bot.transport.lifecycle import ALLOWED_UPDATES, stop_application
 from bot.transport.webhook import start_webhook, webhook_config
 
 TOKEN = "123456:TEST-TOKEN"
@@ -39,7 +39,7 @@ OPEN_GROUP_ID = -100456  # privacy mode off: the bot receives every message
 
 @dataclass
 class RunningBot:
-    application: Application
+    application: BotApplication
     emulator: BotApiEmulator
     settings: Settings
 
@@ -92,7 +92,7 @@ async def start_bot(
     emulator: BotApiEmulator, bot_settings: dict[str, Any]
 ) -> AsyncIterator[Callable[..., Awaitable[RunningBot]]]:
     """A factory: `await start_bot(group_mode="all")` -> a polling bot, stopped at teardown."""
-    running: list[Application] = []
+    running: list[BotApplication] = []
     servers: list[Any] = []
 
     async def start(*, webhook: bool = False, **overrides: Any) -> RunningBot:
@@ -100,7 +100,8 @@ async def start_bot(
         application = build_application(settings)
         await application.initialize()
         running.append(application)
-        await application.post_init(application)
+        if application.post_init is not None:
+            await application.post_init(application)
         if webhook:
             servers.append(await start_webhook(application, webhook_config(settings)))
         else:

@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from bot import admin_replies, replies
-from bot.app import stop_application
 from bot.feedback.store import FeedbackStore
 from bot.handlers.corrections import MAX_CALLBACK_BYTES, callback_data, parse_callback_data
 from bot.sandbox.emulator import BotApiEmulator
+from bot.transport.lifecycle import stop_application
 from core import registry
 from core.promotion import Comparison, Evidence, Rule
 from tests.bot.conftest import (
@@ -131,7 +131,7 @@ def other_digit(digit: str) -> str:
 def test_callback_data_round_trips_and_fits_64_bytes() -> None:
     biggest = 2**63 - 1  # the largest BIGINT sample id
     longest = "9" * 12
-    for kind, fields in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("ok", {}),
         ("no", {}),
         ("back", {}),
@@ -139,7 +139,8 @@ def test_callback_data_round_trips_and_fits_64_bytes() -> None:
         ("e", {"number": longest}),
         ("n", {"number": longest}),
         ("p", {"number": longest, "position": 11}),
-    ]:
+    ]
+    for kind, fields in cases:
         data = callback_data(biggest, kind, **fields)
         assert len(data.encode()) <= MAX_CALLBACK_BYTES
         action = parse_callback_data(data)

@@ -183,7 +183,7 @@ def test_record_rejects_bad_input(
     }
     arguments.update(changes)
     with pytest.raises(ValueError, match=message):
-        store_answer(store, **arguments)  # type: ignore[arg-type]
+        store_answer(store, **arguments)
     assert store.stats().collected == 0
 
 
@@ -542,11 +542,11 @@ def test_default_database_url_creates_its_folder(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     # The default is the project folder's data/, wherever the command runs (not the current one).
-    default = Settings(_env_file=None).database_url  # type: ignore[call-arg]
+    default = Settings(_env_file=None).database_url
     assert default == f"sqlite:///{PROJECT_DIR / 'data' / 'feedback.sqlite3'}"
     # A store whose folder does not exist yet creates it (here a private one, not the checkout's).
     folder = tmp_path / "new" / "data"
-    settings = Settings(_env_file=None, database_url=f"sqlite:///{folder / 'feedback.sqlite3'}")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{folder / 'feedback.sqlite3'}")
     with open_store(settings) as store:
         record(store, "1")
     assert (folder / "feedback.sqlite3").is_file()

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.feedback.store import ConfirmStatus, FeedbackStore
+from bot.feedback.samples import ConfirmStatus
+from bot.feedback.store import FeedbackStore
 from bot.handlers.corrections import TYPED_NUMBER, typed_number
 from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import HEARTBEAT_NAME, Settings

@@ -211,16 +211,16 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                     raise _parse_error(
                         f"Unexpected end tag at byte offset {_byte_offset(source, index)}"
                     )
-                open_name, entity, start16, _ = stack.pop()
+                open_name, closed, start16, _ = stack.pop()
                 if name and name != open_name:
                     raise _parse_error(
                         f"Unmatched end tag at byte offset {_byte_offset(source, index)}, "
                         f'expected "</{open_name}>", found "</{name}>"'
                     )
-                entity["offset"] = start16
-                entity["length"] = position16 - start16
+                closed["offset"] = start16
+                closed["length"] = position16 - start16
                 parent = stack[-1] if stack else None
-                language = entity.pop("_language", None)
+                language = closed.pop("_language", None)
                 if (
                     open_name == "code"
                     and parent is not None
@@ -230,8 +230,8 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                 ):
                     # <pre><code class="language-x"> is one pre entity with a language.
                     parent[1]["language"] = language
-                elif entity["length"] > 0:
-                    entities.append(entity)
+                elif closed["length"] > 0:
+                    entities.append(closed)
                 index = end_match.end()
                 continue
             start_match = _START_TAG.match(source, index)

@@ -11,10 +11,11 @@ connections from this origin only; no frames, no forms, no plug-ins) and `nosnif
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -27,7 +28,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def host_allowed(host: str, names: Iterable[str] = ()) -> bool:
@@ -67,7 +67,7 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
     response.headers.update(SECURITY_HEADERS)
 
 
-def guard_middleware(names: Iterable[str] = ()) -> Callable[[web.Request, Handler], Awaitable]:
+def guard_middleware(names: Iterable[str] = ()) -> Middleware:
     """The middleware: refuse a foreign Host or Origin with 403."""
     allowed = tuple(names)
 

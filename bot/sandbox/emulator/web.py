@@ -370,7 +370,7 @@ async def _configure_group(page: Page, request: web.Request) -> web.StreamRespon
     """Turn a group's privacy mode on/off and make the bot an admin there or not."""
     params, _ = await read_request(request)
     chat_id = _required_integer(params, "chat_id")
-    changes = {
+    changes: dict[str, Any] = {
         name: get_bool(params, name) for name in ("privacy", "bot_is_admin") if name in params
     }
     settings = page.emulator.configure_group(chat_id, **changes)
