@@ -22,14 +22,16 @@ $(BIN)/digitbot: pyproject.toml $(CONSTRAINTS)
 run: $(BIN)/digitbot
 	$(BIN)/digitbot start
 
-test: $(BIN)/digitbot
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# The rules the code keeps by itself (pyproject.toml): lint, formatting, the import contracts
+# (import-linter) and the types (mypy), then the tests.
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/digitbot
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # After adding or changing a text in bot/replies.py or bot/admin_replies.py: extract the texts
 # and merge them into every catalog (bot/locale/<language>/LC_MESSAGES/digitbot.po), then
@@ -51,4 +53,4 @@ audit: $(BIN)/digitbot
 	$(BIN)/pip-audit --strict --no-deps --disable-pip -r $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
