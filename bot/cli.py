@@ -515,7 +515,7 @@ def cmd_summary(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_predict(arguments: argparse.Namespace, settings: Settings) -> int:
     """Classify each file; with --json one object per line; exit 1 if any file failed."""
-    from core.preprocess import ImageError
+    from core.decode import ImageError
     from core.serving import Classifier
 
     classifier = Classifier(arguments.model_dir, backend=arguments.backend)

@@ -186,7 +186,7 @@ def pieces_png(data: bytes, classification: Any, longest_side: int = 1600) -> by
     most `longest_side` pixels wide or tall, plus the legend)."""
     import cv2
 
-    from core.preprocess import decode
+    from core.decode import decode
 
     gray: np.ndarray = np.asarray(decode(data, size=longest_side), dtype=np.uint8)
     if max(gray.shape) > longest_side:

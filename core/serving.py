@@ -30,9 +30,10 @@ import numpy as np
 from PIL import Image
 
 from core import registry
+from core.decode import DEFAULT_MAX_PIXELS, ImageError
 from core.evaluate import top_k
 from core.model import NO_DIGIT
-from core.preprocess import DEFAULT_MAX_PIXELS, ImageError, prepare
+from core.preprocess import prepare
 from core.segmentation import Rejected
 
 logger = logging.getLogger(__name__)
@@ -348,7 +349,7 @@ class Classifier:
     def classify(
         self, image: bytes | Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> Classification:
-        """Photo -> digits with top-3 each. Raises core.preprocess.ImageError for bad input."""
+        """Photo -> digits with top-3 each. Raises core.decode.ImageError for bad input."""
         started = time.perf_counter()
         prepared = prepare(image, max_pixels=max_pixels, judge=self.predict)
         version = self.version

@@ -45,7 +45,7 @@ from bot import i18n, replies
 from bot.handlers import corrections, flood, message_of
 from bot.state import BotContext, BotState, FloodVerdict
 from bot.transport.network import with_retries
-from core.preprocess import ImageError
+from core.decode import ImageError
 from core.serving import Classification
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import GifImagePlugin, Image
 
-from core.preprocess import ImageError, Prepared, prepare
+from core.decode import ImageError
+from core.preprocess import Prepared, prepare
 from core.serving import Classifier
 from tests.conftest import ROOT
 from tests.fixtures.bad_inputs import make

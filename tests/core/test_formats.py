@@ -16,7 +16,7 @@ from PIL import EpsImagePlugin, Image, ImageDraw
 
 from bot.sandbox.emulator import media
 from bot.sandbox.emulator.errors import ApiError
-from core.preprocess import IMAGE_FORMATS, MAX_DECODE_BYTES, ImageError, decode, decode_bytes
+from core.decode import IMAGE_FORMATS, MAX_DECODE_BYTES, ImageError, decode, decode_bytes
 from tests.conftest import ROOT
 
 # A vertical bar: what a "1" looks like, in PostScript.
@@ -107,7 +107,8 @@ def test_predict_on_an_eps_named_png_is_one_error_line(tmp_path: Path) -> None:
 
 MEASURE = """
 import sys, time
-from core.preprocess import ImageError, prepare
+from core.decode import ImageError
+from core.preprocess import prepare
 
 def status(field):
     for line in open("/proc/self/status"):

@@ -13,7 +13,8 @@ from PIL import Image
 
 from core import preprocess
 from core.data import Mnist
-from core.preprocess import ImageError, prepare
+from core.decode import ImageError
+from core.preprocess import prepare
 from tests.conftest import digit_photo
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from core import registry
 from core.data import Mnist
+from core.decode import ImageError
 from core.evaluate import evaluate_probabilities
-from core.preprocess import ImageError
 from core.serving import Classification, Classifier, ClassifierWorkers, ImageTimeoutError
 from tests.conftest import ROOT, digit_photo
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from bot.sandbox.emulator.errors import ApiError
-from core.preprocess import IMAGE_FORMATS
+from core.decode import IMAGE_FORMATS
 
 PHOTO_SIDES = (90, 320, 800, 1280)
 THUMBNAIL_SIDE = 320
