@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from PIL import Image
 
 if TYPE_CHECKING:
     from core.data import Mnist
@@ -79,12 +77,14 @@ def digit_photo(
     dark_on_light: bool = True,
     image_format: str = "PNG",
 ) -> bytes:
-    """An MNIST digit drawn on a plain page, as image bytes."""
-    ink = Image.fromarray(255 - digit if dark_on_light else digit).resize(
-        (scale, scale), Image.Resampling.BICUBIC
+    """An MNIST digit drawn on a plain page, as image bytes (core.bench.photos.flat_photo)."""
+    from core.bench.photos import flat_photo
+
+    return flat_photo(
+        digit,
+        size=size,
+        scale=scale,
+        offset=offset,
+        dark_on_light=dark_on_light,
+        image_format=image_format,
     )
-    page = Image.new("L", size, 255 if dark_on_light else 0)
-    page.paste(ink, offset)
-    buffer = io.BytesIO()
-    page.convert("RGB").save(buffer, image_format)
-    return buffer.getvalue()

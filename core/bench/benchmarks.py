@@ -10,7 +10,6 @@ per condition.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import subprocess
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from core.bench.photos import flat_photo
 from core.data import Mnist
 
 WARM_UP_PHOTOS = 20  # answered before photo latency is measured (see serving_benchmark)
@@ -52,19 +51,20 @@ def plain_photo(
 ) -> bytes:
     """A dark MNIST digit on light paper at a random place and size: a clean phone-like JPEG."""
     height = int(rng.uniform(0.25, 0.6) * size[1])
-    ink = Image.fromarray(255 - digit).resize((height, height), Image.Resampling.BICUBIC)
-    paper = Image.new("L", size, int(rng.integers(200, 245)))
-    page = np.asarray(paper, np.float32)
+    paper = int(rng.integers(200, 245))
     x = int(rng.integers(0, size[0] - height))
     y = int(rng.integers(0, size[1] - height))
-    region = page[y : y + height, x : x + height]
-    page[y : y + height, x : x + height] = np.minimum(region, np.asarray(ink, np.float32))
-    page += rng.normal(0, 3, page.shape)
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB").save(
-        buffer, "JPEG", quality=quality
+    return flat_photo(
+        digit,
+        size=size,
+        scale=height,
+        offset=(x, y),
+        paper=paper,
+        noise=3,
+        rng=rng,
+        image_format="JPEG",
+        quality=quality,
     )
-    return buffer.getvalue()
 
 
 def page_photos(mnist: Mnist, seed: int, count: int = 5) -> list[bytes]:

@@ -445,6 +445,46 @@ def _stamp(target: np.ndarray, placed: list[Placed], origin_x: int, origin_y: in
         np.maximum(region, source, out=region)
 
 
+def flat_photo(
+    digit: np.ndarray,
+    *,
+    size: tuple[int, int],
+    scale: int,
+    offset: tuple[int, int],
+    dark_on_light: bool = True,
+    paper: int | None = None,
+    noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+    image_format: str = "PNG",
+    quality: int | None = None,
+) -> bytes:
+    """A flat picture of one MNIST digit: no camera, no light, the digit enlarged to `scale` at
+    `offset` on an even page (`paper`: white, or black for a light digit), with Gaussian `noise`
+    (8-bit levels, drawn from `rng`). What the tests send and the speed benchmarks time; the
+    phone photos of the conditions are `render_photo`'s."""
+    if noise and rng is None:
+        raise ValueError("noise needs an rng")
+    ink = Image.fromarray(255 - digit if dark_on_light else digit)
+    ink = ink.resize((scale, scale), Image.Resampling.BICUBIC)
+    page = np.full(
+        (size[1], size[0]), paper if paper is not None else (255 * dark_on_light), np.float32
+    )
+    x, y = offset
+    region = page[y : y + scale, x : x + scale]
+    ink_pixels = np.asarray(ink, np.float32)[: region.shape[0], : region.shape[1]]
+    # The darker (or, for a light digit, the lighter) of page and ink, as ink on paper.
+    page[y : y + scale, x : x + scale] = (np.minimum if dark_on_light else np.maximum)(
+        region, ink_pixels
+    )
+    if noise and rng is not None:
+        page += rng.normal(0, noise, page.shape)
+    buffer = io.BytesIO()
+    picture = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB")
+    options = {} if quality is None else {"quality": quality}
+    picture.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
 def render_photo(
     digit: np.ndarray,
     condition: str,
