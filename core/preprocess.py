@@ -46,8 +46,9 @@ import numpy as np
 from PIL import Image
 
 from core.choice import Judge, choose
+from core.cuts import components
 from core.decode import DEFAULT_MAX_PIXELS, WORKING_SIZE, decode
-from core.segmentation import FRAME_BAND, Rejected, Segmentation, components, find_digits
+from core.segmentation import FRAME_BAND, Rejected, Segmentation, find_digits
 
 # The images here are small (256 px): OpenCV's worker threads spin-wait for work that takes
 # microseconds, which cost 1.3 ms of CPU per photo and no latency (measured); the bot runs
