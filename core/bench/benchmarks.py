@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,37 @@ def _length_bucket(length: int) -> str:
     return {3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6", 7: "7-8", 8: "7-8"}.get(length, "9-12")
 
 
+def failures(
+    labels: list[str], readings: list[list[tuple[int, int, int, int]]], read: list[str]
+) -> list[str]:
+    """Why the numbers of one photo were not read exactly, one reason per number missed.
+
+    `labels`: the numbers written, in reading order; `read`: those read, and `readings` the
+    boxes of their digits. Another count of numbers than written: the lines were split or
+    merged (or a number lost), for every number missed. Otherwise number by number: fewer
+    digits with a crop wider than tall is a merged pair, fewer without is a dropped digit; more
+    digits a split digit (or a mark read as one); as many, a misread digit."""
+    if len(read) != len(labels):
+        remaining = Counter(read)
+        missed = 0
+        for label in labels:
+            missed += remaining[label] == 0
+            remaining[label] -= remaining[label] > 0
+        return ["lines split or merged"] * missed
+    found = []
+    for label, number, boxes in zip(labels, read, readings, strict=True):
+        if number == label:
+            continue
+        if len(number) < len(label):
+            wide = any(right - left > bottom - top for left, top, right, bottom in boxes)
+            found.append("digits merged" if wide else "digit dropped")
+        elif len(number) > len(label):
+            found.append("digit split or mark read")
+        else:
+            found.append("digit misread")
+    return found
+
+
 def number_benchmark(
     model_dir: Path,
     mnist: Mnist,
@@ -362,7 +394,7 @@ def number_benchmark(
 ) -> dict[str, Any]:
     """Exact-number accuracy on photos of written numbers and pages (core.bench.pages): by length,
     condition and layout, with and without touching pairs, and pages read completely."""
-    from collections import Counter, defaultdict
+    from collections import defaultdict
 
     from core.bench.pages import PAGE_CONDITIONS, benchmark_pages
     from core.serving import Classifier
@@ -375,11 +407,14 @@ def number_benchmark(
     pages_complete = [0, 0]
     timings: list[float] = []
     misreads: list[str] = []
+    reasons: Counter[str] = Counter()
     for plan, labels, jpeg in benchmark_pages(sources, count, seed):
         started = time.perf_counter()
         answer = classifier.classify(jpeg)
         timings.append(time.perf_counter() - started)
         read = [reading.number for reading in answer.numbers]
+        boxes = [[digit.box for digit in reading.digits] for reading in answer.numbers]
+        reasons.update(failures(labels, boxes, read))
         remaining = Counter(read)
         layout = "page" if plan.kind == "page" else ("row, tight" if plan.tight else "row, loose")
         for number, label, touching in zip(plan.numbers, labels, plan.touching, strict=True):
@@ -431,6 +466,13 @@ def number_benchmark(
         f"pages (2-6 numbers) read completely: {pages_complete[0]}/{pages_complete[1]} "
         f"({complete:.1%})"
     )
+    numbers = max(tallies["all"][1], 1)
+    print_line(
+        format_table(
+            ("why a number was not read exactly", "numbers", "share of all"),
+            [(reason, str(n), f"{n / numbers:.1%}") for reason, n in reasons.most_common()],
+        )
+    )
     for line in misreads:
         print_line(f"  misread: {line}")
     return {
@@ -438,4 +480,5 @@ def number_benchmark(
         "touching": tallies["touching pair"][0] / max(tallies["touching pair"][1], 1),
         "pages_complete": complete,
         "tallies": {key: tuple(value) for key, value in tallies.items()},
+        "failures": dict(reasons),
     }

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bot.cli import main
+from core.bench.benchmarks import failures
 from core.bench.pages import Digit, PagePlan, render_page
 from core.data import Mnist
 from core.serving import Classifier
@@ -136,3 +137,17 @@ def test_predict_json_reports_numbers_in_reading_order(
     assert tops == sorted(tops), "numbers are reported top to bottom"
     assert (debug / "page-pieces.png").stat().st_size > 0
     assert (debug / "page-crops.png").stat().st_size > 0
+
+
+def test_number_benchmark_says_why_a_number_was_missed() -> None:
+    """`bench numbers` counts why numbers fail, so that a change can aim at the largest cause."""
+    digit, wide = (0, 0, 10, 20), (0, 0, 30, 20)
+    assert failures(["0755"], [[digit] * 4], ["0755"]) == []
+    assert failures(["0755"], [[digit] * 3], ["755"]) == ["digit dropped"]
+    assert failures(["0755"], [[wide, digit, digit]], ["755"]) == ["digits merged"]
+    assert failures(["504"], [[digit] * 4], ["5004"]) == ["digit split or mark read"]
+    assert failures(["504"], [[digit] * 3], ["584"]) == ["digit misread"]
+    # A line read as two numbers: the photo's numbers no longer pair up in reading order.
+    assert failures(["0755", "504"], [[digit] * 4, [digit], [digit] * 2], ["0755", "5", "04"]) == [
+        "lines split or merged"
+    ]
