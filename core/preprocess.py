@@ -21,7 +21,7 @@ The steps, in order (each answers one way real phone photos differ from MNIST):
    are fitted as lines and removed where they are as thin as the line, which keeps the strokes
    crossing them; then hysteresis keeps faint pixels that touch clear ink, so thin or faded
    strokes hold together but a line can no longer tie a digit to the page or to its neighbour;
-5. digits (core/segmentation.py, as is step 6): components are filtered (specks, page edges
+5. digits (core/segmentation.py; step 6: core/cuts.py): components are filtered (specks, page edges
    and whatever the border cuts - except in a crop, where the digit often fills the picture and
    touches its frame), pieces much shorter than the tallest join the digit they sit on (a 5's
    cap, a broken stroke), and a row of digits level with the one holding the most ink is kept,

@@ -3,7 +3,7 @@
 Step 5 and 6 of the pipeline in core/preprocess.py (whose docstring lists every step): the ink's
 components are filtered (specks, page edges and whatever the border cuts), pieces much shorter
 than the tallest join the digit they sit on, a row of digits level with the one holding the most
-ink is kept, and groups too wide for one digit are cut where touching digits meet.
+ink is kept, and groups too wide for one digit are cut where touching digits meet (core/cuts.py).
 """
 
 from __future__ import annotations
