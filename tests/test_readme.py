@@ -33,13 +33,15 @@ def test_the_layout_names_every_package_and_module() -> None:
         for top in ("core", "bot")
         for init in (ROOT / top).rglob("__init__.py")
     )
-    assert [package for package in packages if package not in rooms] == []
+    missing = [package for package in packages if package not in rooms]
+    assert missing == [], f"draw {missing} in the README's Layout section, one line a room"
     for package in packages:
         words = set(re.findall(r"\w+", rooms[package]))
         modules = sorted(
             path.stem for path in (ROOT / package).glob("*.py") if path.stem != "__init__"
         )
-        assert [module for module in modules if module not in words] == [], package
+        missing = [module for module in modules if module not in words]
+        assert missing == [], f"name {missing} on the {package} line of the README's Layout"
 
 
 def test_the_layout_names_only_what_exists() -> None:
