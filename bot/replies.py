@@ -368,7 +368,7 @@ def command_descriptions() -> dict[str, str]:
         "debug": _("show the 28x28 crops I classified in the photo you reply to"),
         "forget": _("delete the digits and corrections you gave me"),
         "stats": _("model metrics and usage since start"),
-        "retrain": _("train a new model: /retrain [epochs]"),
+        "retrain": _("train a new model: /retrain [full] [epochs] or /retrain cancel"),
     }
 
 

@@ -32,6 +32,7 @@ def find_project_dir() -> Path:
 
 PROJECT_DIR = find_project_dir()
 DATA_DIR = PROJECT_DIR / "data"  # the feedback store, the generated salt, the heartbeat
+MIN_EPOCHS, MAX_EPOCHS = 1, 100  # what RETRAIN_EPOCHS and `/retrain N` accept
 # Where MNIST is looked for when MNIST_PATH is unset (then Keras' cache, ~/.keras/datasets).
 DEFAULT_MNIST_FILE = DATA_DIR / "mnist.npz"
 # The project's .env first, then the current folder's (later files win in pydantic-settings).
@@ -103,7 +104,7 @@ class Settings(BaseSettings):
     # Model, data, training
     model_dir: Path = PROJECT_DIR / "models"
     mnist_path: Path | None = None
-    retrain_epochs: int = Field(3, ge=1, le=100)
+    retrain_epochs: int = Field(3, ge=MIN_EPOCHS, le=MAX_EPOCHS)
     retrain_tolerance: float = Field(0.1, ge=0.0, description="percentage points")
     retrain_arch: str | None = Field(
         None, description="architecture /retrain trains; default: the served model's"

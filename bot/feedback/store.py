@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import numpy.typing as npt
 from sqlalchemy import delete, func, insert, select, text, update
@@ -54,9 +54,7 @@ from bot.feedback.schema import (
     sample_digits_table,
     samples_table,
 )
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
+from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +62,11 @@ Result = TypeVar("Result")
 # One write, checked and ready: FeedbackStore.transact calls it inside its transaction.
 Write: TypeAlias = Callable[[Connection], Result]
 
-DEFAULT_MAX_CONFIRMATIONS_PER_DAY = 100
-DEFAULT_MAX_CONFIRMATIONS_TOTAL = 2000
-DEFAULT_HOLDOUT_FRACTION = 0.2
+# The caps and the held-out share default to the settings' defaults (FEEDBACK_MAX_PER_DAY, ...).
+_SETTINGS = Settings.model_fields
+DEFAULT_MAX_CONFIRMATIONS_PER_DAY: int = _SETTINGS["feedback_max_per_day"].default
+DEFAULT_MAX_CONFIRMATIONS_TOTAL: int = _SETTINGS["feedback_max_total"].default
+DEFAULT_HOLDOUT_FRACTION: float = _SETTINGS["feedback_holdout_fraction"].default
 
 
 def utc_now() -> datetime:

@@ -36,7 +36,7 @@ from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
 from bot import admin_replies
-from bot.settings import Settings
+from bot.settings import MAX_EPOCHS, MIN_EPOCHS, Settings
 from bot.state import BotState
 from bot.training import RetrainJob, TrainingRequest, UserData
 from core import registry
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MIN_EPOCHS = 1
-MAX_EPOCHS = 100  # the bounds of Settings.retrain_epochs
 POLL_SECONDS = 0.5  # how long one queue read may block its worker thread
 JOIN_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
