@@ -8,7 +8,10 @@ model folder.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -190,3 +193,37 @@ def store_answer(store: FeedbackStore, **answer: Any) -> int:
     """Record one served answer (the arguments of `FeedbackStore.recording`) in a transaction
     of its own; returns its sample id."""
     return int(store.transact([store.recording(**answer)])[0])
+
+
+def environment_without(*prefixes: str, **values: str) -> dict[str, str]:
+    """This process's environment without the variables starting with `prefixes`, plus `values`:
+    what a `digitbot` subprocess gets."""
+    kept = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    return {**kept, **values}
+
+
+async def spawn_digitbot(
+    *arguments: str, cwd: Path, env: dict[str, str], output: bool = True
+) -> asyncio.subprocess.Process:
+    """`python -m bot.cli ARGUMENTS` as a child process; with `output`, its stdout and stderr
+    together in `process.stdout`."""
+    pipe = asyncio.subprocess.PIPE if output else None
+    stderr = asyncio.subprocess.STDOUT if output else None
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *arguments, cwd=cwd, env=env, stdout=pipe, stderr=stderr
+    )
+
+
+def run_digitbot(
+    *arguments: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot.cli ARGUMENTS` to its end (env None: this process's environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

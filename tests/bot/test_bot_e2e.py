@@ -10,11 +10,9 @@ import asyncio
 import io
 import json
 import logging
-import os
 import re
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,8 @@ from tests.bot.conftest import (
     OTHER_USER_ID,
     TOKEN,
     USER_ID,
+    environment_without,
+    spawn_digitbot,
     started_url,
 )
 from tests.conftest import digit_photo
@@ -266,28 +266,18 @@ async def test_digitbot_run_polls_answers_and_stops_cleanly_without_logging_the_
     model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))
-    }
-    environment.update(
+    environment = environment_without(
+        "TELEGRAM_",
+        "WEBHOOK_",
+        "ADMIN_",
+        "LOG_",
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=started_url(emulator),
         MODEL_DIR=str(model_dir),
         HEARTBEAT_FILE=str(tmp_path / "beat"),
         LOG_LEVEL="DEBUG",
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        cwd=tmp_path,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await spawn_digitbot("run", cwd=tmp_path, env=environment)
     try:
         start = emulator.send_text(USER_ID, USER_ID, "/start")
         reply = await emulator.wait_for_reply(USER_ID, start["message_id"], timeout=60)

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
 from core.data import Mnist
+from tests.bot.conftest import run_digitbot
 from tests.conftest import ROOT, digit_photo
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    return run_digitbot(*arguments, cwd=ROOT)
 
 
 def test_predict_json(tmp_path: Path, mnist: Mnist) -> None:

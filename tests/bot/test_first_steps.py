@@ -7,7 +7,6 @@ import asyncio
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from bot.cli import build_parser, main
 from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import DEFAULT_MNIST_FILE, ENV_FILES, Settings
-from tests.bot.conftest import ADMIN_ID, USER_ID
+from tests.bot.conftest import ADMIN_ID, USER_ID, run_digitbot
 from tests.conftest import ROOT, digit_photo
 
 
@@ -103,15 +102,7 @@ def digitbot(
     for name in ("DATA_DIR", "DATABASE_URL"):  # the tests' own folder (tests/conftest.py)
         environment[name] = os.environ[name]
     environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *arguments],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+    return run_digitbot(*arguments, cwd=cwd, env=environment, timeout=timeout)
 
 
 def test_predict_works_from_any_folder_and_is_quiet(tmp_path: Path, mnist: Any) -> None:

@@ -4,37 +4,26 @@ tracebacks of failures at start-up (run as `digitbot run` in a child process, as
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from bot.sandbox.emulator import BotApiEmulator
-from tests.bot.conftest import TOKEN, started_url
+from tests.bot.conftest import TOKEN, environment_without, spawn_digitbot, started_url
 from tests.conftest import ROOT
 
 WRONG_TOKEN = "123456:WRONG-Secret_token-value"
 
 
 def environment(**values: str) -> dict[str, str]:
-    kept = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))
-    }
-    return {**kept, "HEARTBEAT_FILE": "", "LOG_LEVEL": "DEBUG", **values}
+    return environment_without(
+        "TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_", HEARTBEAT_FILE="", LOG_LEVEL="DEBUG", **values
+    )
 
 
 async def run_bot(cwd: Path, **values: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        cwd=cwd,
-        env=environment(MODEL_DIR=str(ROOT / "models"), **values),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    process = await spawn_digitbot(
+        "run", cwd=cwd, env=environment(MODEL_DIR=str(ROOT / "models"), **values)
     )
     output, _ = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode or 0, output.decode()

@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,14 @@ from bot.sandbox.runner import ADMIN_USER_ID, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.tools.retrainbench import load_exam_digits, retrain_and_wait, run_scenario
 from core import registry
-from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, started_url
+from tests.bot.conftest import (
+    ADMIN_ID,
+    TOKEN,
+    USER_ID,
+    environment_without,
+    spawn_digitbot,
+    started_url,
+)
 
 RETRAIN_TIMEOUT = 600
 
@@ -147,12 +153,12 @@ async def start_digitbot_run(
     emulator: BotApiEmulator, model_dir: Path, mnist_path: Path, tmp_path: Path
 ) -> asyncio.subprocess.Process:
     """`digitbot run` in its own process, polling the emulator; answers /start once it is up."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "RETRAIN_", "MNIST_"))
-    }
-    environment.update(
+    environment = environment_without(
+        "TELEGRAM_",
+        "WEBHOOK_",
+        "ADMIN_",
+        "RETRAIN_",
+        "MNIST_",
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=started_url(emulator),
         ADMIN_USER_IDS=str(ADMIN_ID),
@@ -164,9 +170,7 @@ async def start_digitbot_run(
         DATABASE_URL=f"sqlite:///{tmp_path / 'feedback.sqlite3'}",
         DATA_DIR=str(tmp_path / "data"),
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=environment
-    )
+    process = await spawn_digitbot("run", cwd=tmp_path, env=environment, output=False)
     start = emulator.send_text(ADMIN_ID, ADMIN_ID, "/start")
     await emulator.wait_for_reply(ADMIN_ID, start["message_id"], timeout=60)
     return process

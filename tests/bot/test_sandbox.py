@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from bot.sandbox.runner import (
     start_sandbox,
 )
 from bot.settings import Settings
+from tests.bot.conftest import environment_without, spawn_digitbot
 from tests.conftest import digit_photo
 
 GUARD = {"X-Sandbox": "1"}
@@ -438,24 +437,15 @@ async def test_digitbot_start_without_a_token_serves_the_sandbox_until_ctrl_c(
     model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "SANDBOX_", "ADMIN_"))
-    }
-    environment.update(
-        MODEL_DIR=str(model_dir), SANDBOX_PORT="0", HEARTBEAT_FILE=str(tmp_path / "beat")
+    environment = environment_without(
+        "TELEGRAM_",
+        "SANDBOX_",
+        "ADMIN_",
+        MODEL_DIR=str(model_dir),
+        SANDBOX_PORT="0",
+        HEARTBEAT_FILE=str(tmp_path / "beat"),
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "start",
-        cwd=tmp_path,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await spawn_digitbot("start", cwd=tmp_path, env=environment)
     output: list[str] = []
     try:
         url = None

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,15 @@ import pytest
 from bot.heartbeat import heartbeat_problem
 from bot.sandbox.emulator import BotApiEmulator
 from bot.transport import webhook
-from tests.bot.conftest import ADMIN_ID, TOKEN, USER_ID, RunningBot, started_url
+from tests.bot.conftest import (
+    ADMIN_ID,
+    TOKEN,
+    USER_ID,
+    RunningBot,
+    environment_without,
+    spawn_digitbot,
+    started_url,
+)
 from tests.bot.test_bot_e2e import answered_digit, free_port, replies_to, settle
 from tests.conftest import digit_photo
 
@@ -136,12 +142,11 @@ async def test_digitbot_run_webhook_registers_a_secret_answers_and_stops_on_sigt
     emulator: BotApiEmulator, model_dir: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "WEBHOOK_", "ADMIN_", "LOG_"))
-    }
-    environment.update(
+    environment = environment_without(
+        "TELEGRAM_",
+        "WEBHOOK_",
+        "ADMIN_",
+        "LOG_",
         TELEGRAM_BOT_TOKEN=TOKEN,
         TELEGRAM_API_URL=started_url(emulator),
         WEBHOOK_URL=f"http://127.0.0.1:{port}/hook",
@@ -151,17 +156,7 @@ async def test_digitbot_run_webhook_registers_a_secret_answers_and_stops_on_sigt
         DATA_DIR=str(tmp_path / "data"),
         LOG_LEVEL="DEBUG",
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        "--webhook",
-        cwd=tmp_path,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await spawn_digitbot("run", "--webhook", cwd=tmp_path, env=environment)
     try:
         for _ in range(600):  # the model and workers start first
             if emulator.webhook is not None or process.returncode is not None:
