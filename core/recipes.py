@@ -104,6 +104,11 @@ class ExtraSamples:
     # 55,000 are otherwise seen three times in a fine-tune and not learned (3 of 33 corrected
     # exam digits read right after it); repeated, each copy is augmented anew.
     share: float = 0.0
+    # Which of them users corrected (the bot had read them wrong), and the share of each epoch
+    # those make up at least: they are the few digits the served model does not read yet, and
+    # among hundreds of confirmed-right ones a common share teaches them too little.
+    corrected: np.ndarray | None = None
+    corrected_share: float = 0.0
     holdout_images: np.ndarray = field(default_factory=lambda: np.zeros((0, 28, 28), np.uint8))
     holdout_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.uint8))
 

@@ -56,6 +56,19 @@ def user_repeats(user: int, mnist: int, share: float, most: int = 100) -> int:
     return int(np.clip(round(share * mnist / ((1 - share) * user)), 1, most))
 
 
+def user_copies(extra: ExtraSamples, mnist: int) -> np.ndarray:
+    """How many times each user digit is in one epoch: `share` for all, `corrected_share` more
+    for the corrected ones (never fewer copies than a confirmed-right digit gets)."""
+    copies = np.full(len(extra.images), user_repeats(len(extra.images), mnist, extra.share))
+    corrected = np.zeros(len(copies), bool) if extra.corrected is None else extra.corrected
+    if corrected.shape != copies.shape:
+        raise ValueError(f"{len(copies)} user digits but {corrected.size} corrected flags")
+    if corrected.any() and extra.corrected_share > 0:
+        more = user_repeats(int(corrected.sum()), mnist, extra.corrected_share)
+        copies[corrected] = np.maximum(copies[corrected], more)
+    return copies
+
+
 def split_validation(
     images: np.ndarray, labels: np.ndarray, validation_split: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -172,12 +185,10 @@ def fit(
     )
     weights = np.ones(len(train_x), dtype=np.float32)
     if extra is not None and len(extra.images):
-        repeats = user_repeats(len(extra.images), len(train_x), extra.share)
-        train_x = np.concatenate([train_x, np.tile(extra.images, (repeats, 1, 1))])
-        train_y = np.concatenate([train_y, np.tile(extra.labels, repeats)])
-        weights = np.concatenate(
-            [weights, np.full(len(extra.images) * repeats, extra.weight, np.float32)]
-        )
+        copies = user_copies(extra, len(train_x))
+        train_x = np.concatenate([train_x, np.repeat(extra.images, copies, axis=0)])
+        train_y = np.concatenate([train_y, np.repeat(extra.labels, copies)])
+        weights = np.concatenate([weights, np.full(int(copies.sum()), extra.weight, np.float32)])
 
     steps_per_epoch = int(np.ceil(len(train_x) / recipe.batch_size))
     if recipe.schedule == "cosine":
@@ -441,11 +452,14 @@ def train_candidate(
         if extra_samples is not None:
             metadata["user_samples"] = len(extra_samples.images)
             metadata["user_weight"] = extra_samples.weight
-            metadata["user_repeats"] = user_repeats(
-                len(extra_samples.images),
+            copies = user_copies(
+                extra_samples,
                 len(mnist.x_train) - round(len(mnist.x_train) * recipe.validation_split),
-                extra_samples.share,
             )
+            metadata["user_repeats"] = int(copies.min()) if len(copies) else 0
+            if extra_samples.corrected is not None and extra_samples.corrected.any():
+                metadata["user_corrected"] = int(extra_samples.corrected.sum())
+                metadata["user_corrected_repeats"] = int(copies[extra_samples.corrected].min())
             if len(extra_samples.holdout_images):
                 user_evaluation = evaluate_probabilities(
                     keras_probabilities(model, extra_samples.holdout_images),

@@ -13,7 +13,7 @@ from core.data import Mnist
 from core.evaluate import evaluate_probabilities, top_k
 from core.recipes import FINE_TUNE, EpochReport, ExtraSamples
 from core.serving import Classifier
-from core.train import split_validation, train_candidate
+from core.train import split_validation, train_candidate, user_copies
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,21 @@ def test_fine_tuning_starts_from_the_served_model(tmp_path: Path, mnist_path: Pa
     assert metadata["test_accuracy"] >= shipped["test_accuracy"] - 0.005
     with pytest.raises(ValueError, match="cannot fine-tune"):
         train_candidate(mnist_path=mnist_path, model_dir=tmp_path, fine_tune_from=tmp_path)
+
+
+def test_corrected_digits_get_their_own_share_of_each_epoch() -> None:
+    """400 confirmed digits, 10 of them corrected, among 55,000 MNIST images: all of them make
+    a tenth of an epoch, the corrected ones a further 2 % on their own (capped at 100 copies)."""
+    images = np.zeros((400, 28, 28), np.uint8)
+    corrected = np.zeros(400, bool)
+    corrected[:10] = True
+    extra = ExtraSamples(images, np.zeros(400, np.uint8), share=0.1, corrected=corrected)
+    assert set(user_copies(extra, 55_000)) == {15}  # no corrected share: like the others
+    extra.corrected_share = 0.02
+    copies = user_copies(extra, 55_000)
+    assert set(copies[~corrected]) == {15}
+    assert set(copies[corrected]) == {100}  # 0.02 * 55,000 / 10 = 110, capped
+    corrected[:] = True  # all corrected: never fewer copies than the common share gives
+    assert set(user_copies(extra, 55_000)) == {15}
+    with pytest.raises(ValueError, match="corrected flags"):
+        user_copies(ExtraSamples(images, np.zeros(400, np.uint8), corrected=corrected[:3]), 10)
