@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="share of each training epoch made of confirmed user digits at least "
         "(they are repeated, augmented anew each time)",
     )
+    retrain_corrected_share: float = Field(
+        0.005,
+        ge=0.0,
+        lt=1.0,
+        description="share of each training epoch made of the digits users corrected at least "
+        "(the ones the served model reads wrong)",
+    )
     retrain_user_tolerance: float = Field(
         2.0,
         ge=0.0,

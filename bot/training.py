@@ -30,6 +30,7 @@ class UserData:
     weight: float
     corrected: np.ndarray  # (n,) bool: which training digits users corrected
     share: float = 0.0  # of each epoch, at least (see core.train.ExtraSamples)
+    corrected_share: float = 0.0  # of each epoch made of the corrected digits, at least
 
     def evidence_digits(self) -> UserDigits:
         """What both models are judged on: the held-out digits and the corrected ones."""

@@ -126,6 +126,8 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
                 labels=user.labels,
                 weight=user.weight,
                 share=user.share,
+                corrected=user.corrected,
+                corrected_share=user.corrected_share,
                 holdout_images=user.holdout_images,
                 holdout_labels=user.holdout_labels,
             )
@@ -166,6 +168,7 @@ def collect_user_data(state: BotState) -> UserData | None:
         weight=state.settings.retrain_user_weight,
         corrected=train.corrected,
         share=state.settings.retrain_user_share,
+        corrected_share=state.settings.retrain_corrected_share,
     )
 
 

@@ -5,8 +5,10 @@ digits cut from exam answer boxes (the `nsysu` part of the real-digits folder, o
 of the academic years 108 and 109), presses ✅ under each right answer and ❌ plus the real digit
 under each wrong one; then an admin sends `/retrain` with the bot's settings and waits for the
 verdict. Reported for the model before and after: MNIST test accuracy, how many of the digits the
-user corrected it reads right, and its accuracy on the sessions nobody sent (years 110 and 111:
-other students, other exams), read from the photo files exactly as the bot reads them.
+user corrected it reads right (those it trained on), its accuracy on the feedback store's
+held-out slice (the same sessions and students, never trained on; with the corrected digits among
+them), and on the sessions nobody sent (years 110 and 111: other students, other exams), read from
+the photo files exactly as the bot reads them.
 The end-to-end test runs the same scenario with a small training budget.
 """
 
@@ -33,6 +35,7 @@ from bot.settings import Settings
 from bot.state import BotState, get_state
 from bot.transport.lifecycle import start_polling, stop_application
 from core import registry
+from core.serving import Classifier
 
 TOKEN = "123456:RETRAIN-BENCH-TOKEN"
 BOT_USERNAME = "digitbot_retrain_bot"
@@ -79,7 +82,9 @@ class ModelFigures:
     version: str
     mnist: float | None
     held_out: float  # share of the held-out sessions' digits read right
-    corrected_right: int  # of the digits the user corrected
+    corrected_right: int  # of the digits the user corrected (trained on)
+    slice_right: int  # of the store's held-out slice: the same sessions, never trained on
+    slice_corrected_right: int  # of the corrected digits in that slice
 
 
 @dataclass
@@ -91,6 +96,8 @@ class RetrainReport:
     corrected: int = 0
     not_one_digit: int = 0  # answers with no digit or several: not corrected digit by digit
     corrected_trained: int = 0  # corrected digits outside the store's held-out slice
+    slice_count: int = 0  # digits in the store's held-out slice
+    slice_corrected: int = 0  # corrected digits in it
     held_out_count: int = 0
     seconds: float = 0.0  # from /retrain to the verdict
     verdict: str = ""
@@ -111,8 +118,9 @@ class RetrainReport:
             f"{self.corrected_trained} corrected digits to learn from (the others are in the "
             "store's held-out slice)",
             f"/retrain took {self.seconds:.0f} s: {'' if self.promoted else 'NOT '}promoted",
-            "| model | MNIST test | corrected digits read right | held-out sessions |",
-            "|---|---|---|---|",
+            "| model | MNIST test | corrected digits read right | same sessions, held out "
+            "(corrected among them) | held-out sessions |",
+            "|---|---|---|---|---|",
         ]
         for name, figures in (("before", self.before), ("after", self.after)):
             if figures is None:
@@ -120,10 +128,15 @@ class RetrainReport:
             mnist = "unknown" if figures.mnist is None else f"{figures.mnist * 100:.2f} %"
             out.append(
                 f"| {name}: {figures.version} | {mnist} | {figures.corrected_right} of "
-                f"{self.corrected_trained} | {figures.held_out * 100:.1f} % of "
-                f"{self.held_out_count} |"
+                f"{self.corrected_trained} | {_share(figures.slice_right, self.slice_count)} "
+                f"({figures.slice_corrected_right} of {self.slice_corrected}) | "
+                f"{figures.held_out * 100:.1f} % of {self.held_out_count} |"
             )
         return out
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole * 100:.1f} % of {whole}" if whole else "none"
 
 
 def _digit_buttons(message: dict[str, Any]) -> dict[str, str]:
@@ -185,20 +198,32 @@ def figures(state: BotState, held_out: Sequence[ExamDigit]) -> ModelFigures:
     """The served model's scores: MNIST from its metadata, the rest measured now."""
     classifier = state.classifier
     right = sum(classifier.classify(digit.image).number == str(digit.label) for digit in held_out)
-    corrected_right = 0
+    corrected_right = slice_right = slice_corrected_right = 0
     if state.feedback is not None:
-        train = state.feedback.training_samples()
-        images, labels = train.x[train.corrected], train.y[train.corrected]
-        if len(labels):
-            predicted = classifier.predict(images.astype(np.float32) / 255.0).argmax(axis=1)
-            corrected_right = int((predicted == labels).sum())
+        train, holdout = state.feedback.training_samples(), state.feedback.holdout_samples()
+        corrected_right = int(_read_right(classifier, train.x, train.y)[train.corrected].sum())
+        in_slice = _read_right(classifier, holdout.x, holdout.y)
+        slice_right, slice_corrected_right = (
+            int(in_slice.sum()),
+            int(in_slice[holdout.corrected].sum()),
+        )
     mnist = classifier.metadata.get("test_accuracy")
     return ModelFigures(
         version=classifier.version,
         mnist=None if mnist is None else float(mnist),
         held_out=right / len(held_out),
         corrected_right=corrected_right,
+        slice_right=slice_right,
+        slice_corrected_right=slice_corrected_right,
     )
+
+
+def _read_right(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Which of these stored crops (uint8, ink = 255) the model reads as their label."""
+    if len(labels) == 0:
+        return np.zeros((0,), bool)
+    predicted = classifier.predict(images.astype(np.float32) / 255.0).argmax(axis=1)
+    return predicted == labels
 
 
 async def retrain_and_wait(
@@ -232,6 +257,8 @@ async def run_scenario(
     await send_and_correct(emulator, sent, user_id, report)
     if state.feedback is not None:
         report.corrected_trained = int(state.feedback.training_samples().corrected.sum())
+        holdout = state.feedback.holdout_samples()
+        report.slice_count, report.slice_corrected = len(holdout.y), int(holdout.corrected.sum())
     loop = asyncio.get_running_loop()
     report.before = await loop.run_in_executor(None, figures, state, held_out)
     report.verdict, report.seconds = await retrain_and_wait(emulator, admin_id, timeout)
@@ -285,7 +312,8 @@ async def bench_retrain(settings: Settings, folder: Path, timeout: float) -> Ret
     report.settings_line = (
         f"/retrain: {settings.retrain_epochs} epochs on "
         f"{'all of MNIST' if limit is None else f'{limit:,} MNIST images'}, user weight "
-        f"{settings.retrain_user_weight:g}, user share {settings.retrain_user_share:g}"
+        f"{settings.retrain_user_weight:g}, user share {settings.retrain_user_share:g}, "
+        f"corrected share {settings.retrain_corrected_share:g}"
     )
     return report
 
