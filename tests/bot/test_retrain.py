@@ -36,7 +36,7 @@ async def test_retrain_on_exam_digits_users_corrected_is_judged_on_that_evidence
 ) -> None:
     """The story with a small budget: the candidate learns some of the corrections and reads the
     store's held-out digits better; the verdict shows both models' figures and the folder follows
-    it. (With this budget it loses 0.2 points on MNIST and is not promoted; docs/benchmarks.md.)"""
+    it, and the bench's own count of the held-out slice agrees with the verdict's."""
     sent, held_out = load_exam_digits(real_digits)
     bot = await start_bot(retrain_train_limit=6000, retrain_epochs=2)
     shipped = registry.current_version(model_dir)
@@ -65,6 +65,10 @@ async def test_retrain_on_exam_digits_users_corrected_is_judged_on_that_evidence
     )
     assert users is not None and int(users[1]) == len(bot.state.feedback.holdout_samples().y)
     assert float(users[2]) >= float(users[3]), report.verdict
+    assert report.slice_count == int(users[1])
+    # After a promotion the served model is the candidate ("new"), else still the current one.
+    served, figure = (report.after, users[2]) if report.promoted else (report.before, users[3])
+    assert f"{served.slice_right / report.slice_count:.1%}" == f"{float(figure):.1f}%"
     assert "MNIST test accuracy: new " in report.verdict
     if report.promoted:
         assert report.after.version == registry.current_version(model_dir) != shipped
