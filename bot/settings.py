@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "(they are repeated, augmented anew each time)",
     )
     retrain_corrected_share: float = Field(
-        0.005,
+        0.0,
         ge=0.0,
         lt=1.0,
         description="share of each training epoch made of the digits users corrected at least "
