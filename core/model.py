@@ -1,8 +1,9 @@
 """Model architectures as plain functions that return an uncompiled Keras model.
 
 `seed` is the teaching notebook's Sequential CNN, kept as it was. `compact` (the default, shipped
-with the bot) stacks 3x3 convolutions with batch normalisation and dropout and downsamples early
-with strided convolutions: about 7 M multiply-adds per image, so LiteRT answers in ~0.1 ms.
+with the bot; ten digits and an eleventh class, "no digit") stacks 3x3 convolutions with batch
+normalisation and dropout and downsamples early with strided convolutions: about 7 M
+multiply-adds per image, so LiteRT answers in ~0.1 ms.
 `large` is the Deotte-style MNIST CNN it was derived from: as accurate, five times the arithmetic.
 TensorFlow/Keras is imported inside the functions so `import core.model` stays cheap.
 """
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
-NO_DIGIT = 10  # the index of an eleventh output, "no digit", in a model that has one
+NO_DIGIT = 10  # the compact model's eleventh class: what is no digit (see core.synthetic)
 
 
 def build_seed_model() -> keras.Model:
@@ -89,7 +90,7 @@ def build_compact_model() -> keras.Model:
     x = layers.Dropout(0.3)(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    outputs = layers.Dense(NUM_CLASSES + 1, activation="softmax")(x)  # + NO_DIGIT
     return keras.Model(inputs, outputs, name="compact")
 
 

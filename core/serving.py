@@ -38,6 +38,11 @@ from core.segmentation import Rejected
 
 logger = logging.getLogger(__name__)
 
+# A crop is dropped as "no digit" only when the model is this sure of it; below, its likeliest
+# digit is answered with its (low) probability, i.e. "not sure". On the real digits, dropping
+# at the argmax lost more written 4s and 6s than it saved empty cells (docs/benchmarks.md).
+NO_DIGIT_SURE = 0.9
+
 DEFAULT_IMAGE_TIMEOUT = 15.0  # seconds one image may take in a worker (a photo takes ~20 ms)
 SHUTDOWN_GRACE = 5.0  # seconds shutdown waits for a busy worker before killing it
 
@@ -363,7 +368,7 @@ class Classifier:
                 for digit in prepared.digits
             ]
             for crop, row in zip(prepared.digits, probabilities, strict=True):
-                if row.argmax() == NO_DIGIT:
+                if len(row) > NO_DIGIT and row[NO_DIGIT] >= NO_DIGIT_SURE:
                     continue  # the model says this is no digit (a letter, a speck, a line)
                 best = top_k(row[:NO_DIGIT], 3)
                 predictions.append(

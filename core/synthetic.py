@@ -9,12 +9,15 @@ All pictures are dark ink on light paper, uint8 greyscale, like a phone photo or
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from core.data import Mnist
 
 FONT_FOLDERS = ("/usr/share/fonts/truetype", "/usr/share/fonts/opentype")
 # Letters and signs no one would read as a digit (no O, I, l, Z, S, B, G, b, g, q, T, ...).
@@ -144,7 +147,7 @@ def _scribble(size: int, rng: np.random.Generator) -> np.ndarray:
     """A random pen path with many turns, like crossing something out."""
     ink = np.zeros((size, size), np.float32)
     width = int(rng.integers(1, max(2, size // 20)))
-    steps = int(rng.integers(8, 30))
+    steps = int(rng.integers(12, 30))
     point = rng.uniform(0.3, 0.7, 2) * size
     velocity = rng.normal(0, size / 8, 2)
     points = []
@@ -206,3 +209,109 @@ def encode_png(picture: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("could not encode the picture as PNG")
     return data.tobytes()
+
+
+def _distorted(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST digit (uint8, ink 255) with an elastic distortion (Simard et al. 2003) and a
+    slant wider than MNIST's own; float32 ink in [0, 1]."""
+    size = digit.shape[0]
+    field = rng.uniform(-1, 1, (2, size, size)).astype(np.float32)
+    dx, dy = (cv2.GaussianBlur(part, (0, 0), 4.0) * 34.0 for part in field)
+    slant = float(rng.uniform(-0.45, 0.45))
+    rows, columns = np.indices((size, size), dtype=np.float32)
+    map_x = columns + dx + slant * (rows - size / 2)
+    map_y = rows + dy
+    ink = digit.astype(np.float32) / 255.0
+    return cv2.remap(ink, map_x, map_y, cv2.INTER_LINEAR, borderValue=0.0)
+
+
+def digit_in_cell_picture(
+    digit: np.ndarray, rng: np.random.Generator, size: int = 128
+) -> np.ndarray:
+    """An MNIST training digit, distorted and slanted, written in a cell with lines, uint8."""
+    ink = _distorted(digit, rng)
+    scale = int(size * rng.uniform(0.7, 1.1))
+    ink = cv2.resize(ink, (scale, scale), interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros((size + scale, size + scale), np.float32)
+    top, left = (int(value) for value in (size - scale) / 2 + scale / 2 + rng.normal(0, 4, 2))
+    canvas[top : top + scale, left : left + scale] = ink
+    half = scale // 2
+    ink = np.ascontiguousarray(canvas[half : half + size, half : half + size])
+    if rng.random() < 0.7:
+        _cell_lines(ink, rng)
+    return _finish(_paper(rng, size), ink, rng)
+
+
+def is_one_stroke(crop: np.ndarray) -> bool:
+    """Whether a 28x28 crop's ink looks like a 1: one long stroke, upright or slanted (not
+    lying), with at most a small hook or flag - its ink spreads under 0.15 as much across its
+    main direction as along it, and that direction is within 50 degrees of the vertical."""
+    rows, columns = np.nonzero(crop > 0.3)
+    if len(rows) < 3:
+        return True
+    spread, axes = np.linalg.eigh(np.cov(np.stack([rows, columns]).astype(np.float64)))
+    upright = abs(axes[0, 1]) >= np.cos(np.radians(50))  # the main axis's row component
+    return bool(spread[0] < 0.15 * spread[1] and upright)
+
+
+def generated_samples(
+    mnist_images: np.ndarray, mnist_labels: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` training samples in MNIST's format (uint8 28x28, ink 255) as the bot sees them:
+    pictures made here, cut out by core.preprocess.prepare. Half are non-digits (label
+    core.model.NO_DIGIT: letters, shapes, smileys, scribbles), a fifth printed digits, the
+    rest MNIST training digits distorted, slanted and written in cells with lines."""
+    from core.model import NO_DIGIT
+    from core.preprocess import prepare
+
+    rng = np.random.default_rng(seed)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    # Empty paper yields no crop; what specks and the leftovers of an empty cell's lines yield
+    # is a dot or a dash, which redrawn at digit size is a 1: segmentation must drop those.
+    kinds = ["letter", "shape", "smiley", "scribble"]
+    wanted = {"non-digit": count // 2, "printed": count // 5}
+    wanted["cell"] = count - sum(wanted.values())
+    for source, target in wanted.items():
+        made = 0
+        while made < target:
+            if source == "non-digit":
+                picture = non_digit_picture(kinds[int(rng.integers(len(kinds)))], rng)
+                label = NO_DIGIT
+            elif source == "printed":
+                label = int(rng.integers(10))
+                picture = printed_digit_picture(label, rng)
+            else:
+                index = int(rng.integers(len(mnist_images)))
+                label = int(mnist_labels[index])
+                picture = digit_in_cell_picture(mnist_images[index], rng)
+            crops = prepare(Image.fromarray(picture)).digits
+            if label != NO_DIGIT and len(crops) != 1:
+                continue  # cut in two or lost: not a sample of this digit
+            if label == NO_DIGIT:
+                # A piece of a letter or shape that is one straight stroke is what a 1 looks
+                # like: teaching it as "no digit" would make the model doubt real 1s.
+                crops = [crop for crop in crops if not is_one_stroke(crop.image)]
+            for crop in crops[: target - made]:
+                images.append(np.round(crop.image * 255).astype(np.uint8))
+                labels.append(label)
+                made += 1
+    return np.stack(images), np.array(labels, np.uint8)
+
+
+def with_generated(mnist: Mnist, count: int, validation_split: float, seed: int) -> Mnist:
+    """MNIST with `count` generated samples (see generated_samples) added to its training set:
+    those made from validation digits go to the end, so that core.train.split_validation holds
+    out MNIST's and the generated validation samples together."""
+    cut = len(mnist.x_train) - round(len(mnist.x_train) * validation_split)
+    held_out = round(count * validation_split)
+    train = generated_samples(mnist.x_train[:cut], mnist.y_train[:cut], count - held_out, seed)
+    parts = [(mnist.x_train[:cut], mnist.y_train[:cut]), train]
+    if held_out:
+        validation = generated_samples(mnist.x_train[cut:], mnist.y_train[cut:], held_out, seed + 1)
+        parts += [(mnist.x_train[cut:], mnist.y_train[cut:]), validation]
+    return dataclasses.replace(
+        mnist,
+        x_train=np.concatenate([images for images, _ in parts]),
+        y_train=np.concatenate([labels for _, labels in parts]),
+    )

@@ -34,6 +34,7 @@ from core.recipes import (
     ProgressCallback,
     Recipe,
 )
+from core.synthetic import with_generated
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,10 @@ def fit(
     train_x, train_y, val_x, val_y = split_validation(
         mnist.x_train, mnist.y_train, recipe.validation_split
     )
+    # A model without a "no digit" output (seed, large, or a served one being fine-tuned)
+    # cannot learn from generated non-digits: leave them out.
+    train_x, train_y = train_x[train_y < classes], train_y[train_y < classes]
+    val_x, val_y = val_x[val_y < classes], val_y[val_y < classes]
     weights = np.ones(len(train_x), dtype=np.float32)
     if extra is not None and len(extra.images):
         copies = user_copies(extra, len(train_x))
@@ -406,6 +411,9 @@ def train_candidate(
     staging = registry.staging_dir(model_dir)
     try:
         started = time.monotonic()
+        generated = round(recipe.generated * len(mnist.x_train))
+        if generated:
+            mnist = with_generated(mnist, generated, recipe.validation_split, seed)
         model, history, ending = fit(
             mnist,
             arch=arch,
@@ -440,6 +448,7 @@ def train_candidate(
             "ending": ending,
             "fine_tuned_from": None if fine_tune_from is None else Path(fine_tune_from).name,
             "temperature": temperature,
+            "generated": generated,
             "seed": seed,
             "train_count": len(mnist.x_train),
             "train_seconds": round(train_seconds, 1),

@@ -54,14 +54,31 @@ def test_a_crop_the_model_calls_no_digit_is_not_answered(model_dir: Path) -> Non
     assert len(prepare(synthetic.encode_png(picture)).digits) == 1
 
     def rejecting(batch: np.ndarray) -> np.ndarray:
-        rows = np.full((len(batch), 11), 0.01, np.float32)
-        rows[:, NO_DIGIT] = 0.9
+        rows = np.full((len(batch), 11), 1e-4, np.float32)
+        rows[:, NO_DIGIT] = 0.999  # still above NO_DIGIT_SURE after the temperature
         return rows
 
     classifier._model = rejecting
     answer = classifier.classify(synthetic.encode_png(picture))
     assert answer.digits == []
     assert answer.as_json("a.png", 0.6)["digit"] is None
+
+
+def test_a_crop_that_is_only_maybe_no_digit_is_a_digit_not_sure(model_dir: Path) -> None:
+    """Below NO_DIGIT_SURE the likeliest digit is answered, with its low probability."""
+    classifier = Classifier(model_dir)
+    picture = np.full((300, 300), 230, np.uint8)
+    cv2.putText(picture, "4", (80, 230), cv2.FONT_HERSHEY_SIMPLEX, 6, 30, 12)
+
+    def doubting(batch: np.ndarray) -> np.ndarray:
+        rows = np.full((len(batch), 11), 0.01, np.float32)
+        rows[:, NO_DIGIT], rows[:, 4] = 0.6, 0.31
+        return rows
+
+    classifier._model = doubting
+    answer = classifier.classify(synthetic.encode_png(picture))
+    assert [digit.digit for digit in answer.digits] == [4]
+    assert answer.as_json("a.png", 0.6)["sure"] is False
 
 
 def test_sure_is_the_bot_decision_in_predict_json(model_dir: Path, mnist: Mnist) -> None:
@@ -81,6 +98,14 @@ def test_every_kind_of_non_digit_is_a_picture(kind: str) -> None:
     assert picture.shape == (128, 128) and picture.dtype == np.uint8
     if kind == "empty paper":
         assert prepare(synthetic.encode_png(picture)).digits == []
+
+
+def test_generated_samples_are_crops_with_labels(mnist: Mnist) -> None:
+    images, labels = synthetic.generated_samples(mnist.x_train[:200], mnist.y_train[:200], 60, 3)
+    assert images.shape == (60, 28, 28) and images.dtype == np.uint8
+    assert np.count_nonzero(labels == NO_DIGIT) == 30
+    assert set(labels[labels != NO_DIGIT].tolist()) <= set(range(10))
+    assert images.reshape(60, -1).max(axis=1).min() > 100  # every sample holds ink
 
 
 def test_real_benchmark_counts_digits_and_empty_cells(
