@@ -21,6 +21,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATABASE_URL=sqlite:////app/data/feedback.sqlite3 \
     MPLCONFIGDIR=/tmp/matplotlib
 
+# The fonts core.synthetic prints digits and letters with: `/retrain full` trains on them too.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        fonts-dejavu-core fonts-liberation fonts-dkg-handwriting \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin digitbot
 WORKDIR /app
 
