@@ -100,6 +100,22 @@ def test_every_kind_of_non_digit_is_a_picture(kind: str) -> None:
         assert prepare(synthetic.encode_png(picture)).digits == []
 
 
+def test_a_one_like_stroke_is_never_a_no_digit_sample() -> None:
+    """Upright or slanted bars look like a 1 and stay out of the "no digit" samples; a lying
+    bar (a dash) and a ring do not."""
+    pictures = {name: np.zeros((28, 28), np.float32) for name in ("1", "/", "-", "o")}
+    cv2.line(pictures["1"], (14, 4), (14, 24), 1.0, 2)
+    cv2.line(pictures["/"], (20, 4), (8, 24), 1.0, 2)
+    cv2.line(pictures["-"], (4, 14), (24, 15), 1.0, 2)
+    cv2.circle(pictures["o"], (14, 14), 9, 1.0, 2)
+    assert {name: synthetic.is_one_stroke(crop) for name, crop in pictures.items()} == {
+        "1": True,
+        "/": True,
+        "-": False,
+        "o": False,
+    }
+
+
 def test_generated_samples_are_crops_with_labels(mnist: Mnist) -> None:
     images, labels = synthetic.generated_samples(mnist.x_train[:200], mnist.y_train[:200], 60, 3)
     assert images.shape == (60, 28, 28) and images.dtype == np.uint8
