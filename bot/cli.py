@@ -487,6 +487,15 @@ def cmd_calibrate(arguments: argparse.Namespace, settings: Settings) -> int:
     )
     if not len(images):
         raise ValueError(f"model {classifier.version} was trained without held-out digits")
+    if metadata.get("generated"):
+        from core.synthetic import generated_validation
+
+        # The generated samples training held out too (made again, the same from the same seed).
+        extra_images, extra_labels = generated_validation(
+            mnist, int(metadata["generated"]), float(metadata["validation_split"]), metadata["seed"]
+        )
+        images = np.concatenate([images, extra_images])
+        labels = np.concatenate([labels, extra_labels])
     probabilities = classifier.predict(scale_images(images)[..., 0], calibrated=False)
     temperature = fit_temperature(probabilities, labels)
     before = metadata.get("temperature", 1.0)
@@ -497,7 +506,7 @@ def cmd_calibrate(arguments: argparse.Namespace, settings: Settings) -> int:
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
     print(
         f"model {classifier.version}: temperature {before} -> {temperature} "
-        f"(fitted on {len(images):,} held-out validation digits, {accuracy:.2%} right)"
+        f"(fitted on {len(images):,} held-out validation samples, {accuracy:.2%} right)"
     )
     return 0
 

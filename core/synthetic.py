@@ -299,16 +299,31 @@ def generated_samples(
     return np.stack(images), np.array(labels, np.uint8)
 
 
+def _validation_cut(mnist: Mnist, count: int, validation_split: float) -> tuple[int, int]:
+    """Where core.train.split_validation cuts MNIST's training set, and how many of `count`
+    generated samples are held out with its validation digits."""
+    cut = len(mnist.x_train) - round(len(mnist.x_train) * validation_split)
+    return cut, round(count * validation_split)
+
+
+def generated_validation(
+    mnist: Mnist, count: int, validation_split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The generated samples `with_generated` holds out (made from MNIST validation digits),
+    again: `digitbot calibrate` fits the temperature on the same held-out set as training."""
+    cut, held_out = _validation_cut(mnist, count, validation_split)
+    return generated_samples(mnist.x_train[cut:], mnist.y_train[cut:], held_out, seed + 1)
+
+
 def with_generated(mnist: Mnist, count: int, validation_split: float, seed: int) -> Mnist:
     """MNIST with `count` generated samples (see generated_samples) added to its training set:
     those made from validation digits go to the end, so that core.train.split_validation holds
     out MNIST's and the generated validation samples together."""
-    cut = len(mnist.x_train) - round(len(mnist.x_train) * validation_split)
-    held_out = round(count * validation_split)
+    cut, held_out = _validation_cut(mnist, count, validation_split)
     train = generated_samples(mnist.x_train[:cut], mnist.y_train[:cut], count - held_out, seed)
     parts = [(mnist.x_train[:cut], mnist.y_train[:cut]), train]
     if held_out:
-        validation = generated_samples(mnist.x_train[cut:], mnist.y_train[cut:], held_out, seed + 1)
+        validation = generated_validation(mnist, count, validation_split, seed)
         parts += [(mnist.x_train[cut:], mnist.y_train[cut:]), validation]
     return dataclasses.replace(
         mnist,

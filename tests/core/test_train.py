@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from core import registry
 from core.data import Mnist
 from core.evaluate import evaluate_probabilities, top_k
-from core.recipes import FINE_TUNE, EpochReport, ExtraSamples
+from core.recipes import FINE_TUNE, RECIPES, EpochReport, ExtraSamples
 from core.serving import Classifier
 from core.train import split_validation, train_candidate, user_copies
 
@@ -156,11 +157,14 @@ def _copy(staging: Path, model_dir: Path) -> Path:
 
 
 def test_a_short_run_never_ends_worse_than_its_raw_weights(
-    tmp_path: Path, mnist_path: Path
+    tmp_path: Path, mnist_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's `digitbot train --train-limit 2000 --epochs 1`: Keras' weight average was
     98 % the weights after step 1 and scored 11 %. Now the average is bias-corrected and kept
-    only if its validation loss beats the raw weights'."""
+    only if its validation loss beats the raw weights'. On MNIST alone, as in the issue: with
+    the recipe's generated samples too, 15 steps leave even the raw weights at 17 % (38 %
+    without), a different question from the average's."""
+    monkeypatch.setitem(RECIPES, "compact", replace(RECIPES["compact"], generated=0.0))
     staging = train_candidate(
         mnist_path=mnist_path,
         model_dir=tmp_path,
