@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.decode import DEFAULT_MAX_PIXELS  # numpy and Pillow only: cheap for `digitbot health`
+
 HEARTBEAT_NAME = "digitbot.heartbeat"
 KERAS_MNIST_CACHE = Path("~/.keras/datasets/mnist.npz")
 
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     rate_limit_group_per_minute: float = Field(
         20, ge=0, description="messages per minute, per group"
     )
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     # A photo takes ~20 ms; past this the worker processes are replaced and the sender told.
     image_timeout_seconds: float = Field(
         15.0, gt=0, le=600, description="seconds one image may take to decode and classify"
