@@ -9,37 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from bot import admin_replies
-from core.promotion import UserDigits
-from core.recipes import EpochReport
+from core.recipes import EpochReport, ExtraSamples
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
-
-
-@dataclass(frozen=True)
-class UserData:
-    """Confirmed user digits for one training run, in MNIST's format (uint8, ink = 255)."""
-
-    images: np.ndarray  # (n, 28, 28): mixed into training
-    labels: np.ndarray  # (n,)
-    holdout_images: np.ndarray  # (m, 28, 28): only for measuring accuracy on users' photos
-    holdout_labels: np.ndarray  # (m,)
-    weight: float
-    corrected: np.ndarray  # (n,) bool: which training digits users corrected
-    share: float = 0.0  # of each epoch, at least (see core.train.ExtraSamples)
-    corrected_share: float = 0.0  # of each epoch made of the corrected digits, at least
-
-    def evidence_digits(self) -> UserDigits:
-        """What both models are judged on: the held-out digits and the corrected ones."""
-        return UserDigits(
-            holdout_images=self.holdout_images,
-            holdout_labels=self.holdout_labels,
-            corrected_images=self.images[self.corrected],
-            corrected_labels=self.labels[self.corrected],
-        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +27,7 @@ class TrainingRequest:
     train_limit: int | None
     seed: int
     command: str
-    user_data: UserData | None = None
+    user_data: ExtraSamples | None = None  # the confirmed user digits, and those held out
     fine_tune_from: str | None = None  # the served version folder; None: from scratch
 
     @property

@@ -32,13 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, TelegramError
 
 from bot import admin_replies
 from bot.settings import MAX_EPOCHS, MIN_EPOCHS, Settings
 from bot.state import BotState
-from bot.training import RetrainJob, TrainingRequest, UserData
+from bot.training import RetrainJob, TrainingRequest
 from core import registry
 from core.model import DEFAULT_ARCH
 from core.promotion import Comparison, Rule, UserDigits, compare, measure
@@ -117,21 +118,6 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
     try:
         from core.train import train_candidate
 
-        user = request.user_data
-        extra = (
-            None
-            if user is None
-            else ExtraSamples(
-                images=user.images,
-                labels=user.labels,
-                weight=user.weight,
-                share=user.share,
-                corrected=user.corrected,
-                corrected_share=user.corrected_share,
-                holdout_images=user.holdout_images,
-                holdout_labels=user.holdout_labels,
-            )
-        )
         staging = train_candidate(
             mnist_path=request.mnist_path,
             model_dir=Path(request.model_dir),
@@ -139,7 +125,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
             epochs=request.epochs,
             seed=request.seed,
             train_limit=request.train_limit,
-            extra_samples=extra,
+            extra_samples=request.user_data,
             progress=lambda report: messages.put(("epoch", report)),
             command=request.command,
             verbose=0,
@@ -151,7 +137,7 @@ def training_process(request: TrainingRequest, messages: Any) -> None:
     messages.put(("done", str(staging)))
 
 
-def collect_user_data(state: BotState) -> UserData | None:
+def collect_user_data(state: BotState) -> ExtraSamples | None:
     """The confirmed user digits to train with and to measure on (None: no store, no digits)."""
     store = state.feedback
     if store is None:
@@ -160,7 +146,7 @@ def collect_user_data(state: BotState) -> UserData | None:
     holdout = store.holdout_samples()
     if len(train.y) == 0 and len(holdout.y) == 0:
         return None
-    return UserData(
+    return ExtraSamples(
         images=train.x,
         labels=train.y,
         holdout_images=holdout.x,
@@ -169,6 +155,17 @@ def collect_user_data(state: BotState) -> UserData | None:
         corrected=train.corrected,
         share=state.settings.retrain_user_share,
         corrected_share=state.settings.retrain_corrected_share,
+    )
+
+
+def evidence_digits(user: ExtraSamples) -> UserDigits:
+    """What both models are judged on: the held-out digits and the corrected ones."""
+    corrected = np.zeros(len(user.labels), bool) if user.corrected is None else user.corrected
+    return UserDigits(
+        holdout_images=user.holdout_images,
+        holdout_labels=user.holdout_labels,
+        corrected_images=user.images[corrected],
+        corrected_labels=user.labels[corrected],
     )
 
 
@@ -214,7 +211,7 @@ def judge(state: BotState, staging: Path, request: TrainingRequest) -> Compariso
     return judge_candidate(
         state.classifier,
         staging,
-        UserDigits.empty() if user is None else user.evidence_digits(),
+        UserDigits.empty() if user is None else evidence_digits(user),
         promotion_rule(state.settings),
         user_digits=request.user_digits,
         user_weight=1.0 if user is None else user.weight,
