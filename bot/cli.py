@@ -474,10 +474,10 @@ def cmd_calibrate(arguments: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
     from core import registry
-    from core.data import load_mnist
+    from core.data import load_mnist, split_validation
     from core.evaluate import fit_temperature
     from core.serving import Classifier
-    from core.train import scale_images, split_validation
+    from core.train import scale_images
 
     classifier = Classifier(arguments.model_dir)
     metadata = registry.read_metadata(arguments.model_dir, classifier.version)

@@ -57,6 +57,16 @@ def load_mnist(path: Path | str | None = None) -> Mnist:
     return Mnist(**arrays, source=source, sha256=checksum(arrays))
 
 
+def split_validation(
+    images: np.ndarray, labels: np.ndarray, validation_split: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out the last fraction of the training set, exactly as Keras' validation_split does."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    cut = len(images) - round(len(images) * validation_split)
+    return images[:cut], labels[:cut], images[cut:], labels[cut:]
+
+
 def validate(arrays: dict[str, np.ndarray], source: str) -> None:
     """Raise DataError naming `source` unless the arrays look like MNIST."""
     for split in ("train", "test"):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from core.data import Mnist
+from core.data import Mnist, split_validation
 
 FONT_FOLDERS = ("/usr/share/fonts/truetype", "/usr/share/fonts/opentype")
 # Letters and signs no one would read as a digit (no O, I, l, Z, S, B, G, b, g, q, T, ...).
@@ -299,32 +299,26 @@ def generated_samples(
     return np.stack(images), np.array(labels, np.uint8)
 
 
-def _validation_cut(mnist: Mnist, count: int, validation_split: float) -> tuple[int, int]:
-    """Where core.train.split_validation cuts MNIST's training set, and how many of `count`
-    generated samples are held out with its validation digits."""
-    cut = len(mnist.x_train) - round(len(mnist.x_train) * validation_split)
-    return cut, round(count * validation_split)
-
-
 def generated_validation(
     mnist: Mnist, count: int, validation_split: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The generated samples `with_generated` holds out (made from MNIST validation digits),
     again: `digitbot calibrate` fits the temperature on the same held-out set as training."""
-    cut, held_out = _validation_cut(mnist, count, validation_split)
-    return generated_samples(mnist.x_train[cut:], mnist.y_train[cut:], held_out, seed + 1)
+    _, _, images, labels = split_validation(mnist.x_train, mnist.y_train, validation_split)
+    return generated_samples(images, labels, round(count * validation_split), seed + 1)
 
 
 def with_generated(mnist: Mnist, count: int, validation_split: float, seed: int) -> Mnist:
     """MNIST with `count` generated samples (see generated_samples) added to its training set:
-    those made from validation digits go to the end, so that core.train.split_validation holds
-    out MNIST's and the generated validation samples together."""
-    cut, held_out = _validation_cut(mnist, count, validation_split)
-    train = generated_samples(mnist.x_train[:cut], mnist.y_train[:cut], count - held_out, seed)
-    parts = [(mnist.x_train[:cut], mnist.y_train[:cut]), train]
+    those made from validation digits go to the end, so that split_validation holds out
+    MNIST's and the generated validation samples together."""
+    train_x, train_y, val_x, val_y = split_validation(
+        mnist.x_train, mnist.y_train, validation_split
+    )
+    held_out = round(count * validation_split)
+    parts = [(train_x, train_y), generated_samples(train_x, train_y, count - held_out, seed)]
     if held_out:
-        validation = generated_validation(mnist, count, validation_split, seed)
-        parts += [(mnist.x_train[cut:], mnist.y_train[cut:]), validation]
+        parts += [(val_x, val_y), generated_validation(mnist, count, validation_split, seed)]
     return dataclasses.replace(
         mnist,
         x_train=np.concatenate([images for images, _ in parts]),

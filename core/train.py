@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from core import registry
-from core.data import Mnist, load_mnist
+from core.data import Mnist, load_mnist, split_validation
 from core.evaluate import evaluate_probabilities, fit_temperature
 from core.model import DEFAULT_ARCH
 from core.recipes import (
@@ -68,16 +68,6 @@ def user_copies(extra: ExtraSamples, mnist: int) -> np.ndarray:
         more = user_repeats(int(corrected.sum()), mnist, extra.corrected_share)
         copies[corrected] = np.maximum(copies[corrected], more)
     return copies
-
-
-def split_validation(
-    images: np.ndarray, labels: np.ndarray, validation_split: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out the last fraction of the training set, exactly as Keras' validation_split does."""
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-    cut = len(images) - round(len(images) * validation_split)
-    return images[:cut], labels[:cut], images[cut:], labels[cut:]
 
 
 def make_augmenter(seed: int) -> Callable[[Any], Any]:

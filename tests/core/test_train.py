@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from core import registry
-from core.data import Mnist
+from core.data import Mnist, split_validation
 from core.evaluate import evaluate_probabilities, top_k
 from core.recipes import FINE_TUNE, RECIPES, EpochReport, ExtraSamples
 from core.serving import Classifier
-from core.train import split_validation, train_candidate, user_copies
+from core.train import train_candidate, user_copies
 
 
 @pytest.fixture(scope="module")
