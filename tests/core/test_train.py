@@ -162,8 +162,8 @@ def test_a_short_run_never_ends_worse_than_its_raw_weights(
     """The issue's `digitbot train --train-limit 2000 --epochs 1`: Keras' weight average was
     98 % the weights after step 1 and scored 11 %. Now the average is bias-corrected and kept
     only if its validation loss beats the raw weights'. On MNIST alone, as in the issue: with
-    the recipe's generated samples too, 15 steps leave even the raw weights at 17 % (38 %
-    without), a different question from the average's."""
+    the recipe's generated samples too (18 steps) even the raw weights reach only 17 % (38 %
+    without them), a different question from the average's."""
     monkeypatch.setitem(RECIPES, "compact", replace(RECIPES["compact"], generated=0.0))
     staging = train_candidate(
         mnist_path=mnist_path,
