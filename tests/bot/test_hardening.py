@@ -23,8 +23,8 @@ from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import HEARTBEAT_NAME, Settings
 from core import registry
 from tests.bot.conftest import ADMIN_ID, GROUP_ID, USER_ID
+from tests.bot.feedback.conftest import record
 from tests.bot.test_corrections import send_privately
-from tests.bot.test_feedback import record
 from tests.conftest import digit_photo
 
 

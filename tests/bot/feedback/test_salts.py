@@ -15,7 +15,7 @@ import pytest
 from bot.feedback.salts import LEGACY_DEFAULT_SALT, SALTS_FILE
 from bot.feedback.store import FeedbackStore, open_store
 from bot.settings import Settings
-from tests.bot.test_feedback import record
+from tests.bot.feedback.conftest import record
 from tests.conftest import ROOT
 
 
