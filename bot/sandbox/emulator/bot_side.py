@@ -23,7 +23,7 @@ from bot.sandbox.emulator.params import (
     get_json,
     get_string,
 )
-from bot.sandbox.emulator.store import ChatState
+from bot.sandbox.emulator.store import ChatState, FileStore
 from bot.sandbox.emulator.uploads import document_content, input_file, photo_content
 
 Handler = Callable[[Params, dict[str, Upload]], Any]
@@ -216,23 +216,29 @@ class BotSide(EmulatorState):
         return self._bot_send(chat, content, reply_to, reply_markup)
 
     def _send_photo(self, params: Params, uploads: dict[str, Upload]) -> Message:
-        chat = self._api_chat(params)
-        caption = self._caption_fields(params)
-        reply_to = self._reply_target(chat, params)
-        reply_markup = get_inline_keyboard(params)
-        source = input_file(params.get("photo"), uploads, "photo")
-        content = {"photo": photo_content(self._files, source), **caption}
-        if get_bool(params, "has_spoiler"):
-            content["has_media_spoiler"] = True
-        return self._bot_send(chat, content, reply_to, reply_markup)
+        return self._send_file(params, uploads, "photo", photo_content, spoiler=True)
 
     def _send_document(self, params: Params, uploads: dict[str, Upload]) -> Message:
+        return self._send_file(params, uploads, "document", document_content)
+
+    def _send_file(
+        self,
+        params: Params,
+        uploads: dict[str, Upload],
+        field: str,
+        content_of: Callable[[FileStore, Upload | str | None], Any],
+        *,
+        spoiler: bool = False,
+    ) -> Message:
+        """sendPhoto and sendDocument: the file in `field` (an upload or a file_id), a caption."""
         chat = self._api_chat(params)
         caption = self._caption_fields(params)
         reply_to = self._reply_target(chat, params)
         reply_markup = get_inline_keyboard(params)
-        source = input_file(params.get("document"), uploads, "document")
-        content = {"document": document_content(self._files, source), **caption}
+        source = input_file(params.get(field), uploads, field)
+        content = {field: content_of(self._files, source), **caption}
+        if spoiler and get_bool(params, "has_spoiler"):
+            content["has_media_spoiler"] = True
         return self._bot_send(chat, content, reply_to, reply_markup)
 
     def _send_media_group(self, params: Params, uploads: dict[str, Upload]) -> list[Message]:

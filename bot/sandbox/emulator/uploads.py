@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from bot.sandbox.emulator.errors import ApiError
-from bot.sandbox.emulator.media import photo_renditions, thumbnail
+from bot.sandbox.emulator.media import Rendition, photo_renditions, thumbnail
 from bot.sandbox.emulator.params import Upload
 from bot.sandbox.emulator.store import FileStore, StoredFile
 
@@ -22,17 +22,23 @@ def store_photo(files: FileStore, image: bytes) -> list[dict[str, Any]]:
     photo_set = secrets.token_hex(8)
     sizes: list[dict[str, Any]] = []
     for rendition in photo_renditions(image):
-        stored = files.add(
-            rendition.data,
-            kind="photo",
-            mime_type="image/jpeg",
-            extension="jpg",
-            width=rendition.width,
-            height=rendition.height,
-            photo_set=photo_set,
-        )
-        sizes.append(stored.photo_size())
+        sizes.append(_add_jpeg(files, rendition, "photo", photo_set=photo_set).photo_size())
     return sizes
+
+
+def _add_jpeg(
+    files: FileStore, rendition: Rendition, kind: str, photo_set: str | None = None
+) -> StoredFile:
+    """Store one JPEG rendition (a PhotoSize or a document's thumbnail)."""
+    return files.add(
+        rendition.data,
+        kind=kind,
+        mime_type="image/jpeg",
+        extension="jpg",
+        width=rendition.width,
+        height=rendition.height,
+        photo_set=photo_set,
+    )
 
 
 def store_document(
@@ -58,14 +64,7 @@ def store_document(
     }
     preview = thumbnail(data) if guessed.startswith("image/") else None
     if preview is not None:
-        thumb = files.add(
-            preview.data,
-            kind="thumbnail",
-            mime_type="image/jpeg",
-            extension="jpg",
-            width=preview.width,
-            height=preview.height,
-        )
+        thumb = _add_jpeg(files, preview, "thumbnail")
         document["thumbnail"] = thumb.photo_size()
         document["thumb"] = thumb.photo_size()  # Telegram still sends the old name too
     return document

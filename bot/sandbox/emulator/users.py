@@ -152,6 +152,18 @@ class UserSide(EmulatorState):
         replied = message.get("reply_to_message")
         return bool(replied and replied.get("from", {}).get("id") == self.bot_id)
 
+    def _user_posts(
+        self,
+        chat: ChatState,
+        user: dict[str, Any],
+        content: dict[str, Any],
+        reply_to: Message | None,
+    ) -> Message:
+        """Store what a user sent, deliver it to the bot; a copy for the caller."""
+        message = self._store_message(chat, user, content, reply_to=reply_to)
+        self._deliver(chat, message, "message")
+        return copy.deepcopy(message)
+
     def _deliver(self, chat: ChatState, message: Message, kind: str) -> None:
         if self._bot_receives(chat, message):
             self._updates.push(kind, message)
@@ -181,9 +193,7 @@ class UserSide(EmulatorState):
         content = text_fields(plain, entities, "text", "entities")
         if anonymous:
             content["sender_chat"] = copy.deepcopy(chat.chat)
-        message = self._store_message(chat, user, content, reply_to=reply_to)
-        self._deliver(chat, message, "message")
-        return copy.deepcopy(message)
+        return self._user_posts(chat, user, content, reply_to)
 
     def send_photo(
         self,
@@ -197,9 +207,7 @@ class UserSide(EmulatorState):
         chat, user = self._user_chat(chat_id, user_id)
         reply_to = self._user_reply_target(chat, reply_to_message_id)
         content = {"photo": store_photo(self._files, image), **self._user_caption(caption)}
-        message = self._store_message(chat, user, content, reply_to=reply_to)
-        self._deliver(chat, message, "message")
-        return copy.deepcopy(message)
+        return self._user_posts(chat, user, content, reply_to)
 
     def send_document(
         self,
@@ -216,9 +224,7 @@ class UserSide(EmulatorState):
         reply_to = self._user_reply_target(chat, reply_to_message_id)
         document = store_document(self._files, data, file_name, mime_type)
         content = {"document": document, **self._user_caption(caption)}
-        message = self._store_message(chat, user, content, reply_to=reply_to)
-        self._deliver(chat, message, "message")
-        return copy.deepcopy(message)
+        return self._user_posts(chat, user, content, reply_to)
 
     def edit_text(self, chat_id: int, message_id: int, text: str) -> Message:
         """A user edits their text message; the bot gets an edited_message update."""
