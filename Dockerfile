@@ -32,7 +32,8 @@ WORKDIR /app
 # Dependencies and code first (tensorflow-cpu comes with the project on x86_64), the model last,
 # so that a new model does not reinstall anything.
 COPY pyproject.toml constraints.txt README.md* ./
-# .dockerignore leaves out the bench tools (core/bench, bot/tools): `digitbot bench` says so.
+# .dockerignore leaves out the bench tools (core/bench, bot/tools) and the offline sandbox
+# (bot/sandbox): `digitbot bench` and `digitbot sandbox` say so.
 COPY core ./core
 COPY bot ./bot
 RUN pip install -c constraints.txt . && rm -rf /root/.cache

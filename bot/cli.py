@@ -293,10 +293,12 @@ def recipe_defaults(name: str) -> str:
 def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the serving benchmark table, with --photos the photo accuracy table, with --load
     the bot's burst numbers (exit 1 if a photo was lost or answered twice)."""
-    if not all(importlib.util.find_spec(name) for name in ("core.bench", "bot.tools")):
+    # The load and /retrain benches drive the bot through the sandbox's emulator.
+    tools = ("core.bench", "bot.tools", "bot.sandbox")
+    if not all(importlib.util.find_spec(name) for name in tools):
         print(
-            "digitbot bench: the bench tools (core/bench, bot/tools) are not installed here; "
-            "the Docker image leaves them out: run the benchmarks from a checkout",
+            "digitbot bench: the bench tools (core/bench, bot/tools, bot/sandbox) are not "
+            "installed here; the Docker image leaves them out: run the benchmarks from a checkout",
             file=sys.stderr,
         )
         return 2
@@ -601,6 +603,13 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:
     """Serve the sandbox page and run the bot against the emulator until Ctrl-C."""
+    if importlib.util.find_spec("bot.sandbox") is None:
+        print(
+            "digitbot: the offline sandbox (bot/sandbox) is not installed here; the Docker image "
+            "leaves it out: set TELEGRAM_BOT_TOKEN for the bot, or run the sandbox from a checkout",
+            file=sys.stderr,
+        )
+        return 2
     from bot.sandbox.runner import run_sandbox
 
     changes = {}
