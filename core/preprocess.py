@@ -72,7 +72,11 @@ MAX_DIGITS = 200  # digits per picture (a page)
 MNIST_BOX = 20
 MNIST_SIZE = 28
 MNIST_STROKE = 2.45  # median MNIST stroke width (2 x area / perimeter of the ink > 0.5)
-FRAME_SPAN = 0.5  # ... and cross at least this share of it (faint ones break up)
+FRAME_SPAN = 0.5  # in a crop, cell lines within FRAME_BAND of an edge cross this share of it
+# (faint ones break up); a cell cut with a margin has them further in, where only lines across
+# the picture from within a tenth of one side to within a tenth of the other are taken (a 2's
+# base or a 7's bar written along the line stops short of one side).
+LINE_BAND, LINE_SPAN = 0.22, 0.9
 CROP_PAPER = 0.4  # ... whose paper is estimated by a closing this share of it wide
 CROP_SIZE = 160  # a picture this small is a crop (a cell, a scan's box), not a photo of a page
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
@@ -292,39 +296,52 @@ def _noise_floor(ink8: np.ndarray) -> float:
 def _remove_frame_lines(mask: np.ndarray) -> np.ndarray:
     """Remove the lines of a cell or grid near the picture's edges (a form cell, a sudoku
     square): straight runs along an edge that cross nearly all of the picture. Paper lines
-    elsewhere are _remove_lines' work; these can be thick and sit right at the border."""
-    mask = _remove_frame_rows(mask)
-    return np.ascontiguousarray(_remove_frame_rows(np.ascontiguousarray(mask.T)).T)
+    elsewhere are _remove_lines' work; these can be thick and sit right at the border.
+    Both directions are found on the same mask: removing one first would cut the other's ends
+    where they cross, and a line that no longer runs off the picture looks like a stroke."""
+    horizontal = _frame_rows(mask)
+    vertical = _frame_rows(np.ascontiguousarray(mask.T)).T
+    return np.where(horizontal | vertical, 0, mask).astype(mask.dtype)
 
 
-def _remove_frame_rows(mask: np.ndarray) -> np.ndarray:
-    """_remove_frame_lines for horizontal lines (transpose for vertical ones)."""
+def _frame_rows(mask: np.ndarray) -> np.ndarray:
+    """Where _remove_frame_lines finds horizontal lines (transpose for vertical ones): bool."""
     height, width = mask.shape
-    band = max(2, round(FRAME_BAND * height))
     run = max(3, width // 6)  # a tilted line still has runs this long
-    for rows in (slice(0, band), slice(height - band, height)):
-        edge = mask[rows]
-        runs = cv2.morphologyEx(edge, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
-        if not runs.any():
-            continue
-        # Join the runs of one tilted or dashed line, then keep what spans the picture.
-        joined = cv2.dilate(runs, np.ones((3, run), np.uint8))
-        _, labels, stats = components(joined)
+    found = np.zeros(mask.shape, dtype=bool)
+    for share in (FRAME_BAND, LINE_BAND):
+        band = max(2, round(share * height))
+        for rows in (slice(0, band), slice(height - band, height)):
+            found[rows] |= _spanning_runs(mask[rows], run, across=share == LINE_BAND)
+    return found
+
+
+def _spanning_runs(edge: np.ndarray, run: int, *, across: bool) -> np.ndarray:
+    """The ink of `edge`, a band along one side, on lines that cross FRAME_SPAN of it and run
+    off it at one end at least (a 7's bar or a 5's cap stops short of both sides), or with
+    `across`, lines from near one end to near the other (LINE_SPAN): bool."""
+    width = edge.shape[1]
+    runs = cv2.morphologyEx(edge, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    if not runs.any():
+        return np.zeros(edge.shape, dtype=bool)
+    # Join the runs of one tilted or dashed line, then keep what spans the picture.
+    joined = cv2.dilate(runs, np.ones((3, run), np.uint8))
+    count, labels, stats = components(joined)
+    if across:
+        # Where the runs themselves end: the joining widens each by `run`.
+        owner = labels[runs > 0]
+        columns = np.nonzero(runs)[1]
+        lefts = np.full(count, width)
+        rights = np.zeros(count, dtype=np.int64)
+        np.minimum.at(lefts, owner, columns)
+        np.maximum.at(rights, owner, columns + 1)
+        spans = (lefts <= (1 - LINE_SPAN) * width) & (rights >= LINE_SPAN * width)
+    else:
         lefts, widths = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
-        # A cell's line runs off the picture at one end at least; a 7's bar or a 5's cap
-        # stops short of both sides.
-        runs_off = (lefts <= 1) | (lefts + widths >= width - 1)
-        spans = (
-            runs_off
-            & (widths >= FRAME_SPAN * width)
-            & (stats[:, cv2.CC_STAT_HEIGHT] <= 0.5 * height)
-        )
-        spans[0] = False
-        if not spans.any():
-            continue
-        # The joined band covers the line's blurred edges and the gaps between its runs.
-        mask[rows] = np.where(spans[labels], 0, edge)
-    return mask
+        spans = ((lefts <= 1) | (lefts + widths >= width - 1)) & (widths >= FRAME_SPAN * width)
+    spans[0] = False
+    # The joined band covers the line's blurred edges and the gaps between its runs.
+    return spans[labels] & (edge > 0)
 
 
 def _remove_lines(mask: np.ndarray, thickness: int) -> np.ndarray:

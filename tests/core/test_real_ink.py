@@ -95,3 +95,23 @@ def test_grid_lines_at_the_edges_are_not_read_and_do_not_hide_the_digit() -> Non
     # The 7 alone: its bar across the top, nothing down the crop's sides (a line would be a 1).
     assert np.count_nonzero(crop[4:9].max(axis=0) > 0.3) >= 8
     assert crop[:, :3].max() < 0.05 and crop[:, -3:].max() < 0.05
+
+
+def inset_cell(inset: int = 24) -> np.ndarray:
+    """A 128x128 cell cut with a margin: its four grid lines `inset` pixels inside the edges,
+    crossing at the corners, the neighbours' paper beyond them."""
+    picture = page(128, paper=190)
+    for position in (inset, 127 - inset):
+        cv2.line(picture, (0, position), (127, position + 1), 70, 3)
+        cv2.line(picture, (position, 0), (position + 1, 127), 70, 3)
+    return picture
+
+
+def test_lines_of_a_cell_cut_with_a_margin_stay_out_of_the_digit() -> None:
+    """A 1 in a cell whose lines lie a fifth of the way in: read alone, not with a bar of the
+    line across its top or bottom (a 7, a T, or "no digit")."""
+    picture = inset_cell()
+    cv2.line(picture, (66, 40), (60, 90), 40, 5, cv2.LINE_AA)
+    crop = only_digit(picture)
+    widths = [np.count_nonzero(row > 0.3) for row in crop]
+    assert max(widths) <= 8, f"a row of the crop is {max(widths)} px wide: a line is in it"
