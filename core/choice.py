@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.segmentation import Box, Segmentation
+from core.segmentation import WIDE_DIGIT, Box, Segmentation
 
 Crop = Callable[[np.ndarray, Box], np.ndarray]  # a digit's mask and box -> its 28x28 crop
 Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) probabilities
@@ -19,6 +19,10 @@ Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) proba
 # read at least MERGE_SURE surely and MERGE_MARGIN more surely than either part.
 SPLIT_SURE = 0.8
 SURE_WIDE = 1.3
+# A group narrower than WIDE_DIGIT (an interlocked pair, or one digit) is split only when the
+# one digit is read less surely than NARROW_UNSURE and both parts NARROW_MARGIN more surely.
+NARROW_UNSURE = 0.9
+NARROW_MARGIN = 0.1
 MERGE_SURE = 0.9
 MERGE_MARGIN = 0.1
 
@@ -29,8 +33,8 @@ def choose(
     """The 28x28 crop, box and (when judged) probabilities of every digit, line by line, each
     unclear cut decided by the classifier's confidence: a wide group is read as two digits when
     both are clearly digits (and, unless it is far wider than a digit, no less sure than the
-    whole); two narrow neighbours as one when that one is clearly a digit and surer than either
-    part."""
+    whole; a group narrower than a wide digit only when the one digit is unsure); two narrow
+    neighbours as one when that one is clearly a digit and surer than either part."""
     lines = [[(crop(mask, box), box) for mask, box in line] for line in found.lines]
     if judge is None or not found.alternatives:
         return [[(crop, box, None) for crop, box in line] for line in lines]
@@ -64,6 +68,9 @@ def choose(
             left, top, right, bottom = found.lines[other.line][other.start][1]
             wide = right - left >= SURE_WIDE * (bottom - top)
             better = float(then.min()) >= SPLIT_SURE and (wide or then.min() >= now.min())
+            if right - left < WIDE_DIGIT * (bottom - top):
+                better = better and now.min() < NARROW_UNSURE
+                better = better and then.min() >= now.min() + NARROW_MARGIN
         else:  # a merge
             better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
         if better:

@@ -37,6 +37,9 @@ LOOSE_CUT_STROKES = 1.5
 LOOSE_PART_HEIGHT = 0.45
 LOOSE_PART_WIDTH = 0.15
 LOOSE_PART_AREA = 0.1
+# A group narrower than WIDE_DIGIT but at least NARROW_PAIR times as wide as tall may be an
+# interlocked pair (a tail running under its neighbour): offered too, judged more strictly.
+NARROW_PAIR = 0.75
 MERGE_GAP = 0.12
 MERGE_WIDTH = 1.0
 MERGE_NARROW = 0.45
@@ -159,7 +162,7 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
     classifier decides (core.preprocess.prepare)."""
     found = []
     for index, group in enumerate(groups):
-        if group.mask is None and group.width >= WIDE_DIGIT * group.height:
+        if group.mask is None and group.width >= NARROW_PAIR * group.height:
             window = labels[group.top : group.bottom, group.left : group.right]
             parts = cut_pair(
                 group,

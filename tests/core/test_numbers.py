@@ -129,3 +129,48 @@ def test_predict_json_has_digits_and_number(
 
     assert single["digit"] == int(mnist.y_test[0]) and "number" not in single
     assert len(single["top3"]) == 3 and len(single["digits"]) == 1
+
+
+def interlocked_pair(first: np.ndarray, second: np.ndarray) -> bytes | None:
+    """Two MNIST digits pushed together until the pair is 1.05 times as wide as tall (narrower than
+    core.segmentation.WIDE_DIGIT, so no strict cut is tried): the second's left strokes run
+    into the first's right ones, as a tail running under its neighbour. None when that would
+    overlap more than a third of the narrower digit (one digit written over the other)."""
+    columns = [digit[:, np.flatnonzero(digit.max(axis=0) > 60)] for digit in (first, second)]
+    rows = np.flatnonzero(np.maximum(first, second).max(axis=1) > 60)
+    height = int(rows[-1] - rows[0] + 1)
+    left, right = columns
+    overlap = left.shape[1] + right.shape[1] - int(1.05 * height)
+    if overlap > 0.35 * min(left.shape[1], right.shape[1]):
+        return None
+    overlap = max(overlap, 1)
+    canvas = np.zeros((28, left.shape[1] + right.shape[1] - overlap + 8), np.uint8)
+    canvas[:, 4 : 4 + left.shape[1]] = left
+    start = 4 + left.shape[1] - overlap
+    window = canvas[:, start : start + right.shape[1]]
+    np.maximum(window, right, out=window)
+    ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168), Image.Resampling.BICUBIC)
+    page = Image.new("L", (640, 480), 255)
+    page.paste(ink, (80, 150))
+    buffer = io.BytesIO()
+    page.convert("RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_interlocked_pairs_narrower_than_a_wide_digit(classifier: Classifier, mnist: Mnist) -> None:
+    answers = []
+    for index in range(100, 1000, 2):
+        if 1 in (mnist.y_test[index], mnist.y_test[index + 1]):
+            continue  # a 1 beside a digit leaves the pair wider than tall
+        jpeg = interlocked_pair(mnist.x_test[index], mnist.x_test[index + 1])
+        if jpeg is None:
+            continue
+        label = f"{mnist.y_test[index]}{mnist.y_test[index + 1]}"
+        answers.append((label, classifier.classify(jpeg).number))
+        if len(answers) == 20:
+            break
+    assert len(answers) == 20
+    # The classifier is offered the best cut of a group narrower than WIDE_DIGIT when it is
+    # unsure of the one digit (core.choice). Measured 3 of 20 exact, 1 of 20 before; most of
+    # these pairs still stay one crop (no neck thin enough to cut) or are read as "no digit".
+    assert sum(label == number for label, number in answers) >= 2, answers
