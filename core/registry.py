@@ -113,13 +113,21 @@ def promote(model_dir: Path, staging: Path, keep: int = KEEP_VERSIONS) -> str:
         fsync_path(path)
     fsync_path(staging)
     os.replace(staging, target)
+    set_current(model_dir, version)
+    prune(model_dir, keep)
+    return version
+
+
+def set_current(model_dir: Path, version: str) -> None:
+    """Point CURRENT at a complete version folder, atomically and durably."""
+    model_dir = Path(model_dir)
+    if version not in list_versions(model_dir):
+        raise RegistryError(f"{model_dir / version} is not a complete version; CURRENT unchanged")
     pointer_tmp = model_dir / f".{CURRENT_FILE}.tmp"
     pointer_tmp.write_text(version + "\n", encoding="utf-8")
     fsync_path(pointer_tmp)
     os.replace(pointer_tmp, model_dir / CURRENT_FILE)
     fsync_path(model_dir)
-    prune(model_dir, keep)
-    return version
 
 
 def fsync_path(path: Path) -> None:
