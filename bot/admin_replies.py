@@ -247,6 +247,14 @@ def retrain_mnist_missing(path: str) -> str:
     )
 
 
+def retrain_queued() -> str:
+    """The status message of a /retrain queued for `digitbot worker` (RETRAIN_ON_WORKER)."""
+    return _(
+        "Retraining queued: a training worker takes it and edits this message as it goes. "
+        "/retrain cancel stops it."
+    )
+
+
 def retrain_running_for(seconds: float) -> str:
     return _("(running for {time})").format(time=duration(seconds))
 

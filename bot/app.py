@@ -152,6 +152,10 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         group_shares=FloodGate(settings.group_user_share_per_minute, SHARE_WINDOW_SECONDS),
         workers=start_workers(classifier, settings.image_processes, settings.image_timeout_seconds),
     )
+    if settings.retrain_on_worker:  # several replicas; off by default (one machine)
+        from bot.cluster.jobs import QueuedTraining
+
+        get_state(application.bot_data).shared_training = QueuedTraining(settings, classifier)
     new_messages = filters.UpdateType.MESSAGE
     # First, for every update: the texts it gets are in its sender's language; then the flood
     # limits of commands and presses (one handler runs per group, so each has its own).
@@ -197,6 +201,8 @@ async def on_post_init(application: BotApplication) -> None:
     state = get_state(application.bot_data)
     bot = application.bot
     await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
+    if state.shared_training is not None:  # the queue, and the shared registry's CURRENT
+        await state.shared_training.open()
     await set_command_menus(bot, state.settings.admin_user_ids)
     removed = await asyncio.to_thread(registry.remove_orphaned_staging, state.settings.model_dir)
     if removed:  # left by a training process that died with an earlier bot
@@ -255,6 +261,8 @@ async def on_post_shutdown(application: BotApplication) -> None:
     if state.workers is not None:
         state.workers.shutdown()
     state.executor.shutdown(wait=True, cancel_futures=True)
+    if state.shared_training is not None:
+        await state.shared_training.close()
     await corrections.close_feedback(state)
 
 

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # The commands that keep running (the bot, the sandbox) say where their settings came from.
-LONG_RUNNING = frozenset({"run", "sandbox", "start"})
+LONG_RUNNING = frozenset({"run", "sandbox", "start", "worker"})
 
 
 def settings_sources() -> str:
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="receive updates on WEBHOOK_URL (WEBHOOK_LISTEN, WEBHOOK_PORT, "
         "WEBHOOK_SECRET_TOKEN) instead of polling",
     )
-
+    add("worker", cmd_worker, "train and promote the /retrain jobs RETRAIN_ON_WORKER queues")
     sandbox = add(
         "sandbox",
         cmd_sandbox,
@@ -599,6 +599,15 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     except (TelegramError, OSError) as error:
         raise ValueError(explain(error, settings)) from None
     return 0
+
+
+def cmd_worker(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Run the training worker until SIGTERM or Ctrl-C."""
+    from bot.app import configure_logging
+    from bot.cluster.worker import run_worker
+
+    configure_logging(settings)
+    return run_worker(settings)  # --model-dir and --mnist-path are in `settings` already
 
 
 def cmd_sandbox(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -144,6 +144,15 @@ class Settings(BaseSettings):
         "block a promotion (fewer: reported, not enforced)",
     )
 
+    # Several replicas (README, "Training on another machine"): /retrain is queued in
+    # DATABASE_URL (PostgreSQL) for `digitbot worker`, and every bot serves what it promotes.
+    retrain_on_worker: bool = Field(
+        False, description="/retrain runs on `digitbot worker`; models shared in DATABASE_URL"
+    )
+    model_poll_seconds: float = Field(
+        15.0, gt=0, le=3600, description="RETRAIN_ON_WORKER: check for a new model this often"
+    )
+
     # Offline sandbox (`digitbot sandbox`)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8080

@@ -12,11 +12,12 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
@@ -32,7 +33,7 @@ from core.serving import (
 if TYPE_CHECKING:
     from bot.feedback.groupcommit import GroupCommit
     from bot.feedback.store import FeedbackStore
-    from bot.training import RetrainJob
+    from bot.training import RetrainJob, SharedTraining
 
 STATE_KEY = "digitbot"
 
@@ -109,6 +110,10 @@ class BotState:
     total_model_seconds: float = 0.0  # preprocessing + inference only
     retrain: RetrainJob | None = None
     retrain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # RETRAIN_ON_WORKER: /retrain is queued for `digitbot worker` (set by bot/app.py)
+    shared_training: SharedTraining | None = None
+    # on `digitbot worker`: stores a promoted candidate's folder where every replica finds it
+    publish_model: Callable[[Path], Awaitable[None]] | None = None
     feedback: FeedbackStore | None = None  # opened by post_init, closed by post_shutdown
     store_writes: GroupCommit | None = None  # the answers' writes to `feedback`, batched
     # sample id -> set once the answer's message id is stored (a button may be pressed sooner)

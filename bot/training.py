@@ -1,5 +1,6 @@
 """The records of a /retrain: the user digits it trains on, what the training process is asked
-for, and the running job that BotState holds (bot/handlers/retrain.py runs it)."""
+for, the running job that BotState holds (bot/handlers/retrain.py runs it), and what a replica
+asks of the queue when the training runs on `digitbot worker` (bot/cluster/jobs.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import admin_replies
 from core.recipes import EpochReport, ExtraSamples
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
+
+    from telegram import Bot, Message
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class RetrainJob:
     last_report: EpochReport | None = None
     task: asyncio.Task[None] | None = None
     stopping: bool = False  # set when the bot shuts down
+    stopping_reason: str = "the bot is stopping, so the training was interrupted"
     cancelled: bool = False  # set by /retrain cancel
     finished: bool = False
 
@@ -81,3 +85,19 @@ class RetrainJob:
         return admin_replies.retrain_progress(
             self.request.arch, self.last_report, self.request.train_limit, self.request.user_digits
         )
+
+
+class SharedTraining(Protocol):
+    """/retrain on another machine (RETRAIN_ON_WORKER): bot/cluster/jobs.py's QueuedTraining."""
+
+    async def open(self) -> None:
+        """Connect to the queue and the shared model registry (the bot's post_init)."""
+
+    async def close(self) -> None:
+        """Let go of both (the bot's post_shutdown)."""
+
+    async def submit(self, bot: Bot, message: Message, action: str, epochs: int) -> None:
+        """Answer a /retrain: enqueue it for the worker, or say one is already running."""
+
+    async def cancel(self, bot: Bot, message: Message) -> None:
+        """Answer /retrain cancel: cancel the queued job or stop the running one."""

@@ -124,6 +124,14 @@ async def on_retrain(update: Update, context: BotContext) -> None:
         except ValueError as error:
             await message.reply_text(str(error))
             return
+        if state.shared_training is not None:  # RETRAIN_ON_WORKER: the queue decides
+            if command.action == "cancel":
+                await state.shared_training.cancel(context.bot, message)
+            else:
+                await state.shared_training.submit(
+                    context.bot, message, command.action, command.epochs
+                )
+            return
         if command.action == "cancel":
             cancelled = await cancel_retrain(state, stopping=False)
             if not cancelled:

@@ -256,8 +256,10 @@ async def start_retrain(
     user_id: int,
     command: RetrainCommand,
     mnist_path: Path | None,
+    status_message_id: int | None = None,
 ) -> RetrainJob:
-    """Send the status message, spawn the training process and supervise it in a task."""
+    """Send the status message (or edit `status_message_id`'s: a queued /retrain's), spawn the
+    training process and supervise it in a task."""
     settings = state.settings
     full = command.action == "full"
     arch = (settings.retrain_arch or served_arch(state)) if full else served_arch(state)
@@ -275,11 +277,14 @@ async def start_retrain(
         user_data=user_data,
         fine_tune_from=None if full else str(served_folder),
     )
-    status = await bot.send_message(
-        chat_id,
-        request.started_text(),
-        reply_parameters=ReplyParameters(command_message_id),
-    )
+    queued = status_message_id is not None
+    if status_message_id is None:
+        status = await bot.send_message(
+            chat_id,
+            request.started_text(),
+            reply_parameters=ReplyParameters(command_message_id),
+        )
+        status_message_id = status.message_id
     context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked
     messages = context.Queue()
     process = context.Process(
@@ -288,13 +293,15 @@ async def start_retrain(
     job = RetrainJob(
         chat_id=chat_id,
         command_message_id=command_message_id,
-        status_message_id=status.message_id,
+        status_message_id=status_message_id,
         request=request,
         process=process,
         messages=messages,
         staging_before=_staging_names(settings.model_dir),
     )
     state.retrain = job
+    if queued:  # the queued message now says what is trained
+        await _edit_status(bot, job)
     try:
         # In the event loop's own thread (a few ms): Linux sends PR_SET_PDEATHSIG when the
         # *thread* that started the child ends, and pool threads may end before the bot does.
@@ -353,9 +360,7 @@ async def _follow(bot: Bot, job: RetrainJob) -> str:
                 kind, payload = await asyncio.to_thread(job.messages.get, True, POLL_SECONDS)
             except queue.Empty:
                 if job.stopping:
-                    raise TrainingFailed(
-                        "the bot is stopping, so the training was interrupted"
-                    ) from None
+                    raise TrainingFailed(job.stopping_reason) from None
                 if job.cancelled:
                     raise TrainingCancelled from None
                 raise TrainingFailed(
@@ -384,6 +389,12 @@ async def _decide(state: BotState, staging: Path, request: TrainingRequest) -> s
         registry.discard(staging)
         logger.info("retrain rejected: %s", comparison)
         return admin_replies.retrain_rejected(comparison)
+    if state.publish_model is not None:  # on a worker: where every replica finds it, first
+        try:
+            await state.publish_model(staging)
+        except BaseException:
+            registry.discard(staging)
+            raise
     version = await asyncio.to_thread(registry.promote, state.settings.model_dir, staging)
     served = await asyncio.to_thread(state.classifier.reload)
     logger.info("retrain promoted %s (%s); serving %s", version, comparison, served)
@@ -418,16 +429,20 @@ def stop_process(process: BaseProcess) -> None:
         process.join(JOIN_SECONDS)
 
 
-async def cancel_retrain(state: BotState, *, stopping: bool = True) -> bool:
+async def cancel_retrain(
+    state: BotState, *, stopping: bool = True, reason: str | None = None
+) -> bool:
     """Stop a running training and clean up after it; the admin is told by its supervisor.
 
-    `stopping`: the bot shuts down (on_post_stop), else an admin sent `/retrain cancel`.
-    Returns whether a training was running.
+    `stopping`: the bot (or worker) shuts down, and `reason` says so to the admin; else an admin
+    sent `/retrain cancel`. Returns whether a training was running.
     """
     job = state.retrain
     if job is None:
         return False
     job.stopping, job.cancelled = stopping, not stopping
+    if reason is not None:
+        job.stopping_reason = reason
     await asyncio.to_thread(stop_process, job.process)
     if job.task is not None:
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
