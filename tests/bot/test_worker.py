@@ -30,6 +30,7 @@ from bot.settings import Settings
 from bot.state import BotApplication, get_state
 from bot.transport.lifecycle import ALLOWED_UPDATES, stop_application
 from core import registry
+from core.serving import Classifier
 from tests.bot.conftest import (
     ADMIN_ID,
     TOKEN,
@@ -72,6 +73,16 @@ def fresh_model_dir(model_dir: Path, name: str) -> Path:
 # --- the shared registry ---------------------------------------------------------------------
 
 
+def publish_copy(conninfo: str, source: Path, version: str, into: Path) -> str:
+    """Publish the model in `source` again under the name `version` (a "new" version)."""
+    staging = registry.staging_dir(into)
+    for path in source.iterdir():
+        shutil.copy(path, staging / path.name)
+    metadata = registry.read_metadata(source.parent, source.name)
+    registry.write_json_atomic(staging / registry.METADATA_FILE, {**metadata, "version": version})
+    return registry_sync.publish(conninfo, staging)
+
+
 def test_the_first_process_seeds_the_registry_and_the_others_download_what_is_published(
     shared_url: str, model_dir: Path
 ) -> None:
@@ -84,26 +95,63 @@ def test_the_first_process_seeds_the_registry_and_the_others_download_what_is_pu
     assert registry_sync.database_current(conninfo) == shipped
     # A "new version" published by the worker: the shipped files under another name.
     worker_dir = fresh_model_dir(model_dir, "worker-models")
-    staging = registry.staging_dir(worker_dir)
-    for path in (worker_dir / shipped).iterdir():
-        shutil.copy(path, staging / path.name)
-    metadata = registry.read_metadata(worker_dir, shipped)
-    registry.write_json_atomic(staging / registry.METADATA_FILE, {**metadata, "version": "v2"})
-    assert registry_sync.publish(conninfo, staging) == "v2"
-    # A replica's folder gets it, complete, and CURRENT names it; a fresh replica too.
-    assert registry_sync.sync_current(conninfo, model_dir) == "v2"
-    assert registry.current_version(model_dir) == "v2"
-    assert (model_dir / "v2" / registry.TFLITE_FILE).read_bytes() == (
-        staging / registry.TFLITE_FILE
-    ).read_bytes()
-    assert not list(model_dir.glob(f"{registry.STAGING_PREFIX}*"))
+    assert publish_copy(conninfo, worker_dir / shipped, "v2", worker_dir) == "v2"
+    # A replica's folder gets it, complete, and CURRENT names it; so does an empty one's.
+    fresh = model_dir.parent / "fresh-replica-models"
+    for folder in (model_dir, fresh):
+        assert registry_sync.sync_current(conninfo, folder) == "v2"
+        assert registry.current_version(folder) == "v2"
+        assert (folder / "v2" / registry.TFLITE_FILE).read_bytes() == (
+            worker_dir / shipped / registry.TFLITE_FILE
+        ).read_bytes()
+        assert not list(folder.glob(f"{registry.STAGING_PREFIX}*"))
+    assert registry.list_versions(fresh) == ["v2"]
     # A seed never replaces a published CURRENT.
     assert registry_sync.publish(conninfo, model_dir / shipped, seed=True) == shipped
     assert registry_sync.database_current(conninfo) == "v2"
     # An incomplete folder is refused, with its name.
+    staging = worker_dir / "incomplete"
+    shutil.copytree(worker_dir / shipped, staging)
     (staging / registry.KERAS_FILE).unlink()
     with pytest.raises(registry.RegistryError, match="incomplete"):
         registry_sync.publish(conninfo, staging)
+
+
+async def served_version(classifier: Classifier, version: str, seconds: float) -> float:
+    started = time.monotonic()
+    while classifier.version != version:
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"still serving {classifier.version} after {seconds} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_a_follower_swaps_on_notify_and_polls_for_what_it_missed(
+    shared_url: str, model_dir: Path
+) -> None:
+    conninfo = postgres_conninfo(shared_url, "the test")
+    shipped = registry.current_version(model_dir)
+    classifier = Classifier(model_dir)
+    worker_dir = fresh_model_dir(model_dir, "worker-models")
+    # LISTEN: a poll a minute apart, yet the NOTIFY brings the new version within seconds.
+    follower = registry_sync.ModelFollower(conninfo, classifier, poll_seconds=60)
+    await follower.start()  # seeds the empty database with the shipped model
+    await asyncio.sleep(0.5)  # let it LISTEN
+    try:
+        publish_copy(conninfo, worker_dir / shipped, "v2", worker_dir)
+        print(f"NOTIFY to served: {await served_version(classifier, 'v2', SWAP_SECONDS):.2f} s")
+    finally:
+        await follower.stop()
+    # A change without NOTIFY (a notification lost with its connection): the poll finds it.
+    follower = registry_sync.ModelFollower(conninfo, classifier, poll_seconds=1)
+    await follower.start()
+    try:
+        with psycopg.connect(conninfo) as connection:
+            connection.execute("UPDATE digitbot_model_current SET version = %s", (shipped,))
+        await served_version(classifier, shipped, SWAP_SECONDS)
+    finally:
+        await follower.stop()
+    assert registry.current_version(model_dir) == shipped
 
 
 # --- the replica's side: queue, "already running", cancel ------------------------------------
