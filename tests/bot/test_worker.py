@@ -404,6 +404,7 @@ async def test_cancel_busy_and_a_killed_worker_on_the_queue(
             timeout=TRAINING_TIMEOUT,
         )
         worker.kill()
+        killed = time.monotonic()
         await worker.wait()
         worker = await start_worker(emulator, shared_url, worker_dir, mnist_path, tmp_path)
         lost = await emulator.wait_for(
@@ -412,6 +413,9 @@ async def test_cancel_busy_and_a_killed_worker_on_the_queue(
                 and m["message_id"] != status["message_id"]
             ),
             timeout=90,
+        )
+        print(
+            f"the killed worker's job was failed {time.monotonic() - killed:.1f} s after the kill"
         )
         assert lost[0]["text"].startswith(
             "⚠ Retraining failed: the worker running it stopped mid-training"
