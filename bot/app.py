@@ -152,6 +152,12 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         group_shares=FloodGate(settings.group_user_share_per_minute, SHARE_WINDOW_SECONDS),
         workers=start_workers(classifier, settings.image_processes, settings.image_timeout_seconds),
     )
+    if settings.replica_id:  # one of several webhook replicas (bot/cluster/)
+        from bot.cluster.replica import REPLICA_KEY, Replica
+
+        replica = Replica(settings)
+        application.bot_data[REPLICA_KEY] = replica
+        get_state(application.bot_data).shared_flood = replica.flood
     new_messages = filters.UpdateType.MESSAGE
     # First, for every update: the texts it gets are in its sender's language; then the flood
     # limits of commands and presses (one handler runs per group, so each has its own).
@@ -197,6 +203,12 @@ async def on_post_init(application: BotApplication) -> None:
     state = get_state(application.bot_data)
     bot = application.bot
     await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
+    if state.settings.replica_id:
+        from bot.cluster.replica import get_replica
+
+        replica = get_replica(application.bot_data)
+        if replica is not None:
+            await replica.open()
     await set_command_menus(bot, state.settings.admin_user_ids)
     removed = await asyncio.to_thread(registry.remove_orphaned_staging, state.settings.model_dir)
     if removed:  # left by a training process that died with an earlier bot
@@ -256,6 +268,12 @@ async def on_post_shutdown(application: BotApplication) -> None:
         state.workers.shutdown()
     state.executor.shutdown(wait=True, cancel_futures=True)
     await corrections.close_feedback(state)
+    if state.settings.replica_id:
+        from bot.cluster.replica import get_replica
+
+        replica = get_replica(application.bot_data)
+        if replica is not None:
+            await replica.close()  # after the handlers stopped: only unhandled updates are left
 
 
 def warm_up(classifier: Classifier) -> float:

@@ -581,6 +581,11 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     from bot.transport.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
+    if settings.replica_id and webhook is None:
+        raise ValueError(
+            "REPLICA_ID is for webhook replicas: run `digitbot run --webhook` (long polling "
+            "allows one bot per token)"
+        )
     configure_logging(settings)
     from bot.feedback.store import normalize_url
     from core.serving import Classifier

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
@@ -91,6 +91,16 @@ class FloodGate:
             self._warned_at.pop(user, None)
 
 
+class SharedFlood(Protocol):
+    """Flood counters shared by several replicas (bot/cluster/flood.py)."""
+
+    async def count(
+        self, gate: str, key: Hashable, limit: int, window: float
+    ) -> tuple[FloodVerdict, float]:
+        """The verdict for one more request of `key` at `gate`, and the seconds until free."""
+        ...
+
+
 @dataclass
 class BotState:
     """Everything the handlers share; one instance in `application.bot_data[STATE_KEY]`."""
@@ -101,6 +111,8 @@ class BotState:
     flood: FloodGate  # images
     actions: FloodGate  # commands and button presses (bot/handlers/flood.py)
     group_shares: FloodGate  # answers per (user, group) (bot/handlers/flood.py)
+    # REPLICA_ID: the gates above count in PostgreSQL, shared by every replica (set by bot/app.py)
+    shared_flood: SharedFlood | None = None
     workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

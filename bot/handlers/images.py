@@ -225,13 +225,11 @@ async def classify_image(
     if user_id is not None:
         # The user's image limit first, then their share of a group's answers
         # (bot/handlers/flood.py).
-        verdict, text = state.flood.check(user_id), ""
+        verdict, wait = await flood.count(state, state.flood, "images", user_id)
         if verdict is FloodVerdict.ALLOW:
-            verdict = flood.group_share(state, user_id, image_message.chat)
-            if verdict is FloodVerdict.WARN:
-                text = flood.group_share_reply(state, user_id, image_message.chat)
+            verdict, wait = await flood.group_share(state, user_id, image_message.chat)
+            text = flood.group_share_reply(state, wait)
         else:
-            wait = state.flood.seconds_until_free(user_id)
             text = replies.flood(settings.flood_limit, settings.flood_window_seconds, wait)
         if verdict is FloodVerdict.WARN:
             await image_message.reply_text(text)

@@ -151,6 +151,8 @@ class BotSide(EmulatorState):
         self._updates.set_allowed_updates(get_json(params, "allowed_updates", "allowed updates"))
         if get_bool(params, "drop_pending_updates"):
             self._updates.clear()
+        if webhook == self.webhook:
+            return True  # the same webhook again (another replica starting): delivery goes on
         await self._stop_delivery()
         self.webhook = webhook if webhook["url"] else None
         if self.webhook is not None and self.deliver_webhooks:
