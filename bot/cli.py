@@ -232,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         "WEBHOOK_SECRET_TOKEN) instead of polling",
     )
 
+    haproxy = add("haproxy", cmd_haproxy, "print an haproxy.cfg for webhook replicas")
+    haproxy.add_argument("replicas", nargs="+", metavar="HOST:PORT", help="each replica's")
+    haproxy.add_argument("--bind", default="*:443", help="where HAProxy listens (*:443)")
+    haproxy.add_argument("--certificate", type=Path, help="PEM of the TLS certificate and key")
+
     sandbox = add(
         "sandbox",
         cmd_sandbox,
@@ -581,11 +586,6 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
     from bot.transport.webhook import run_webhook, webhook_config
 
     webhook = webhook_config(settings) if getattr(arguments, "webhook", False) else None
-    if settings.replica_id and webhook is None:
-        raise ValueError(
-            "REPLICA_ID is for webhook replicas: run `digitbot run --webhook` (long polling "
-            "allows one bot per token)"
-        )
     configure_logging(settings)
     from bot.feedback.store import normalize_url
     from core.serving import Classifier
@@ -603,6 +603,16 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
             run_webhook(application, webhook)
     except (TelegramError, OSError) as error:
         raise ValueError(explain(error, settings)) from None
+    return 0
+
+
+def cmd_haproxy(arguments: argparse.Namespace, settings: Settings) -> int:
+    """Print the HAProxy configuration that balances Telegram's posts over the replicas."""
+    from bot.cluster.haproxy import haproxy_config, parse_backend
+    from bot.transport.webhook import HEALTH_PATH
+
+    backends = [parse_backend(text) for text in arguments.replicas]
+    print(haproxy_config(backends, HEALTH_PATH, arguments.bind, arguments.certificate), end="")
     return 0
 
 

@@ -38,6 +38,11 @@ class Replica:
     def __init__(self, settings: Settings) -> None:
         if not settings.replica_id:
             raise ValueError("a Replica needs REPLICA_ID, this replica's name")
+        if settings.webhook_url is None:
+            raise ValueError(
+                "REPLICA_ID is for webhook replicas (`digitbot run --webhook`, WEBHOOK_URL): "
+                "long polling allows one bot per token"
+            )
         if settings.webhook_secret_token is None:
             raise ValueError(
                 "REPLICA_ID needs WEBHOOK_SECRET_TOKEN, the same on every replica: with a "

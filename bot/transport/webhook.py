@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024  # an update is a few KB of JSON; files are downloaded separately
+HEALTH_PATH = "/healthz"  # GET: 200 while the bot handles updates (a load balancer's check)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,19 @@ def webhook_handler(
     return receive
 
 
+def health_handler(
+    application: AnyApplication,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET HEALTH_PATH: 200 while the bot runs and takes updates, else 503 (it says nothing
+    else, so it needs no secret)."""
+
+    async def health(request: web.Request) -> web.Response:
+        serving = get_state(application.bot_data).webhook_serving and application.running
+        return web.Response(status=200 if serving else 503, text="ok" if serving else "stopping")
+
+    return health
+
+
 async def start_webhook(application: AnyApplication, config: WebhookConfig) -> web.AppRunner:
     """Serve `config.path` on listen:port, then register the URL and secret with Telegram."""
     replica = None
@@ -116,6 +130,7 @@ async def start_webhook(application: AnyApplication, config: WebhookConfig) -> w
         replica = get_replica(application.bot_data)
     server = web.Application(client_max_size=MAX_UPDATE_BYTES)
     server.router.add_post(config.path, webhook_handler(application, config.secret, replica))
+    server.router.add_get(HEALTH_PATH, health_handler(application))
     runner = web.AppRunner(server, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.listen, config.port).start()
@@ -164,6 +179,7 @@ async def _serve(application: AnyApplication, config: WebhookConfig) -> None:
         await application.start()
         await stopped.wait()
     finally:
+        get_state(application.bot_data).webhook_serving = False  # health checks fail from now
         if runner is not None:
             await runner.cleanup()
         await stop_application(application)
