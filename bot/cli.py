@@ -174,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "what",
         nargs="?",
-        choices=["numbers", "real"],
-        help="numbers: exact-number accuracy on photos of written numbers and pages; "
-        "real: accuracy on the real-digits folder",
+        choices=["numbers", "real", "replicas"],
+        help="numbers: exact numbers on photos of numbers and pages; real: the real-digits "
+        "folder; replicas: webhook replicas behind HAProxy, one killed mid-burst",
     )
     bench.add_argument(
         "dir",
@@ -234,7 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     haproxy = add("haproxy", cmd_haproxy, "print an haproxy.cfg for webhook replicas")
     haproxy.add_argument("replicas", nargs="+", metavar="HOST:PORT", help="each replica's")
-    haproxy.add_argument("--bind", default="*:443", help="where HAProxy listens (*:443)")
     haproxy.add_argument("--certificate", type=Path, help="PEM of the TLS certificate and key")
 
     sandbox = add(
@@ -321,6 +320,10 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
             private_chats=min(2, arguments.chats - 1),
         )
         return run_load_command(settings, arguments.mnist_path, spec)
+    if arguments.what == "replicas":
+        from bot.tools.replicasbench import run_replicas_command
+
+        return run_replicas_command(settings, arguments)
     if arguments.what == "real":
         from core.bench.real import DEFAULT_REAL_DIGITS, real_benchmark
 
@@ -608,11 +611,11 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_haproxy(arguments: argparse.Namespace, settings: Settings) -> int:
     """Print the HAProxy configuration that balances Telegram's posts over the replicas."""
-    from bot.cluster.haproxy import haproxy_config, parse_backend
+    from bot.cluster.haproxy import haproxy_config
     from bot.transport.webhook import HEALTH_PATH
 
-    backends = [parse_backend(text) for text in arguments.replicas]
-    print(haproxy_config(backends, HEALTH_PATH, arguments.bind, arguments.certificate), end="")
+    config = haproxy_config(arguments.replicas, HEALTH_PATH, certificate=arguments.certificate)
+    print(config, end="")  # listening on *:443: edit the bind line for another address
     return 0
 
 

@@ -12,13 +12,14 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from telegram import Message
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.settings import Settings
@@ -113,6 +114,9 @@ class BotState:
     group_shares: FloodGate  # answers per (user, group) (bot/handlers/flood.py)
     # REPLICA_ID: the gates above count in PostgreSQL, shared by every replica (set by bot/app.py)
     shared_flood: SharedFlood | None = None
+    # REPLICA_ID: told the moment a photo's answer is sent, so the ledger marks its update done
+    # before anything slower (bot/cluster/replica.py); a replica dying later repeats nothing.
+    on_answered: Callable[[Message], Awaitable[None]] | None = None
     workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

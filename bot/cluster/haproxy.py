@@ -24,7 +24,7 @@ def parse_backend(text: str) -> tuple[str, int]:
 
 
 def haproxy_config(
-    backends: Sequence[tuple[str, int]],
+    replicas: Sequence[str],
     health_path: str,
     bind: str = "*:443",
     certificate: Path | None = None,
@@ -34,11 +34,13 @@ def haproxy_config(
     timeout_seconds: int = 30,
 ) -> str:
     """The whole haproxy.cfg: one frontend on `bind` (TLS with `certificate`, a PEM of the
-    certificate and its key; plain HTTP without), one backend with a server per replica, each
+    certificate and its key; plain HTTP without), one backend with a server per replica
+    ("host:port"), each
     checked with GET `health_path` (bot/transport/webhook.py's HEALTH_PATH). `resolver`
     (e.g. Docker's 127.0.0.11:53) looks the replicas' names up again while running."""
-    if not backends:
+    if not replicas:
         raise ValueError("HAProxy needs at least one replica (host:port)")
+    backends = [parse_backend(replica) for replica in replicas]
     if check_interval_ms < 100 or timeout_seconds < 1:
         raise ValueError("check_interval_ms must be at least 100 and timeout_seconds at least 1")
     tls = f" ssl crt {certificate}" if certificate is not None else ""

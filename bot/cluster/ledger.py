@@ -51,6 +51,7 @@ updates_table = Table(
     Column("body", Text, nullable=True),  # the update's JSON; dropped once it is done
     Column("state", String(16), nullable=False),
     Column("owner", String(200), nullable=False),  # REPLICA_ID of the replica handling it
+    Column("accepted_by", String(200), nullable=False),  # ... and of the one that acknowledged it
     Column("lease_until", DateTime(timezone=True), nullable=False),
     Column("attempts", Integer, nullable=False),  # 1, plus one per takeover after a lease ran out
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -108,6 +109,7 @@ class UpdateLedger:
                 body=body,
                 state=HANDLING,
                 owner=owner,
+                accepted_by=owner,
                 lease_until=func.now() + self.lease,
                 attempts=1,
             )

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from telegram import Update
+from telegram import Message, Update
 
 from bot.cluster.flood import SharedFloodCounter
 from bot.cluster.ledger import UpdateLedger, postgres_engine
@@ -56,6 +56,10 @@ class Replica:
         self.duplicates = 0  # updates acknowledged without handling: already in the ledger
         self.taken_over = 0  # updates this replica took over after their lease ran out
         self._unfinished: set[int] = set()  # handled, but marking them done failed: retried
+        # (chat id, message id) -> update_id of the messages being handled, and the updates
+        # marked done the moment their answer was sent (`answered`)
+        self._by_message: dict[tuple[int, int], int] = {}
+        self._done_early: set[int] = set()
         self._keeper: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -63,23 +67,47 @@ class Replica:
         await asyncio.to_thread(self.ledger.create)
         await asyncio.to_thread(self.flood.create)
 
-    async def accept(self, update_id: int, body: str) -> bool:
+    async def accept(self, update: Update, body: str) -> bool:
         """Record an update before it is acknowledged; False: it was recorded before, so it is
         acknowledged and not handled again. SQLAlchemyError: answer 5xx, Telegram retries."""
-        fresh = await asyncio.to_thread(self.ledger.accept, update_id, body, self.owner)
-        if not fresh:
+        fresh = await asyncio.to_thread(self.ledger.accept, update.update_id, body, self.owner)
+        if fresh:
+            self.handling(update)
+        else:
             self.duplicates += 1
         return fresh
+
+    def handling(self, update: Update) -> None:
+        """Note which message the update carries, so that `answered` finds it."""
+        if update.message is not None:
+            self._by_message[(update.message.chat_id, update.message.message_id)] = update.update_id
+
+    async def answered(self, message: Message) -> None:
+        """The answer to `message` was sent: mark its update done now, not when the handler
+        ends (its last writes take longer, and a replica dying meanwhile would repeat it)."""
+        update_id = self._by_message.pop((message.chat_id, message.message_id), None)
+        if update_id is not None and await self._finish(update_id):
+            self._done_early.add(update_id)
 
     async def finished(self, update: object) -> None:
         """Mark an update handled (the update processor calls this)."""
         if not isinstance(update, Update):
             return
+        if update.message is not None:
+            self._by_message.pop((update.message.chat_id, update.message.message_id), None)
+        if update.update_id in self._done_early:
+            self._done_early.discard(update.update_id)
+            return
+        await self._finish(update.update_id)
+
+    async def _finish(self, update_id: int) -> bool:
         try:
-            await asyncio.to_thread(self.ledger.finish, update.update_id)
+            await asyncio.to_thread(self.ledger.finish, update_id)
         except SQLAlchemyError:
-            logger.exception("cannot mark update %d done; retrying later", update.update_id)
-            self._unfinished.add(update.update_id)
+            logger.exception("cannot mark update %d done; retrying later", update_id)
+            self._unfinished.add(update_id)
+            return False
+        return True
 
     def start(self, handle: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Run the lease keeper; `handle(update JSON)` gets each update taken over."""

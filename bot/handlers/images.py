@@ -304,12 +304,14 @@ async def _answer_image(
             )
             for index, reading in enumerate(readings[:MAX_NUMBER_REPLIES])
         ]
-    for part, text in answers:
+    for index, (part, text) in enumerate(answers):
         sample_id = await corrections.record_answer(state, image_message, part)
+        last = index == len(answers) - 1 and len(readings) <= MAX_NUMBER_REPLIES and not debug
         await corrections.send_answer(
             state,
             sample_id,
             functools.partial(_reply_with_keyboard, image_message, text),
+            answered=image_message if last else None,
         )
     if len(readings) > MAX_NUMBER_REPLIES:
         rest = [reading.number for reading in readings[MAX_NUMBER_REPLIES:]]

@@ -107,7 +107,7 @@ class Haproxy:
         config = Path(self._folder.name) / "haproxy.cfg"
         config.write_text(
             haproxy_config(
-                self.backends,
+                [f"{host}:{port}" for host, port in self.backends],
                 health_path=HEALTH_PATH,
                 bind=f"127.0.0.1:{self.port}",
                 check_interval_ms=self.check_interval_ms,

@@ -95,7 +95,7 @@ def webhook_handler(
             return web.Response(text="ok")
         if replica is not None:
             try:
-                fresh = await replica.accept(update.update_id, body)
+                fresh = await replica.accept(update, body)
             except SQLAlchemyError as error:
                 logger.exception("webhook: cannot record update %d", update.update_id)
                 # Not acknowledged: Telegram delivers it again, here or to another replica.
@@ -151,10 +151,12 @@ def start_replica(application: AnyApplication, replica: Replica) -> None:
     if not isinstance(processor, ImageSlotProcessor):
         raise ValueError("a replica needs bot/app.py's update processor (ImageSlotProcessor)")
     processor.on_finished = replica.finished
+    get_state(application.bot_data).on_answered = replica.answered
 
     async def handle(payload: dict[str, Any]) -> None:
         update = Update.de_json(payload, application.bot)
         if update is not None:
+            replica.handling(update)
             await application.update_queue.put(update)
 
     replica.start(handle)

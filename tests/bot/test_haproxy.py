@@ -47,7 +47,7 @@ def test_replicas_are_host_and_port() -> None:
 
 def test_haproxy_accepts_the_configuration_with_and_without_tls(tmp_path: Path) -> None:
     executable = haproxy_or_skip()
-    backends = [("127.0.0.1", 8001), ("::1", 8002)]
+    backends = ["127.0.0.1:8001", "[::1]:8002"]
     plain = haproxy_config(backends, HEALTH_PATH, bind="127.0.0.1:8000", resolver="127.0.0.1:53")
     assert "server replica2 [::1]:8002 check" in plain and "ssl" not in plain
     (tmp_path / "plain.cfg").write_text(plain)
@@ -64,7 +64,7 @@ def test_haproxy_accepts_the_configuration_with_and_without_tls(tmp_path: Path) 
 
 def test_the_compose_files_haproxy_configuration_is_the_generators() -> None:
     shipped = (ROOT / "deploy" / "haproxy.cfg").read_text()
-    backends = [(f"replica{index}", 8443) for index in (1, 2, 3)]
+    backends = [f"replica{index}:8443" for index in (1, 2, 3)]
     certificate = Path("/etc/haproxy/certs/bot.pem")
     assert shipped == haproxy_config(
         backends, HEALTH_PATH, certificate=certificate, resolver="127.0.0.11:53"

@@ -242,6 +242,11 @@ class BotApiEmulator(UserSide, BotSide):
         """What the webhook delivery did so far (None: no webhook is delivered to)."""
         return self._delivery.stats if self._delivery is not None else None
 
+    @property
+    def last_update_id(self) -> int:
+        """The update_id of the latest update made for the bot (0 before the first)."""
+        return self._updates.last_update_id
+
     def pending_updates(self) -> list[dict[str, Any]]:
         """The updates queued for the bot and not yet confirmed (copies)."""
         return self._updates.pending()

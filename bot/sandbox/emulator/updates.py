@@ -67,6 +67,11 @@ class UpdateQueue:
     def __len__(self) -> int:
         return len(self._updates)
 
+    @property
+    def last_update_id(self) -> int:
+        """The update_id of the latest update queued (0 before the first)."""
+        return self._next_update_id - 1
+
     def clear(self) -> None:
         self._updates.clear()
 
