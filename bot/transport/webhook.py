@@ -111,12 +111,14 @@ def webhook_handler(
 def health_handler(
     application: AnyApplication,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET HEALTH_PATH: 200 while the bot runs and takes updates, else 503 (it says nothing
-    else, so it needs no secret)."""
+    """GET HEALTH_PATH: 200 and "ok <the served model version>" while the bot runs and takes
+    updates, else 503 (nothing secret: it needs no token; keep WEBHOOK_LISTEN private)."""
 
     async def health(request: web.Request) -> web.Response:
-        serving = get_state(application.bot_data).webhook_serving and application.running
-        return web.Response(status=200 if serving else 503, text="ok" if serving else "stopping")
+        state = get_state(application.bot_data)
+        if not (state.webhook_serving and application.running):
+            return web.Response(status=503, text="stopping")
+        return web.Response(text=f"ok {state.classifier.version}")
 
     return health
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from bot.cluster.haproxy import haproxy_config, parse_backend
 from bot.cluster.replica import get_replica
 from bot.sandbox.emulator import BotApiEmulator
-from bot.tools.cluster import Haproxy, find_haproxy, free_port, wait_healthy
+from bot.tools.cluster import Haproxy, find_haproxy, free_port
 from bot.transport.webhook import HEALTH_PATH, SECRET_HEADER
 from tests.bot.conftest import OTHER_USER_ID, USER_ID
 from tests.bot.test_bot_e2e import answered_digit, replies_to, settle
@@ -94,8 +94,12 @@ async def test_the_emulator_delivers_through_haproxy_to_both_replicas(
     for _, running in replicas:
         assert running.settings.webhook_url == public
     assert emulator.webhook is not None and emulator.webhook["url"] == public
-    for port in ports:  # both in rotation: checked up twice in a row
-        await wait_healthy(f"http://127.0.0.1:{port}{HEALTH_PATH}", 30, None)
+    async with aiohttp.ClientSession() as session:
+        for port in ports:  # what HAProxy asks: the bot runs, and which model it serves
+            async with session.get(f"http://127.0.0.1:{port}{HEALTH_PATH}") as response:
+                assert response.status == 200
+                version = replicas[0][1].state.classifier.version
+                assert await response.text() == f"ok {version}"
     await settle(1.0)
     photos = [
         (emulator.send_photo(user, user, digit_photo(mnist.x_test[index])), index)
@@ -123,3 +127,6 @@ async def test_the_emulator_delivers_through_haproxy_to_both_replicas(
         headers = {SECRET_HEADER: "wrong"}
         async with session.post(public, json=forged, headers=headers) as response:
             assert response.status == 403
+        replicas[0][1].state.webhook_serving = False  # as while it stops: out of rotation
+        async with session.get(f"http://127.0.0.1:{ports[0]}{HEALTH_PATH}") as response:
+            assert response.status == 503
