@@ -232,10 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
         "WEBHOOK_SECRET_TOKEN) instead of polling",
     )
 
-    haproxy = add("haproxy", cmd_haproxy, "print an haproxy.cfg for webhook replicas")
-    haproxy.add_argument("replicas", nargs="+", metavar="HOST:PORT", help="each replica's")
-    haproxy.add_argument("--certificate", type=Path, help="PEM of the TLS certificate and key")
-
     sandbox = add(
         "sandbox",
         cmd_sandbox,
@@ -606,16 +602,6 @@ def cmd_run(arguments: argparse.Namespace, settings: Settings) -> int:
             run_webhook(application, webhook)
     except (TelegramError, OSError) as error:
         raise ValueError(explain(error, settings)) from None
-    return 0
-
-
-def cmd_haproxy(arguments: argparse.Namespace, settings: Settings) -> int:
-    """Print the HAProxy configuration that balances Telegram's posts over the replicas."""
-    from bot.cluster.haproxy import haproxy_config
-    from bot.transport.webhook import HEALTH_PATH
-
-    config = haproxy_config(arguments.replicas, HEALTH_PATH, certificate=arguments.certificate)
-    print(config, end="")  # listening on *:443: edit the bind line for another address
     return 0
 
 

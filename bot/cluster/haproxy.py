@@ -1,4 +1,5 @@
-"""The HAProxy configuration for Telegram -> HAProxy -> N webhook replicas (`digitbot haproxy`).
+"""The HAProxy configuration for Telegram -> HAProxy -> N webhook replicas:
+`python -m bot.cluster.haproxy HOST:PORT... [--certificate PEM] > haproxy.cfg`.
 
 HAProxy (Debian's `haproxy` package) is the load balancer: it ends TLS (Telegram posts only to
 https://), passes the request unchanged to a live replica (the `X-Telegram-Bot-Api-Secret-Token`
@@ -11,8 +12,12 @@ the body so it can be sent again.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+HEALTH_PATH = "/healthz"  # GET on each replica's webhook server (bot/transport/webhook.py)
 
 
 def parse_backend(text: str) -> tuple[str, int]:
@@ -25,7 +30,6 @@ def parse_backend(text: str) -> tuple[str, int]:
 
 def haproxy_config(
     replicas: Sequence[str],
-    health_path: str,
     bind: str = "*:443",
     certificate: Path | None = None,
     *,
@@ -36,7 +40,7 @@ def haproxy_config(
     """The whole haproxy.cfg: one frontend on `bind` (TLS with `certificate`, a PEM of the
     certificate and its key; plain HTTP without), one backend with a server per replica
     ("host:port"), each
-    checked with GET `health_path` (bot/transport/webhook.py's HEALTH_PATH). `resolver`
+    checked with GET HEALTH_PATH. `resolver`
     (e.g. Docker's 127.0.0.11:53) looks the replicas' names up again while running."""
     if not replicas:
         raise ValueError("HAProxy needs at least one replica (host:port)")
@@ -51,7 +55,7 @@ def haproxy_config(
         for index, (host, port) in enumerate(backends, start=1)
     )
     return f"""\
-# Made by bot/cluster/haproxy.py (`digitbot haproxy`): Telegram -> HAProxy -> replicas.
+# Made by bot/cluster/haproxy.py: Telegram -> HAProxy -> the webhook replicas.
 global
     log stdout format raw local0 warning
     maxconn 4096
@@ -77,7 +81,7 @@ frontend telegram
 
 backend replicas
     balance roundrobin
-    option httpchk GET {health_path}
+    option httpchk GET {HEALTH_PATH}
     http-check expect status 200
     # A replica whose name does not resolve yet (a container still starting) is down, not fatal.
     default-server inter {check_interval_ms} fall 2 rise 2 init-addr last,libc,none{lookup}
@@ -87,3 +91,25 @@ backend replicas
 
 def _address(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the configuration for the replicas named on the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.cluster.haproxy", description="an haproxy.cfg for webhook replicas"
+    )
+    parser.add_argument("replicas", nargs="+", metavar="HOST:PORT", help="each replica's")
+    parser.add_argument("--bind", default="*:443", help="where HAProxy listens (*:443)")
+    parser.add_argument("--certificate", type=Path, help="one PEM: TLS certificate and key")
+    arguments = parser.parse_args(argv)
+    try:
+        config = haproxy_config(arguments.replicas, arguments.bind, arguments.certificate)
+    except ValueError as error:
+        print(f"python -m bot.cluster.haproxy: {error}", file=sys.stderr)
+        return 2
+    print(config, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,10 +25,9 @@ import aiohttp
 from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from bot.cluster.haproxy import haproxy_config
+from bot.cluster.haproxy import HEALTH_PATH, haproxy_config
 from bot.feedback.store import normalize_url
 from bot.settings import PROJECT_DIR
-from bot.transport.webhook import HEALTH_PATH
 
 HAPROXY_CANDIDATES = ("haproxy", "/usr/sbin/haproxy")
 
@@ -108,7 +107,6 @@ class Haproxy:
         config.write_text(
             haproxy_config(
                 [f"{host}:{port}" for host, port in self.backends],
-                health_path=HEALTH_PATH,
                 bind=f"127.0.0.1:{self.port}",
                 check_interval_ms=self.check_interval_ms,
             )

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024  # an update is a few KB of JSON; files are downloaded separately
-HEALTH_PATH = "/healthz"  # GET: 200 while the bot handles updates (a load balancer's check)
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def webhook_handler(
 def health_handler(
     application: AnyApplication,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET HEALTH_PATH: 200 and "ok <the served model version>" while the bot runs and takes
+    """GET /healthz: 200 and "ok <the served model version>" while the bot runs and takes
     updates, else 503 (nothing secret: it needs no token; keep WEBHOOK_LISTEN private)."""
 
     async def health(request: web.Request) -> web.Response:
@@ -132,6 +131,8 @@ async def start_webhook(application: AnyApplication, config: WebhookConfig) -> w
         replica = get_replica(application.bot_data)
     server = web.Application(client_max_size=MAX_UPDATE_BYTES)
     server.router.add_post(config.path, webhook_handler(application, config.secret, replica))
+    from bot.cluster.haproxy import HEALTH_PATH  # what a load balancer asks (stdlib only)
+
     server.router.add_get(HEALTH_PATH, health_handler(application))
     runner = web.AppRunner(server, access_log=None)
     await runner.setup()

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
-from bot.cluster.haproxy import haproxy_config, parse_backend
+from bot.cluster.haproxy import HEALTH_PATH, haproxy_config, main, parse_backend
 from bot.cluster.replica import get_replica
 from bot.sandbox.emulator import BotApiEmulator
 from bot.tools.cluster import Haproxy, find_haproxy, free_port
-from bot.transport.webhook import HEALTH_PATH, SECRET_HEADER
+from bot.transport.webhook import SECRET_HEADER
 from tests.bot.conftest import OTHER_USER_ID, USER_ID
 from tests.bot.test_bot_e2e import answered_digit, replies_to, settle
 from tests.bot.test_cluster import start_replicas
@@ -42,13 +42,13 @@ def test_replicas_are_host_and_port() -> None:
         with pytest.raises(ValueError, match="host:port"):
             parse_backend(wrong)
     with pytest.raises(ValueError, match="at least one replica"):
-        haproxy_config([], HEALTH_PATH)
+        haproxy_config([])
 
 
 def test_haproxy_accepts_the_configuration_with_and_without_tls(tmp_path: Path) -> None:
     executable = haproxy_or_skip()
     backends = ["127.0.0.1:8001", "[::1]:8002"]
-    plain = haproxy_config(backends, HEALTH_PATH, bind="127.0.0.1:8000", resolver="127.0.0.1:53")
+    plain = haproxy_config(backends, bind="127.0.0.1:8000", resolver="127.0.0.1:53")
     assert "server replica2 [::1]:8002 check" in plain and "ssl" not in plain
     (tmp_path / "plain.cfg").write_text(plain)
     result = subprocess.run(
@@ -58,7 +58,7 @@ def test_haproxy_accepts_the_configuration_with_and_without_tls(tmp_path: Path) 
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    tls = haproxy_config(backends, HEALTH_PATH, certificate=tmp_path / "bot.pem")
+    tls = haproxy_config(backends, certificate=tmp_path / "bot.pem")
     assert f"bind *:443 ssl crt {tmp_path / 'bot.pem'}" in tls
 
 
@@ -66,9 +66,16 @@ def test_the_compose_files_haproxy_configuration_is_the_generators() -> None:
     shipped = (ROOT / "deploy" / "haproxy.cfg").read_text()
     backends = [f"replica{index}:8443" for index in (1, 2, 3)]
     certificate = Path("/etc/haproxy/certs/bot.pem")
-    assert shipped == haproxy_config(
-        backends, HEALTH_PATH, certificate=certificate, resolver="127.0.0.11:53"
+    assert shipped == haproxy_config(backends, certificate=certificate, resolver="127.0.0.11:53")
+
+
+def test_the_module_prints_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["10.0.0.5:8443", "10.0.0.6:8443", "--certificate", "/etc/bot.pem"]) == 0
+    assert capsys.readouterr().out == haproxy_config(
+        ["10.0.0.5:8443", "10.0.0.6:8443"], certificate=Path("/etc/bot.pem")
     )
+    assert main(["10.0.0.5"]) == 2
+    assert "a replica is host:port" in capsys.readouterr().err
 
 
 @pytest.fixture
