@@ -156,6 +156,13 @@ def build_application(settings: Settings, classifier: Classifier | None = None) 
         from bot.cluster.jobs import QueuedTraining
 
         get_state(application.bot_data).shared_training = QueuedTraining(settings, classifier)
+    if settings.replica_id:  # one of several webhook replicas (bot/cluster/)
+        from bot.cluster.replica import Replica
+        from bot.transport.webhook import REPLICA_KEY
+
+        replica = Replica(settings)
+        application.bot_data[REPLICA_KEY] = replica
+        get_state(application.bot_data).shared_flood = replica.flood
     new_messages = filters.UpdateType.MESSAGE
     # First, for every update: the texts it gets are in its sender's language; then the flood
     # limits of commands and presses (one handler runs per group, so each has its own).
@@ -203,6 +210,12 @@ async def on_post_init(application: BotApplication) -> None:
     await corrections.open_feedback(state)  # first: a bad DATABASE_URL stops the start
     if state.shared_training is not None:  # the queue, and the shared registry's CURRENT
         await state.shared_training.open()
+    if state.settings.replica_id:
+        from bot.cluster.replica import get_replica
+
+        replica = get_replica(application.bot_data)
+        if replica is not None:
+            await replica.open()
     await set_command_menus(bot, state.settings.admin_user_ids)
     removed = await asyncio.to_thread(registry.remove_orphaned_staging, state.settings.model_dir)
     if removed:  # left by a training process that died with an earlier bot
@@ -264,6 +277,12 @@ async def on_post_shutdown(application: BotApplication) -> None:
     if state.shared_training is not None:
         await state.shared_training.close()
     await corrections.close_feedback(state)
+    if state.settings.replica_id:
+        from bot.cluster.replica import get_replica
+
+        replica = get_replica(application.bot_data)
+        if replica is not None:
+            await replica.close()  # after the handlers stopped: only unhandled updates are left
 
 
 def warm_up(classifier: Classifier) -> float:

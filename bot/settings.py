@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     webhook_secret_token: SecretStr | None = None
+    # Several webhook replicas behind a load balancer (README, "Running several replicas"):
+    # set, the updates go through a ledger and the flood counters live in DATABASE_URL.
+    replica_id: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="this replica's name in the shared update ledger (PostgreSQL)",
+    )
+    replica_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="an update a replica accepted is taken over by another once its lease "
+        "(renewed while the replica lives) has run out this long",
+    )
 
     # Model, data, training
     model_dir: Path = PROJECT_DIR / "models"
@@ -232,6 +247,7 @@ class Settings(BaseSettings):
         "telegram_bot_token",
         "webhook_url",
         "webhook_secret_token",
+        "replica_id",
         "feedback_salt",
         "mnist_path",
         "heartbeat_file",

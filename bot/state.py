@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from telegram import Message
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.settings import Settings
@@ -92,6 +93,16 @@ class FloodGate:
             self._warned_at.pop(user, None)
 
 
+class SharedFlood(Protocol):
+    """Flood counters shared by several replicas (bot/cluster/flood.py)."""
+
+    async def count(
+        self, gate: str, key: Hashable, limit: int, window: float
+    ) -> tuple[FloodVerdict, float]:
+        """The verdict for one more request of `key` at `gate`, and the seconds until free."""
+        ...
+
+
 @dataclass
 class BotState:
     """Everything the handlers share; one instance in `application.bot_data[STATE_KEY]`."""
@@ -102,6 +113,11 @@ class BotState:
     flood: FloodGate  # images
     actions: FloodGate  # commands and button presses (bot/handlers/flood.py)
     group_shares: FloodGate  # answers per (user, group) (bot/handlers/flood.py)
+    # REPLICA_ID: the gates above count in PostgreSQL, shared by every replica (set by bot/app.py)
+    shared_flood: SharedFlood | None = None
+    # REPLICA_ID: told the moment a photo's answer is sent, so the ledger marks its update done
+    # before anything slower (bot/cluster/replica.py); a replica dying later repeats nothing.
+    on_answered: Callable[[Message], Awaitable[None]] | None = None
     workers: ClassifierWorkers | None = None  # None: images are classified in `executor`
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -276,13 +276,17 @@ async def send_answer(
     state: BotState,
     sample_id: int | None,
     send: Callable[[InlineKeyboardMarkup | None], Awaitable[Message]],
+    answered: Message | None = None,
 ) -> None:
-    """Send the answer (with buttons when it was recorded), then link its message id."""
+    """Send the answer (with buttons when it was recorded), then link its message id. With
+    `answered` (the image, when this is its last answer), tell `state.on_answered` first."""
     if sample_id is None:
         await send(None)
+        await tell_answered(state, answered)
         return
     try:
         sent = await send(answer_keyboard(sample_id))
+        await tell_answered(state, answered)
         store, writes = state.feedback, state.store_writes
         if store is not None and writes is not None:
             try:
@@ -295,6 +299,11 @@ async def send_answer(
         event = state.pending_links.pop(sample_id, None)
         if event is not None:
             event.set()
+
+
+async def tell_answered(state: BotState, answered: Message | None) -> None:
+    if answered is not None and state.on_answered is not None:
+        await state.on_answered(answered)
 
 
 async def find_pressed(

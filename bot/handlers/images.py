@@ -225,13 +225,11 @@ async def classify_image(
     if user_id is not None:
         # The user's image limit first, then their share of a group's answers
         # (bot/handlers/flood.py).
-        verdict, text = state.flood.check(user_id), ""
+        verdict, wait = await flood.count(state, state.flood, "images", user_id)
         if verdict is FloodVerdict.ALLOW:
-            verdict = flood.group_share(state, user_id, image_message.chat)
-            if verdict is FloodVerdict.WARN:
-                text = flood.group_share_reply(state, user_id, image_message.chat)
+            verdict, wait = await flood.group_share(state, user_id, image_message.chat)
+            text = flood.group_share_reply(state, wait)
         else:
-            wait = state.flood.seconds_until_free(user_id)
             text = replies.flood(settings.flood_limit, settings.flood_window_seconds, wait)
         if verdict is FloodVerdict.WARN:
             await image_message.reply_text(text)
@@ -306,12 +304,14 @@ async def _answer_image(
             )
             for index, reading in enumerate(readings[:MAX_NUMBER_REPLIES])
         ]
-    for part, text in answers:
+    for index, (part, text) in enumerate(answers):
         sample_id = await corrections.record_answer(state, image_message, part)
+        last = index == len(answers) - 1 and len(readings) <= MAX_NUMBER_REPLIES and not debug
         await corrections.send_answer(
             state,
             sample_id,
             functools.partial(_reply_with_keyboard, image_message, text),
+            answered=image_message if last else None,
         )
     if len(readings) > MAX_NUMBER_REPLIES:
         rest = [reading.number for reading in readings[MAX_NUMBER_REPLIES:]]

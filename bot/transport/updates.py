@@ -6,13 +6,17 @@ arrives behind 500 photos waits until most of them are done (about 10 s in `digi
 downloads and classifies it) waits for one of a bounded number of image slots; commands, text and
 button presses run at once. The bound is what keeps memory in check: an image update holds its
 download (up to MAX_DOWNLOAD_BYTES) only while it has a slot.
+
+On a replica (REPLICA_ID) `on_finished` is told of every update handled, so the shared ledger
+marks it done (bot/cluster/replica.py); an update cut short by a stop is not, and another
+replica takes it over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Message, Update
@@ -45,9 +49,23 @@ class ImageSlotProcessor(BaseUpdateProcessor):
         super().__init__(max(max_updates, image_slots))
         self.image_slots = image_slots
         self._slots: asyncio.Semaphore | None = None  # made in the running event loop
+        self.on_finished: Callable[[object], Awaitable[None]] | None = None
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Run `coroutine` now, or once an image slot is free for an image update."""
+        """Run `coroutine` (now, or once an image slot is free for an image update), then tell
+        `on_finished`, unless it was cancelled."""
+        try:
+            await self._run(update, coroutine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if self.on_finished is not None:
+                await self.on_finished(update)  # handled, if with an error: never again
+            raise
+        if self.on_finished is not None:
+            await self.on_finished(update)
+
+    async def _run(self, update: object, coroutine: Awaitable[Any]) -> None:
         if not needs_image_slot(update):
             await coroutine
             return

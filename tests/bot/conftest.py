@@ -183,6 +183,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         admin.dispose()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections all land in a fresh, empty schema of the PostgreSQL server (the
+    replicas' tests: bot/cluster/ needs PostgreSQL)."""
+    base = normalize_url(postgres_base_url())
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(CreateSchema(schema))
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.begin() as connection:
+            connection.execute(DropSchema(schema, cascade=True))
+    finally:
+        admin.dispose()
+
+
 def started_url(emulator: BotApiEmulator) -> str:
     """The Bot API URL of an emulator the fixture has started."""
     assert emulator.url is not None, "the emulator is not started"

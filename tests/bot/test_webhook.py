@@ -1,8 +1,9 @@
 """Webhook mode (bot/transport/webhook.py): only requests that carry the secret token reach the bot.
 
-Telegram is replaced by the emulator for the bot's own calls (setWebhook included: it records the
-URL and secret); updates are posted the way Telegram posts them, with and without the
-`X-Telegram-Bot-Api-Secret-Token` header.
+Telegram is replaced by the emulator for the bot's own calls. The emulator delivers updates to the
+webhook itself, as Telegram does; the tests of the secret check switch that off
+(`deliver_webhooks = False`) and post updates by hand, with and without the
+`X-Telegram-Bot-Api-Secret-Token` header, as an attacker would.
 """
 
 from __future__ import annotations
@@ -51,9 +52,30 @@ async def start_webhook_bot(start_bot: Any, **overrides: Any) -> tuple[str, Runn
     return f"http://127.0.0.1:{port}/digitbot/hook", running
 
 
+async def test_the_emulator_delivers_updates_to_the_webhook_and_each_is_answered_once(
+    start_bot: Any, emulator: BotApiEmulator, mnist: Any
+) -> None:
+    url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
+    assert registered(emulator)["url"] == url
+    photos = [
+        emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[index]))
+        for index in range(3)
+    ]
+    for index, photo in enumerate(photos):
+        reply = await emulator.wait_for_reply(USER_ID, photo["message_id"], timeout=30)
+        assert answered_digit(reply) == str(int(mnist.y_test[index]))
+    await settle()
+    for photo in photos:
+        assert len(replies_to(emulator, USER_ID, photo["message_id"])) == 1
+    stats = emulator.webhook_stats
+    assert stats is not None and stats.delivered == 3 and stats.failures == 0
+    assert emulator.pending_updates() == []
+
+
 async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
     start_bot: Any, emulator: BotApiEmulator, mnist: Any
 ) -> None:
+    emulator.deliver_webhooks = False  # this test posts the update itself
     url, _ = await start_webhook_bot(start_bot, webhook_secret_token="s3cret-Token")
     assert registered(emulator)["secret_token"] == "s3cret-Token"
     photo = emulator.send_photo(USER_ID, USER_ID, digit_photo(mnist.x_test[0]))
@@ -73,6 +95,7 @@ async def test_webhook_mode_answers_updates_posted_with_the_secret_token(
 async def test_without_a_configured_secret_a_strong_one_is_generated_and_required(
     start_bot: Any, emulator: BotApiEmulator
 ) -> None:
+    emulator.deliver_webhooks = False  # this test posts the updates itself
     url, _ = await start_webhook_bot(start_bot, webhook_secret_token=None)
     secret = registered(emulator)["secret_token"]
     assert isinstance(secret, str) and len(secret) >= 32
@@ -165,16 +188,7 @@ async def test_digitbot_run_webhook_registers_a_secret_answers_and_stops_on_sigt
         assert emulator.webhook is not None, "the bot never called setWebhook"
         secret = emulator.webhook["secret_token"]
         assert emulator.webhook["url"] == f"http://127.0.0.1:{port}/hook" and len(secret) >= 32
-        start = emulator.send_text(USER_ID, USER_ID, "/start")
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                emulator.webhook["url"],
-                json={"update_id": 1, "message": start},
-                headers={webhook.SECRET_HEADER: secret},
-            ) as response,
-        ):
-            assert response.status == 200
+        start = emulator.send_text(USER_ID, USER_ID, "/start")  # delivered with the secret
         reply = await emulator.wait_for_reply(USER_ID, start["message_id"], timeout=30)
         assert reply["text"].startswith("Hello, Bob!")
         process.send_signal(signal.SIGTERM)

@@ -24,7 +24,9 @@ from bot.sandbox.emulator.params import (
     get_string,
 )
 from bot.sandbox.emulator.store import ChatState, FileStore
+from bot.sandbox.emulator.updates import WEBHOOK_ACTIVE_DESCRIPTION
 from bot.sandbox.emulator.uploads import document_content, input_file, photo_content
+from bot.sandbox.emulator.webhooks import WebhookDelivery, webhook_settings
 
 Handler = Callable[[Params, dict[str, Upload]], Any]
 NOT_MODIFIED_DESCRIPTION = (
@@ -139,29 +141,51 @@ class BotSide(EmulatorState):
         return copy.deepcopy(self._me)
 
     async def _get_updates(self, params: Params, uploads: dict[str, Upload]) -> Any:
+        if self.webhook is not None:
+            raise ApiError(409, WEBHOOK_ACTIVE_DESCRIPTION)
         return await self._updates.get_updates(params, self._stopping)
 
-    def _set_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
-        """Record the webhook (tests post updates to it themselves; nothing is delivered)."""
-        url = get_string(params, "url") or ""
-        secret = get_string(params, "secret_token")
-        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
-            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
-        self.webhook = {"url": url, "secret_token": secret} if url else None
+    async def _set_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
+        """Post every update to `url` from now on (an empty url removes the webhook)."""
+        webhook = webhook_settings(params)
+        self._updates.set_allowed_updates(get_json(params, "allowed_updates", "allowed updates"))
+        if get_bool(params, "drop_pending_updates"):
+            self._updates.clear()
+        if webhook == self.webhook:
+            return True  # the same webhook again (another replica starting): delivery goes on
+        await self._stop_delivery()
+        self.webhook = webhook if webhook["url"] else None
+        if self.webhook is not None and self.deliver_webhooks:
+            options = self.webhook_delivery_options
+            self._delivery = WebhookDelivery(self._updates, **self.webhook, options=options)
+            self._updates.on_push = self._delivery.wake
+            self._delivery.start()
         return True
 
-    def _delete_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
+    async def _stop_delivery(self) -> None:
+        self._updates.on_push = None
+        if self._delivery is not None:
+            await self._delivery.stop()
+            self._delivery = None
+
+    async def _delete_webhook(self, params: Params, uploads: dict[str, Upload]) -> bool:
+        await self._stop_delivery()
         self.webhook = None
         if get_bool(params, "drop_pending_updates"):
             self._updates.clear()
         return True
 
     def _get_webhook_info(self, params: Params, uploads: dict[str, Upload]) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "url": self.webhook["url"] if self.webhook else "",
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if self.webhook is not None:
+            info["max_connections"] = self.webhook["max_connections"]
+        if self._delivery is not None:
+            info.update(self._delivery.info())
+        return info
 
     @staticmethod
     def _commands_key(params: Params) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from bot.sandbox.emulator.events import EventHub
 from bot.sandbox.emulator.params import Params, get_chat_id
 from bot.sandbox.emulator.store import ChatState, FileStore
 from bot.sandbox.emulator.updates import UpdateQueue
+from bot.sandbox.emulator.webhooks import DeliveryOptions, WebhookDelivery
 
 Message = dict[str, Any]
 
@@ -34,8 +35,12 @@ class EmulatorState:
     max_pending_updates: int
     # callback_query_id -> the bot's answer (None until answered); oldest dropped.
     callback_answers: dict[str, dict[str, Any] | None]
-    # setWebhook's url and secret_token (None: no webhook).
+    # setWebhook's url, secret_token and max_connections (None: no webhook).
     webhook: dict[str, Any] | None
+    # False: setWebhook only records the webhook (a test posts updates itself); True: it delivers.
+    deliver_webhooks: bool
+    webhook_delivery_options: DeliveryOptions  # WebhookDelivery's timeout and retry waits
+    _delivery: WebhookDelivery | None
     _me: dict[str, Any]
     _users: dict[int, dict[str, Any]]
     _chats: dict[int, ChatState]

@@ -197,6 +197,7 @@ _INTEGER_PARAMS = frozenset(
         "cache_time",
         "message_thread_id",
         "from_chat_id",
+        "max_connections",
     }
 )
 _BOOL_PARAMS = frozenset(

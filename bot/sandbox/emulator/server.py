@@ -1,15 +1,17 @@
 """A local Telegram Bot API emulator: the bot side over HTTP, the user side as in-process calls.
 
 The bot (PTB with `base_url=f"{url}/bot"`, `base_file_url=f"{url}/file/bot"`) talks to it exactly
-as to api.telegram.org: long polling, uploads, file downloads, Telegram's JSON shapes and error
-replies. Tests and the sandbox page act as users (`send_text`, `send_photo`, `press_button`, ...)
-and wait for the bot's answers (`wait_for_reply`, `wait_for`). Everything lives on one event loop;
-the user-side methods are plain functions to call from that loop's thread.
+as to api.telegram.org: long polling or a webhook the emulator posts updates to, uploads, file
+downloads, Telegram's JSON shapes and error replies. Tests and the sandbox page act as users
+(`send_text`, `send_photo`, `press_button`, ...) and wait for the bot's answers (`wait_for_reply`,
+`wait_for`). Everything lives on one event loop; the user-side methods are plain functions to call
+from that loop's thread.
 
 The concerns live in their own modules: the state both sides share (chats.py), the user side
 (users.py), the Bot API methods (bot_side.py), files (uploads.py), the update queue and long
-polling (updates.py), events and waiting (events.py) and fault injection (faults.py). This module
-puts them together behind one class, with its lifecycle and its HTTP routes.
+polling (updates.py), webhook delivery (webhooks.py), events and waiting (events.py) and fault
+injection (faults.py). This module puts them together behind one class, with its lifecycle and
+its HTTP routes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bot.sandbox.emulator.store import FileStore
 from bot.sandbox.emulator.updates import UpdateQueue
 from bot.sandbox.emulator.uploads import MAX_UPLOAD_BYTES
 from bot.sandbox.emulator.users import UserSide
+from bot.sandbox.emulator.webhooks import DeliveryOptions, DeliveryStats
 
 # A well-formed token that is not ours gets 401; a malformed one 404, as on api.telegram.org.
 TOKEN_PATTERN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,100}$")
@@ -55,6 +58,9 @@ class BotApiEmulator(UserSide, BotSide):
         max_file_bytes: int = 256 * 1024 * 1024,
         max_pending_updates: int = 1000,
         max_calls: int = 10_000,
+        deliver_webhooks: bool = True,
+        webhook_timeout: float = 10.0,
+        webhook_retry_seconds: float = 0.5,
     ) -> None:
         if not TOKEN_PATTERN.match(token):
             raise ValueError(f"token must look like '123456:ABC-def', got {token!r}")
@@ -95,6 +101,11 @@ class BotApiEmulator(UserSide, BotSide):
         self._commands = {}
         self.callback_answers = {}
         self.webhook = None
+        self.deliver_webhooks = deliver_webhooks
+        self.webhook_delivery_options = DeliveryOptions(
+            webhook_timeout, webhook_retry_seconds, max(8.0, webhook_retry_seconds)
+        )
+        self._delivery = None
         self._events = EventHub()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -128,6 +139,7 @@ class BotApiEmulator(UserSide, BotSide):
             return
         self._stopping.set()
         self._updates.wake_long_poll("stop")
+        await self._stop_delivery()
         await self._runner.cleanup()
         self._runner = None
 
@@ -224,6 +236,16 @@ class BotApiEmulator(UserSide, BotSide):
         self._faults.clear()
 
     # --- updates and events ------------------------------------------------------------------
+
+    @property
+    def webhook_stats(self) -> DeliveryStats | None:
+        """What the webhook delivery did so far (None: no webhook is delivered to)."""
+        return self._delivery.stats if self._delivery is not None else None
+
+    @property
+    def last_update_id(self) -> int:
+        """The update_id of the latest update made for the bot (0 before the first)."""
+        return self._updates.last_update_id
 
     def pending_updates(self) -> list[dict[str, Any]]:
         """The updates queued for the bot and not yet confirmed (copies)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections import deque
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 from bot.sandbox.emulator.errors import ApiError
@@ -13,6 +14,10 @@ from bot.sandbox.emulator.params import Params, get_integer, get_json
 CONFLICT_DESCRIPTION = (
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
     "is running"
+)
+WEBHOOK_ACTIVE_DESCRIPTION = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
 )
 UPDATE_TYPES = (
     "message",
@@ -57,9 +62,15 @@ class UpdateQueue:
         self._next_update_id = 1
         self._allowed_updates: frozenset[str] = DEFAULT_UPDATE_TYPES
         self._long_poll: asyncio.Future[str] | None = None
+        self.on_push: Callable[[], None] | None = None  # the webhook delivery's wake-up
 
     def __len__(self) -> int:
         return len(self._updates)
+
+    @property
+    def last_update_id(self) -> int:
+        """The update_id of the latest update queued (0 before the first)."""
+        return self._next_update_id - 1
 
     def clear(self) -> None:
         self._updates.clear()
@@ -73,6 +84,8 @@ class UpdateQueue:
         while len(self._updates) > self.max_pending:
             self._updates.popleft()
         self.wake_long_poll("update")
+        if self.on_push is not None:
+            self.on_push()
 
     def wake_long_poll(self, reason: str) -> None:
         if self._long_poll is not None and not self._long_poll.done():
@@ -86,6 +99,23 @@ class UpdateQueue:
             # A negative offset keeps only the last -offset updates; the rest are forgotten.
             while len(self._updates) > -offset:
                 self._updates.popleft()
+
+    def oldest(self, skip: Container[int]) -> Iterator[dict[str, Any]]:
+        """The queued updates, oldest first, except those in `skip` (not copies: read only)."""
+        for update in list(self._updates):
+            if update["update_id"] not in skip:
+                yield update
+
+    def remove(self, update_id: int) -> None:
+        """Forget one update (its webhook POST was answered 2xx)."""
+        for update in self._updates:
+            if update["update_id"] == update_id:
+                self._updates.remove(update)
+                return
+
+    def set_allowed_updates(self, allowed: Any) -> None:
+        """allowed_updates of getUpdates or setWebhook (None: keep the previous setting)."""
+        self._set_allowed_updates(allowed)
 
     def _pending(self, offset: int, limit: int) -> list[dict[str, Any]]:
         ready = [update for update in self._updates if update["update_id"] >= offset]
