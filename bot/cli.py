@@ -174,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "what",
         nargs="?",
-        choices=["numbers", "real"],
-        help="numbers: exact-number accuracy on photos of written numbers and pages; "
-        "real: accuracy on the real-digits folder",
+        choices=["numbers", "real", "replicas"],
+        help="numbers: exact-number accuracy on photos of written numbers and pages; real: "
+        "accuracy on the real-digits folder; replicas: 3 replicas behind HAProxy, one killed",
     )
     bench.add_argument(
         "dir",
@@ -306,16 +306,14 @@ def cmd_bench(arguments: argparse.Namespace, settings: Settings) -> int:
         from bot.tools.retrainbench import run_retrain_bench
 
         return run_retrain_bench(settings, arguments.real_digits)
-    if arguments.load:
-        from bot.tools.loadtest import LoadSpec, run_load_command
+    if arguments.what == "replicas":
+        from bot.tools.replicasbench import run_replicas_command
 
-        spec = LoadSpec(
-            photos=arguments.count or 500,
-            users=arguments.users,
-            chats=arguments.chats,
-            private_chats=min(2, arguments.chats - 1),
-        )
-        return run_load_command(settings, arguments.mnist_path, spec)
+        return run_replicas_command(settings, arguments)
+    if arguments.load:
+        from bot.tools.loadtest import run_load_command
+
+        return run_load_command(settings, arguments)
     if arguments.what == "real":
         from core.bench.real import DEFAULT_REAL_DIGITS, real_benchmark
 

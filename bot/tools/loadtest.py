@@ -15,6 +15,7 @@ all and 20 a minute into one group, which caps any bot far below what this measu
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import os
@@ -462,11 +463,17 @@ def _check_answers(
     )
 
 
-def run_load_command(settings: Settings, mnist_path: Path | None, spec: LoadSpec) -> int:
+def run_load_command(settings: Settings, arguments: argparse.Namespace) -> int:
     """`digitbot bench --load`: print the report; exit status 1 if anything was lost."""
     from core.data import load_mnist
 
-    mnist = load_mnist(mnist_path)
+    spec = LoadSpec(
+        photos=arguments.count or 500,
+        users=arguments.users,
+        chats=arguments.chats,
+        private_chats=min(2, arguments.chats - 1),
+    )
+    mnist = load_mnist(arguments.mnist_path)
     photos = load_photos(mnist.x_test, mnist.y_test, spec.photos)
     report = asyncio.run(run_load(settings, photos, spec))
     print("\n".join(report.lines()))

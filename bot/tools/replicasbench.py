@@ -1,4 +1,4 @@
-"""`python -m bot.tools.replicasbench`: the rehearsal of several replicas, all on 127.0.0.1.
+"""`digitbot bench replicas`: the rehearsal of several replicas, all on 127.0.0.1.
 
 A fresh schema on the PostgreSQL server (DATABASE_URL when it is PostgreSQL, else
 TEST_DATABASE_URL), HAProxy in front of `replicas` processes of `digitbot run --webhook`
@@ -133,7 +133,7 @@ def postgres_url_for_bench(settings: Settings) -> str:
     url = os.environ.get("TEST_DATABASE_URL", "").strip()
     if not url:
         raise ValueError(
-            "python -m bot.tools.replicasbench needs a PostgreSQL server: set DATABASE_URL (or "
+            "digitbot bench replicas needs a PostgreSQL server: set DATABASE_URL (or "
             "TEST_DATABASE_URL) to postgresql+psycopg://user:password@127.0.0.1/db; "
             "the bench works in a schema of its own and drops it"
         )
@@ -321,7 +321,7 @@ def _read_ledger(
 
 
 def run_replicas_command(settings: Settings, arguments: argparse.Namespace) -> int:
-    """`python -m bot.tools.replicasbench`: print the report; exit 1 if a photo was lost or answered
+    """`digitbot bench replicas`: print the report; exit 1 if a photo was lost or answered
     twice, or the replica could not be killed."""
     from core.data import load_mnist
 
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_replicas_command(settings, arguments)
     except ValueError as error:
-        print(f"bench replicas: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
 

@@ -74,6 +74,17 @@ def test_bad_mnist_path_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_bench_replicas_without_postgresql_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`digitbot bench replicas` runs the replicas bench, which needs a PostgreSQL server."""
+    monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'feedback.sqlite3'}")
+    assert main(["bench", "replicas"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: digitbot bench replicas needs a PostgreSQL server")
+
+
 def test_evaluate_and_summary(tmp_path: Path, mnist_path: Path) -> None:
     result = run_cli("evaluate", "--mnist-path", str(mnist_path), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
