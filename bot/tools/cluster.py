@@ -139,13 +139,15 @@ class Haproxy:
 
 @dataclass
 class ReplicaProcess:
-    """`digitbot run --webhook` as replica `name`, listening on 127.0.0.1:`port`."""
+    """`digitbot run --webhook` as replica `name`, listening on 127.0.0.1:`port` (or another
+    digitbot `command`, such as the training worker)."""
 
     name: str
     port: int
     environment: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    command: tuple[str, ...] = ("run", "--webhook")
 
     @property
     def health_url(self) -> str:
@@ -154,7 +156,7 @@ class ReplicaProcess:
     def start(self) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "run", "--webhook"],
+                [sys.executable, "-m", "bot.cli", *self.command],
                 cwd=PROJECT_DIR,  # this checkout's bot package first on sys.path
                 env=self.environment,
                 stdout=log,

@@ -9,9 +9,10 @@ to run out). The run then checks every photo: lost (never answered), answered tw
 repeated because the killed replica had sent its answer just before it died and had not yet
 marked the update done (the ledger shows who accepted each update: those are counted apart).
 
-The /retrain part of the rehearsal (an admin's /retrain trained by `digitbot worker` and
-served by every replica) is not run: `digitbot worker` is not part of this checkout yet, and
-the last line says so.
+Then the killed replica is started again (a deploy brings it back), an admin sends /retrain,
+which the replicas only queue (RETRAIN_ON_WORKER); `digitbot worker`, a process of its own with
+its own model folder, fine-tunes with a small budget (`retrain_images`, one epoch) and promotes
+by the usual rule; the run checks which replicas serve the promoted version (their /healthz).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from sqlalchemy import text
 
 from bot.cluster.ledger import postgres_engine
@@ -46,6 +49,8 @@ from bot.tools.cluster import (
 from bot.tools.loadtest import LoadSpec, chat_plan, load_photos
 
 TOKEN = "123456:REPLICAS-BENCH"
+ADMIN_ID = 4242
+HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=5)
 BOT_USERNAME = "digitbot_replicas_bot"
 WEBHOOK_PATH = "/hook"
 
@@ -62,6 +67,9 @@ class ReplicasSpec:
     lease_seconds: float = 3.0
     image_processes: int = 1
     start_timeout: float = 180.0
+    retrain_images: int = 2000  # the /retrain budget: MNIST images, one epoch (0: no /retrain)
+    retrain_tolerance: float | None = None  # RETRAIN_TOLERANCE for it (None: the setting's)
+    retrain_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.replicas < 2:
@@ -92,10 +100,22 @@ class ReplicasReport:
     statuses: dict[int, int] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    retrain_verdict: str = "not run"  # the admin's last message about the /retrain
+    promoted: str | None = None  # the version the worker promoted
+    serving_promoted: int = 0  # replicas whose /healthz names it
 
     @property
     def ok(self) -> bool:
-        return self.killed and self.lost == 0 and self.answered_twice == 0 and not self.problems
+        retrained = self.spec.retrain_images == 0 or (
+            self.promoted is not None and self.serving_promoted == self.spec.replicas
+        )
+        return (
+            self.killed
+            and self.lost == 0
+            and self.answered_twice == 0
+            and retrained
+            and not self.problems
+        )
 
     def lines(self) -> list[str]:
         spec = self.spec
@@ -120,8 +140,12 @@ class ReplicasReport:
         lines.append(
             f"replicas: {spec.replicas} replicas behind haproxy, {self.photos} photos, "
             f"lost {self.lost}, answered twice {self.answered_twice}, killed replica "
-            f"{spec.killed} mid-burst: {'yes' if self.killed else 'no'}, /retrain on the worker: "
-            "not run (`digitbot worker` has not landed), serving it: not checked"
+            f"{spec.killed} mid-burst: {'yes' if self.killed else 'no'}, /retrain on the worker "
+            + (
+                f"promoted {self.promoted}, serving it: {self.serving_promoted} of {spec.replicas}"
+                if self.promoted
+                else f"{self.retrain_verdict}, serving it: -"
+            )
         )
         return lines
 
@@ -184,6 +208,9 @@ async def run_replicas(
                 "GROUP_USER_SHARE_PER_MINUTE": str(spec.load.photos),
                 "FLOOD_LIMIT": str(spec.load.photos),
                 "LOG_LEVEL": "WARNING",
+                "RETRAIN_ON_WORKER": "true",
+                "MODEL_POLL_SECONDS": "2",
+                "ADMIN_USER_IDS": str(ADMIN_ID),
             }
             for number, (_, port) in enumerate(haproxy.backends, start=1):
                 name = f"replica-{number}"
@@ -206,6 +233,46 @@ async def run_replicas(
                 emulator, photos, spec, report, replicas[spec.killed - 1]
             )
             _read_ledger(schema_url, spec, report, repeated, killed_at)
+            if spec.retrain_images:
+                # A deploy brings the killed replica back; it starts on the database's model.
+                victim = replicas[spec.killed - 1]
+                if victim.process is not None:
+                    report.exit_codes[f"{victim.name} (killed)"] = victim.process.returncode
+                replicas[spec.killed - 1] = ReplicaProcess(
+                    victim.name, victim.port, victim.environment, folder / "restarted.log"
+                )
+                replicas[spec.killed - 1].start()
+                await wait_healthy(
+                    replicas[spec.killed - 1].health_url,
+                    spec.start_timeout,
+                    replicas[spec.killed - 1].process,
+                )
+                worker_dir = folder / "worker-models"
+                shutil.copytree(model_dir, worker_dir)
+                tolerance = spec.retrain_tolerance
+                worker_settings = {
+                    **common,
+                    "MODEL_DIR": str(worker_dir),
+                    "DATA_DIR": str(folder / "worker"),
+                    "HEARTBEAT_FILE": "",
+                    "RETRAIN_EPOCHS": "1",
+                    "RETRAIN_TRAIN_LIMIT": str(spec.retrain_images),
+                    "RETRAIN_TOLERANCE": str(
+                        settings.retrain_tolerance if tolerance is None else tolerance
+                    ),
+                }
+                if settings.mnist_path is not None:
+                    worker_settings["MNIST_PATH"] = str(settings.mnist_path)
+                worker = ReplicaProcess(
+                    "worker",
+                    0,
+                    replica_environment(os.environ, **worker_settings),
+                    folder / "worker.log",
+                    command=("worker",),
+                )
+                replicas.append(worker)  # stopped and killed with the replicas
+                worker.start()
+                await _retrain_on_worker(emulator, spec, report, replicas[: spec.replicas])
             stats = emulator.webhook_stats
             if stats is not None:
                 report.posts, report.failed_posts = stats.posts, stats.failures
@@ -288,6 +355,50 @@ async def _burst(
     return repeated, killed_at
 
 
+async def _retrain_on_worker(
+    emulator: BotApiEmulator,
+    spec: ReplicasSpec,
+    report: ReplicasReport,
+    replicas: Sequence[ReplicaProcess],
+) -> None:
+    """An admin's /retrain, queued by a replica and trained by the worker; then which
+    replicas serve what it promoted (each /healthz answers `ok <version>`)."""
+    emulator.add_user(ADMIN_ID, "Admin")
+    command = emulator.send_text(ADMIN_ID, ADMIN_ID, "/retrain")
+    status = await emulator.wait_for_reply(ADMIN_ID, command["message_id"], timeout=60.0)
+    try:
+        verdict = await emulator.wait_for(
+            lambda m: (
+                m["chat"]["id"] == ADMIN_ID
+                and m.get("reply_to_message", {}).get("message_id") == command["message_id"]
+                and m["message_id"] != status["message_id"]
+            ),
+            timeout=spec.retrain_timeout,
+        )
+    except TimeoutError:
+        report.retrain_verdict = f"no verdict within {spec.retrain_timeout:.0f} s"
+        report.problems.append(report.retrain_verdict)
+        return
+    text_ = verdict[0]["text"]
+    found = re.search(r"New model (\S+) is now serving", text_)
+    if found is None:
+        report.retrain_verdict = "not promoted: " + text_.splitlines()[0]
+        return
+    report.promoted = found.group(1)
+    deadline = time.monotonic() + 30.0
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            serving = 0
+            for replica in replicas:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(replica.health_url, timeout=HEALTH_TIMEOUT) as response:
+                        serving += (await response.text()).split()[-1:] == [report.promoted]
+            report.serving_promoted = serving
+            if serving == len(replicas):
+                return
+            await asyncio.sleep(0.5)
+
+
 def _read_ledger(
     database_url: str,
     spec: ReplicasSpec,
@@ -333,6 +444,7 @@ def run_replicas_command(settings: Settings, arguments: argparse.Namespace) -> i
         timeout=600.0,
     )
     spec = ReplicasSpec(load=load, image_processes=settings.image_processes)
+    settings = settings.model_copy(update={"mnist_path": arguments.mnist_path})  # the worker's
     database_url = postgres_url_for_bench(settings)
     mnist = load_mnist(arguments.mnist_path)
     photos = load_photos(mnist.x_test, mnist.y_test, load.photos)
