@@ -50,13 +50,13 @@ def find_haproxy() -> str:
 
 
 @contextmanager
-def postgres_schema(database_url: str) -> Iterator[str]:
-    """A fresh schema on the PostgreSQL server of `database_url`, dropped afterwards; yields a
-    URL whose every connection lands in it."""
+def postgres_schema(database_url: str, prefix: str = "bench") -> Iterator[str]:
+    """A fresh schema (`prefix`_ and a random name) on the PostgreSQL server of `database_url`,
+    dropped afterwards; yields a URL whose every connection lands in it."""
     base = normalize_url(database_url)
     if base.get_backend_name() != "postgresql":
         raise ValueError(f"the cluster needs PostgreSQL, got {base.get_backend_name()}")
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     try:
         with admin.begin() as connection:

@@ -12,22 +12,20 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bot.app import build_application
-from bot.feedback.store import FeedbackStore, normalize_url
+from bot.feedback.store import FeedbackStore
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.runner import Sandbox, start_sandbox, stop_sandbox
 from bot.settings import Settings
 from bot.state import BotApplication, BotState, get_state
+from bot.tools.cluster import postgres_schema
 from bot.transport.lifecycle import ALLOWED_UPDATES, stop_application
 from bot.transport.webhook import start_webhook, webhook_config
 
@@ -168,37 +166,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
         return
-    base = normalize_url(postgres_base_url())
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(CreateSchema(schema))
-        # Every connection of the store under test lands in its own schema.
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as connection:
-            connection.execute(DropSchema(schema, cascade=True))
-    finally:
-        admin.dispose()
+    with postgres_schema(postgres_base_url(), prefix="test") as url:
+        yield url
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose connections all land in a fresh, empty schema of the PostgreSQL server (the
     replicas' tests: bot/cluster/ needs PostgreSQL)."""
-    base = normalize_url(postgres_base_url())
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(CreateSchema(schema))
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as connection:
-            connection.execute(DropSchema(schema, cascade=True))
-    finally:
-        admin.dispose()
+    with postgres_schema(postgres_base_url(), prefix="test") as url:
+        yield url
 
 
 def started_url(emulator: BotApiEmulator) -> str:

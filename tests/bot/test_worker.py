@@ -11,20 +11,16 @@ import asyncio
 import shutil
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bot.app import build_application
 from bot.cluster import registry_sync
 from bot.cluster.database import postgres_conninfo
-from bot.feedback.store import normalize_url
 from bot.sandbox.emulator import BotApiEmulator
 from bot.settings import Settings
 from bot.state import BotApplication, get_state
@@ -35,7 +31,6 @@ from tests.bot.conftest import (
     ADMIN_ID,
     TOKEN,
     environment_without,
-    postgres_base_url,
     spawn_digitbot,
     started_url,
 )
@@ -47,20 +42,9 @@ SWAP_SECONDS = 10  # "within seconds": a replica serves the promoted version thi
 
 
 @pytest.fixture
-def shared_url() -> Iterator[str]:
+def shared_url(postgres_url: str) -> str:
     """DATABASE_URL of a fresh schema on the PostgreSQL server (every connection lands in it)."""
-    base = normalize_url(postgres_base_url())
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(CreateSchema(schema))
-        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.begin() as connection:
-            connection.execute(DropSchema(schema, cascade=True))
-    finally:
-        admin.dispose()
+    return postgres_url
 
 
 def fresh_model_dir(model_dir: Path, name: str) -> Path:
