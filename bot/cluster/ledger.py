@@ -35,12 +35,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from bot.cluster.database import LEDGER_SCHEMA_LOCK, postgres_url
 from bot.feedback.schema import create_database_engine
-from bot.feedback.store import normalize_url
 
 DONE_KEPT = timedelta(hours=25)  # Telegram keeps an undelivered update for 24 hours
-# pg_advisory_xact_lock key: replicas starting together create the tables one at a time.
-SCHEMA_LOCK = 0x6469_6769_0010
 HANDLING, DONE = "handling", "done"
 
 metadata = MetaData()
@@ -71,19 +69,13 @@ class LedgerCounts:
 
 def postgres_engine(database_url: str, what: str) -> Engine:
     """An engine for DATABASE_URL; ValueError naming `what` if it is not PostgreSQL."""
-    url = normalize_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        raise ValueError(
-            f"{what} needs DATABASE_URL on PostgreSQL (postgresql+psycopg://user:password@host/db),"
-            f" shared by every replica; it is {url.get_backend_name()}"
-        )
-    return create_database_engine(url)
+    return create_database_engine(postgres_url(database_url, what))
 
 
 def create_tables(engine: Engine, table_metadata: MetaData) -> None:
     """Create the tables of `table_metadata` that are missing, one replica at a time."""
     with engine.begin() as connection:
-        connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+        connection.execute(select(func.pg_advisory_xact_lock(LEDGER_SCHEMA_LOCK)))
         table_metadata.create_all(connection)
 
 
