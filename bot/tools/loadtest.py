@@ -177,6 +177,21 @@ def chat_plan(spec: LoadSpec) -> list[tuple[int, int]]:
     return plan
 
 
+def add_chats(emulator: BotApiEmulator, spec: LoadSpec, group_title: str) -> list[tuple[int, int]]:
+    """The users and groups of chat_plan(spec) in the emulator (groups in privacy mode, the
+    bot not an admin); returns the plan."""
+    plan = chat_plan(spec)
+    groups: set[int] = set()
+    for chat_id, user_id in plan:
+        emulator.add_user(user_id, f"User {user_id}")
+        if chat_id < 0 and chat_id not in groups:
+            groups.add(chat_id)
+            emulator.add_group(
+                chat_id, f"{group_title} {-chat_id}", privacy=True, bot_is_admin=False
+            )
+    return plan
+
+
 async def run_load(
     settings: Settings, photos: Sequence[tuple[bytes, int]], spec: LoadSpec | None = None
 ) -> LoadReport:
@@ -341,13 +356,7 @@ async def _burst(
     bot: BotProcess,
 ) -> None:
     """Send everything, then collect answers (and /start probes) from the emulator's events."""
-    plan = chat_plan(spec)
-    groups: set[int] = set()
-    for chat_id, user_id in plan:
-        emulator.add_user(user_id, f"User {user_id}")
-        if chat_id < 0 and chat_id not in groups:
-            groups.add(chat_id)
-            emulator.add_group(chat_id, f"Load group {-chat_id}", privacy=True, bot_is_admin=False)
+    plan = add_chats(emulator, spec, "Load group")
     emulator.add_user(PROBE_USER_ID, "Probe")
     events = emulator.subscribe(max_events=spec.photos * 4 + 1000)
     expected: dict[tuple[int, int], int] = {}  # (chat, message) -> label

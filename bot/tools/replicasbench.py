@@ -46,7 +46,7 @@ from bot.tools.cluster import (
     replica_environment,
     wait_healthy,
 )
-from bot.tools.loadtest import LoadSpec, chat_plan, load_photos
+from bot.tools.loadtest import LoadSpec, add_chats, load_photos
 
 TOKEN = "123456:REPLICAS-BENCH"
 ADMIN_ID = 4242
@@ -302,13 +302,7 @@ async def _burst(
     """Send the photos, kill `victim` mid-way, collect the answers; the update_id of each photo
     answered more than once -> when its first answer came, and when `victim` was killed."""
     load = spec.load
-    plan = chat_plan(load)
-    groups: set[int] = set()
-    for chat_id, user_id in plan:
-        emulator.add_user(user_id, f"User {user_id}")
-        if chat_id < 0 and chat_id not in groups:
-            groups.add(chat_id)
-            emulator.add_group(chat_id, f"Group {-chat_id}", privacy=True, bot_is_admin=False)
+    plan = add_chats(emulator, load, "Group")
     events = emulator.subscribe(max_events=load.photos * 6 + 1000)
     expected: dict[tuple[int, int], tuple[int, int]] = {}  # (chat, message) -> (label, update)
     for number in range(load.photos):
