@@ -61,17 +61,17 @@ def test_spaced_numbers_are_read_left_to_right(classifier: Classifier, mnist: Mn
     assert right >= 9, answers
 
 
-def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
-    """Two MNIST digits written so close that their ink boxes overlap by one MNIST pixel (about
-    half a stroke): where their strokes meet they touch. Dark ink on a white page, JPEG."""
+def ink_columns(digit: np.ndarray) -> np.ndarray:
+    """The columns of an MNIST digit that hold ink."""
+    return digit[:, np.flatnonzero(digit.max(axis=0) > 60)]
 
-    def ink_columns(digit: np.ndarray) -> np.ndarray:
-        return digit[:, np.flatnonzero(digit.max(axis=0) > 60)]
 
-    left, right = ink_columns(first), ink_columns(second)
-    canvas = np.zeros((28, left.shape[1] + right.shape[1] + 7), np.uint8)
+def pair_photo(left: np.ndarray, right: np.ndarray, overlap: int) -> bytes:
+    """Two digits' ink columns side by side, the second `overlap` MNIST pixels into the first
+    (strokes that meet there touch), enlarged 6x on a white page, as a JPEG."""
+    canvas = np.zeros((28, left.shape[1] + right.shape[1] - overlap + 8), np.uint8)
     canvas[:, 4 : 4 + left.shape[1]] = left
-    start = 3 + left.shape[1]
+    start = 4 + left.shape[1] - overlap
     window = canvas[:, start : start + right.shape[1]]
     np.maximum(window, right, out=window)
     ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168), Image.Resampling.BICUBIC)
@@ -80,6 +80,12 @@ def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     page.convert("RGB").save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def touching_pair(first: np.ndarray, second: np.ndarray) -> bytes:
+    """Two MNIST digits written so close that their ink boxes overlap by one MNIST pixel (about
+    half a stroke): where their strokes meet they touch. Dark ink on a white page, JPEG."""
+    return pair_photo(ink_columns(first), ink_columns(second), overlap=1)
 
 
 def test_slightly_touching_digits_are_split(classifier: Classifier, mnist: Mnist) -> None:
@@ -136,25 +142,13 @@ def interlocked_pair(first: np.ndarray, second: np.ndarray) -> bytes | None:
     core.segmentation.WIDE_DIGIT, so no strict cut is tried): the second's left strokes run
     into the first's right ones, as a tail running under its neighbour. None when that would
     overlap more than a third of the narrower digit (one digit written over the other)."""
-    columns = [digit[:, np.flatnonzero(digit.max(axis=0) > 60)] for digit in (first, second)]
     rows = np.flatnonzero(np.maximum(first, second).max(axis=1) > 60)
     height = int(rows[-1] - rows[0] + 1)
-    left, right = columns
+    left, right = ink_columns(first), ink_columns(second)
     overlap = left.shape[1] + right.shape[1] - int(1.05 * height)
     if overlap > 0.35 * min(left.shape[1], right.shape[1]):
         return None
-    overlap = max(overlap, 1)
-    canvas = np.zeros((28, left.shape[1] + right.shape[1] - overlap + 8), np.uint8)
-    canvas[:, 4 : 4 + left.shape[1]] = left
-    start = 4 + left.shape[1] - overlap
-    window = canvas[:, start : start + right.shape[1]]
-    np.maximum(window, right, out=window)
-    ink = Image.fromarray(255 - canvas).resize((canvas.shape[1] * 6, 168), Image.Resampling.BICUBIC)
-    page = Image.new("L", (640, 480), 255)
-    page.paste(ink, (80, 150))
-    buffer = io.BytesIO()
-    page.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return pair_photo(left, right, max(overlap, 1))
 
 
 def test_interlocked_pairs_narrower_than_a_wide_digit(classifier: Classifier, mnist: Mnist) -> None:
