@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from core.bench import looks, photos
+from core.bench import looks, photos, strokes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
 REQUIRED_CONDITIONS = {
@@ -218,6 +218,22 @@ def test_touching_digits_sit_closer_together(mnist: dict[str, np.ndarray]) -> No
         ink_columns = np.flatnonzero((image < np.median(image) - 60).any(axis=0))
         widths[touching] = ink_columns[-1] - ink_columns[0]
     assert widths[True] < widths[False]
+
+
+def test_a_scanned_stroke_one_pixel_wide_is_drawn_unbroken() -> None:
+    # A faint exam scan stretched to full ink is about one pixel wide at 28x28; smoothed and
+    # cut at a single level it fell apart into dots (about 40 % of the nsysu digits did).
+    # Pen pressure varies along it: darker and fainter stretches alternate.
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    shades = [230, 230, 120, 120]
+    digit[5, 8:21] = [shades[column % 4] for column in range(8, 21)]
+    for step in range(18):  # a 7 drawn in one-pixel steps
+        digit[6 + step, 20 - round(step * 0.55)] = shades[step % 4]
+    ink = strokes.check_digit(digit)
+    for seed in range(5):
+        alpha = strokes.stroke_alpha(ink, 300, 0.015, np.random.default_rng(seed))
+        _, pieces = ndimage.label(alpha > 0.25, structure=np.ones((3, 3)))
+        assert pieces == 1
 
 
 def test_benchmark_labels_are_the_test_digits_used(mnist: dict[str, np.ndarray]) -> None:
