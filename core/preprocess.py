@@ -267,8 +267,10 @@ def _ink_components(
     # paper's grain. Not on a page with clear ink: a lower cut there ties touching neighbours.
     floor = 40.0
     peak = float(cv2.blur(ink8, (3, 3)).max())
-    if crop or peak < floor:
-        floor = min(floor, max(0.5 * peak, _noise_floor(ink8)))
+    noise = _noise_floor(ink8)
+    # Elsewhere, strong sensor noise (a dim photo at full resolution) may reach above 40: clear
+    # ink is above the noise too, or every grain ties the page into one piece.
+    floor = min(floor, max(0.5 * peak, noise)) if crop or peak < floor else max(floor, noise)
     threshold = max(threshold, floor)
     _, weak = cv2.threshold(ink8, threshold * 0.5, 255, cv2.THRESH_BINARY)
     weak = _remove_lines(weak, thickness)
