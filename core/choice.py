@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.segmentation import WIDE_DIGIT, Box, Segmentation
+from core.segmentation import WIDE_DIGIT, Alternative, Box, Segmentation
 
 Crop = Callable[[np.ndarray, Box], np.ndarray]  # a digit's mask and box -> its 28x28 crop
 Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) probabilities
@@ -74,12 +74,16 @@ def choose(
         else:  # a merge
             better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
         if better:
-            chosen.append((other, replacement))
-    # Replace from the end of each line, so earlier indices stay valid; skip overlaps.
-    taken: dict[int, int] = {}
-    for other, replacement in sorted(chosen, key=lambda item: (item[0].line, -item[0].start)):
-        if other.stop > taken.get(other.line, 1 << 30):
-            continue
+            chosen.append((float(then.min()), other, replacement))
+    # Of readings that overlap (several cuts of one group), the surest; then replace from the
+    # end of each line, so earlier indices stay valid.
+    kept: list[tuple[Alternative, list[tuple[np.ndarray, Box, np.ndarray]]]] = []
+    for _, other, replacement in sorted(chosen, key=lambda item: -item[0]):
+        if all(
+            taken.line != other.line or taken.stop <= other.start or other.stop <= taken.start
+            for taken, _ in kept
+        ):
+            kept.append((other, replacement))
+    for other, replacement in sorted(kept, key=lambda item: (item[0].line, -item[0].start)):
         judged[other.line][other.start : other.stop] = replacement
-        taken[other.line] = other.start
     return judged

@@ -9,6 +9,7 @@ through a digit's loop.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -154,6 +155,32 @@ def cut_pair(
     """A group somewhat wider than a digit: two touching digits, or one wide digit (a 0, a 2
     with a long tail). Cut only at a neck thinner than a stroke that leaves two tall parts
     (the keywords loosen that for the alternatives the classifier judges)."""
+    for parts in pair_cuts(
+        group,
+        digit,
+        cut_strokes=cut_strokes,
+        part_height=part_height,
+        part_width=part_width,
+        part_area=part_area,
+    ):
+        return parts
+    return [group]
+
+
+def pair_cuts(
+    group: Group,
+    digit: np.ndarray,
+    *,
+    cut_strokes: float,
+    part_height: float,
+    part_width: float,
+    part_area: float,
+    run_along: float = PAIR_EXTENT,
+    tries: int = 8,
+) -> Iterator[list[Group]]:
+    """The two-part cuts of `group`, cheapest first: at the bottom of a valley of the cut cost,
+    crossing at most `cut_strokes` of ink, with ink along the cut shorter than `run_along`
+    strokes, both parts tall, wide and heavy enough."""
     height, width = digit.shape
     total, steps = _cut_costs(digit)
     strokes = total / max(stroke_width(digit), 1.0)
@@ -166,14 +193,14 @@ def cut_pair(
     # clips a stroke's end near the edge, the meeting point is further in.
     window = max(3, height // 5) | 1
     valleys = strokes <= _sliding_minimum(strokes, window)
-    for end in np.argsort(np.where(valleys, strokes, np.inf), kind="stable")[:8]:
+    for end in np.argsort(np.where(valleys, strokes, np.inf), kind="stable")[:tries]:
         end = int(end)
         if strokes[end] > cut_strokes:
-            break
+            return
         path = _trace(steps, end)
         # Where digits meet, the ink along the cut is a short knot; a cut across the bottom
         # of an open 0 or the bar of a 4 runs along a stroke that goes on to both sides.
-        if _run_along(digit, path) > PAIR_EXTENT * stroke:
+        if _run_along(digit, path) > run_along * stroke:
             continue
         parts = _parts(group, digit, [path])
         if len(parts) == 2 and all(
@@ -182,8 +209,7 @@ def cut_pair(
             and part.area >= part_area * area
             for part in parts
         ):
-            return parts
-    return [group]
+            yield parts
 
 
 def _sliding_minimum(values: np.ndarray, window: int) -> np.ndarray:

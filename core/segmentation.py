@@ -8,6 +8,7 @@ ink is kept, and groups too wide for one digit are cut where touching digits mee
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from core.cuts import Group, components, cut_pair, segment, stroke_width
+from core.cuts import Group, components, cut_pair, pair_cuts, segment, stroke_width
 
 # Touching digits (see _split_touching and core.cuts), relative to the group's height.
 WIDE_DIGIT = 1.1  # wider than this: maybe two touching digits (a pair cut)
@@ -40,6 +41,10 @@ LOOSE_PART_AREA = 0.1
 # A group narrower than WIDE_DIGIT but at least NARROW_PAIR times as wide as tall may be an
 # interlocked pair (a tail running under its neighbour): offered too, judged more strictly.
 NARROW_PAIR = 0.75
+# A group wider than WIDE_DIGIT with no neck is offered up to INTERLOCKED_CUTS cuts across at
+# most INTERLOCKED_STROKES strokes.
+INTERLOCKED_STROKES = 2.5
+INTERLOCKED_CUTS = 3
 MERGE_GAP = 0.12
 MERGE_WIDTH = 1.0
 MERGE_NARROW = 0.45
@@ -161,19 +166,29 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
     narrow neighbours almost touching may be one digit (a 4 or a 5 in two strokes). The
     classifier decides (core.preprocess.prepare)."""
     found = []
+    loose = functools.partial(
+        pair_cuts,
+        part_height=LOOSE_PART_HEIGHT,
+        part_width=LOOSE_PART_WIDTH,
+        part_area=LOOSE_PART_AREA,
+    )
     for index, group in enumerate(groups):
         if group.mask is None and group.width >= NARROW_PAIR * group.height:
             window = labels[group.top : group.bottom, group.left : group.right]
-            parts = cut_pair(
-                group,
-                np.isin(window, group.labels),
-                cut_strokes=LOOSE_CUT_STROKES,
-                part_height=LOOSE_PART_HEIGHT,
-                part_width=LOOSE_PART_WIDTH,
-                part_area=LOOSE_PART_AREA,
-            )
+            digit = np.isin(window, group.labels)
+            parts = next(loose(group, digit, cut_strokes=LOOSE_CUT_STROKES), [group])
             if len(parts) == 2:
                 found.append((index, index + 1, parts))
+            if group.width >= WIDE_DIGIT * group.height:
+                # Too wide for one digit, yet no neck: interlocked digits (a tail running under
+                # the neighbour) are cut across it, where a cut crosses two strokes.
+                seen = {_box(part) for part in parts}
+                for cut in loose(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
+                    if _box(cut[0]) not in seen:
+                        seen.add(_box(cut[0]))
+                        found.append((index, index + 1, cut))
+                    if len(seen) > INTERLOCKED_CUTS:
+                        break
     for index, (first, second) in enumerate(itertools.pairwise(groups)):
         if first.mask is not None or second.mask is not None:
             continue
