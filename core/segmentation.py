@@ -41,8 +41,8 @@ LOOSE_PART_AREA = 0.1
 # A group narrower than WIDE_DIGIT but at least NARROW_PAIR times as wide as tall may be an
 # interlocked pair (a tail running under its neighbour): offered too, judged more strictly.
 NARROW_PAIR = 0.75
-# A group wider than WIDE_DIGIT with no neck is offered up to INTERLOCKED_CUTS cuts across at
-# most INTERLOCKED_STROKES strokes.
+# A group wider than WIDE_DIGIT with no neck is offered up to INTERLOCKED_CUTS cuts in all,
+# across at most INTERLOCKED_STROKES strokes.
 INTERLOCKED_STROKES = 2.5
 INTERLOCKED_CUTS = 3
 MERGE_GAP = 0.12
@@ -176,19 +176,16 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
         if group.mask is None and group.width >= NARROW_PAIR * group.height:
             window = labels[group.top : group.bottom, group.left : group.right]
             digit = np.isin(window, group.labels)
-            parts = next(loose(group, digit, cut_strokes=LOOSE_CUT_STROKES), [group])
-            if len(parts) == 2:
-                found.append((index, index + 1, parts))
+            cuts = list(itertools.islice(loose(group, digit, cut_strokes=LOOSE_CUT_STROKES), 1))
             if group.width >= WIDE_DIGIT * group.height:
                 # Too wide for one digit, yet no neck: interlocked digits (a tail running under
                 # the neighbour) are cut across it, where a cut crosses two strokes.
-                seen = {_box(part) for part in parts}
                 for cut in loose(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
-                    if _box(cut[0]) not in seen:
-                        seen.add(_box(cut[0]))
-                        found.append((index, index + 1, cut))
-                    if len(seen) > INTERLOCKED_CUTS:
+                    if len(cuts) == INTERLOCKED_CUTS:
                         break
+                    if all(_box(cut[0]) != _box(other[0]) for other in cuts):
+                        cuts.append(cut)
+            found.extend((index, index + 1, cut) for cut in cuts)
     for index, (first, second) in enumerate(itertools.pairwise(groups)):
         if first.mask is not None or second.mask is not None:
             continue
