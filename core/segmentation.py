@@ -165,7 +165,7 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
     digits (a small digit against a tall one, a neck a little thicker than a stroke); two
     narrow neighbours almost touching may be one digit (a 4 or a 5 in two strokes). The
     classifier decides (core.preprocess.prepare)."""
-    found = []
+    found: list[tuple[int, int, list[Group]]] = []
     loose = functools.partial(
         pair_cuts,
         part_height=LOOSE_PART_HEIGHT,
