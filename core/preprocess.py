@@ -78,6 +78,8 @@ FRAME_SPAN = 0.5  # in a crop, cell lines within FRAME_BAND of an edge cross thi
 # base or a 7's bar written along the line stops short of one side).
 LINE_BAND, LINE_SPAN = 0.22, 0.9
 CROP_PAPER = 0.4  # ... whose paper is estimated by a closing this share of it wide
+WEAK_INK = 0.5  # faint ink (a share of the clear-ink threshold) counts where it touches clear ink
+FAINT_INK = 0.25  # ... in a crop with clean paper, fainter still
 CROP_SIZE = 160  # a picture this small is a crop (a cell, a scan's box), not a photo of a page
 SUPERSAMPLE = 4  # strokes are redrawn at 4x the 20x20 box, then reduced (anti-aliased)
 
@@ -272,7 +274,12 @@ def _ink_components(
     # ink is above the noise too, or every grain ties the page into one piece.
     floor = min(floor, max(0.5 * peak, noise)) if crop or peak < floor else max(floor, noise)
     threshold = max(threshold, floor)
-    _, weak = cv2.threshold(ink8, threshold * 0.5, 255, cv2.THRESH_BINARY)
+    # Faint ink joined to clear ink is ink. In a crop, down to FAINT_INK of the threshold where
+    # the paper is clean (a scan: the faint bar of a 7, the loop of a 9), never into its noise.
+    weak_level = threshold * WEAK_INK
+    if crop:
+        weak_level = max(threshold * FAINT_INK, min(noise, weak_level))
+    _, weak = cv2.threshold(ink8, weak_level, 255, cv2.THRESH_BINARY)
     weak = _remove_lines(weak, thickness)
     if crop:
         weak = _remove_frame_lines(weak)

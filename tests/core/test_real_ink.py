@@ -66,6 +66,21 @@ def test_a_faint_grey_seven_keeps_its_fainter_bar() -> None:
     assert np.count_nonzero(top.max(axis=0) > 0.3) >= 8
 
 
+def test_a_dotted_pencil_stem_of_a_scanned_six_stays() -> None:
+    """A 28x28 scan of a pale pencil 6: its stem a dotted trail of specks (the paper's grain
+    between them), its loop a little darker. Joined through the faint grain the stem stays;
+    cut at half the threshold it fell apart and the loop alone was read as 0."""
+    picture = np.full((28, 28), 255, np.uint8)
+    cv2.circle(picture, (14, 18), 4, 195, 1, cv2.LINE_AA)
+    for step in range(15):
+        row, column = 4 + step, round(17 - step * 0.5)
+        picture[row, column] = 215 if step % 2 == 0 else 242
+    crop = only_digit(picture)
+    rows, columns = np.flatnonzero(crop.max(axis=1) > 0.3), np.flatnonzero(crop.max(axis=0) > 0.3)
+    # With its stem the 6 is taller than wide; its loop alone is as wide as tall.
+    assert np.ptp(columns) < 0.8 * np.ptp(rows), "the stem above the loop is gone"
+
+
 def test_a_digit_that_fills_a_tight_crop_is_found() -> None:
     """A 28x28 crop like a scanned answer box: the 7 touches the top and bottom of its picture."""
     picture = page(28, paper=250)
