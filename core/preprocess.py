@@ -293,7 +293,8 @@ def _ink_components(
 def _noise_floor(ink8: np.ndarray) -> float:
     """A level that paper grain and sensor noise stay below: the paper's typical ink (the
     median: most of any picture is paper) plus eight robust standard deviations (MAD)."""
-    counts = np.cumsum(np.bincount(ink8.ravel(), minlength=256))
+    # OpenCV's histogram: four times faster than np.bincount on a page (it runs on every look).
+    counts = np.cumsum(cv2.calcHist([ink8], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     half = counts[-1] / 2
     median = int(np.searchsorted(counts, half))
     values = np.arange(256)
