@@ -155,16 +155,15 @@ def cut_pair(
     """A group somewhat wider than a digit: two touching digits, or one wide digit (a 0, a 2
     with a long tail). Cut only at a neck thinner than a stroke that leaves two tall parts
     (the keywords loosen that for the alternatives the classifier judges)."""
-    for parts in pair_cuts(
+    cuts = pair_cuts(
         group,
         digit,
         cut_strokes=cut_strokes,
         part_height=part_height,
         part_width=part_width,
         part_area=part_area,
-    ):
-        return parts
-    return [group]
+    )
+    return next(cuts, [group])
 
 
 def pair_cuts(

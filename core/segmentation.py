@@ -162,7 +162,8 @@ def _digit(group: Group, labels: np.ndarray) -> tuple[np.ndarray, Box]:
 def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, int, list[Group]]]:
     """Where the cut between digits is unclear, the other reading: (start, stop, groups that
     would replace groups[start:stop]). A wide group the strict cuts left whole may be two
-    digits (a small digit against a tall one, a neck a little thicker than a stroke); two
+    digits (a small digit against a tall one, a neck a little thicker than a stroke, digits
+    interlocked: several cuts are offered, the surest reading wins); two
     narrow neighbours almost touching may be one digit (a 4 or a 5 in two strokes). The
     classifier decides (core.preprocess.prepare)."""
     found: list[tuple[int, int, list[Group]]] = []
