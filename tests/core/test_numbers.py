@@ -152,19 +152,28 @@ def interlocked_pair(first: np.ndarray, second: np.ndarray, aspect: float = 1.05
     return pair_photo(left, right, max(overlap, 1))
 
 
-def test_interlocked_pairs_narrower_than_a_wide_digit(classifier: Classifier, mnist: Mnist) -> None:
+def interlocked_answers(
+    classifier: Classifier, mnist: Mnist, count: int, *, aspect: float, skip_ones: bool
+) -> list[tuple[str, str]]:
+    """(label, number read) of the first `count` interlocked pairs of MNIST test digits 100-999
+    (`skip_ones`: leaving out pairs with a 1, which stay wider than tall)."""
     answers = []
     for index in range(100, 1000, 2):
-        if 1 in (mnist.y_test[index], mnist.y_test[index + 1]):
-            continue  # a 1 beside a digit leaves the pair wider than tall
-        jpeg = interlocked_pair(mnist.x_test[index], mnist.x_test[index + 1])
+        if skip_ones and 1 in (mnist.y_test[index], mnist.y_test[index + 1]):
+            continue
+        jpeg = interlocked_pair(mnist.x_test[index], mnist.x_test[index + 1], aspect)
         if jpeg is None:
             continue
         label = f"{mnist.y_test[index]}{mnist.y_test[index + 1]}"
         answers.append((label, classifier.classify(jpeg).number))
-        if len(answers) == 20:
+        if len(answers) == count:
             break
-    assert len(answers) == 20
+    assert len(answers) == count
+    return answers
+
+
+def test_interlocked_pairs_narrower_than_a_wide_digit(classifier: Classifier, mnist: Mnist) -> None:
+    answers = interlocked_answers(classifier, mnist, 20, aspect=1.05, skip_ones=True)
     # The classifier is offered the best cut of a group narrower than WIDE_DIGIT when it is
     # unsure of the one digit (core.choice). Measured 3 of 20 exact, 1 of 20 before; most of
     # these pairs still stay one crop (no neck thin enough to cut) or are read as "no digit".
@@ -172,16 +181,7 @@ def test_interlocked_pairs_narrower_than_a_wide_digit(classifier: Classifier, mn
 
 
 def test_interlocked_pairs_wider_than_a_wide_digit(classifier: Classifier, mnist: Mnist) -> None:
-    answers = []
-    for index in range(100, 1000, 2):
-        jpeg = interlocked_pair(mnist.x_test[index], mnist.x_test[index + 1], aspect=1.3)
-        if jpeg is None:
-            continue
-        label = f"{mnist.y_test[index]}{mnist.y_test[index + 1]}"
-        answers.append((label, classifier.classify(jpeg).number))
-        if len(answers) == 30:
-            break
-    assert len(answers) == 30
+    answers = interlocked_answers(classifier, mnist, 30, aspect=1.3, skip_ones=False)
     # Too wide for one digit but with no neck: the classifier is offered up to three cuts
     # across two strokes and takes the surest (core.segmentation INTERLOCKED_CUTS). Measured 8
     # of 30 exact, 6 of 30 with the one loose cut; most stay one crop or read as "no digit".
