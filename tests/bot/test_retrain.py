@@ -1,6 +1,6 @@
 """/retrain end to end on real exam digits: a user corrects the bot's mistakes, an admin retrains,
-the bot reads what it was taught. The same scenario as `digitbot bench retrain`, with a small
-training budget (the full-size figures are in docs/benchmarks.md)."""
+the bot reads what it was taught. The same scenario as `digitbot bench retrain`, with the
+default training budget (the bench's figures are in docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,23 @@ RETRAIN_TIMEOUT = 600
 
 
 async def test_retrain_on_exam_digits_users_corrected_is_judged_on_that_evidence(
-    start_bot: Any, emulator: BotApiEmulator, model_dir: Path, real_digits: Path
+    start_bot: Any,
+    emulator: BotApiEmulator,
+    model_dir: Path,
+    real_digits: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The story with a small budget: the candidate learns some of the corrections and reads the
-    store's held-out digits better; the verdict shows both models' figures and the folder follows
-    it, and the bench's own count of the held-out slice agrees with the verdict's."""
+    """The story with the default /retrain (3 epochs on all of MNIST): the candidate learns some
+    of the corrections and reads the store's held-out digits no worse; the verdict shows both
+    models' figures and the folder follows it, and the bench's own count of the held-out slice
+    agrees with the verdict's."""
+    # One training run, the same every time (seed 0; training is deterministic per seed). With
+    # 2 epochs on 6,000 MNIST images, since the faint-ink preprocessing, the candidate read one
+    # of the 113 held-out digits worse (96.5 against 97.3 %, with a drawn seed and with seed 0);
+    # the default budget does not (measured 2026-12-02 with seed 0, 101 s).
+    monkeypatch.setattr("bot.handlers.retrain.secrets.randbelow", lambda _: 0)
     sent, held_out = load_exam_digits(real_digits)
-    bot = await start_bot(retrain_train_limit=6000, retrain_epochs=2)
+    bot = await start_bot(retrain_train_limit=None, retrain_epochs=3)
     shipped = registry.current_version(model_dir)
     report = await run_scenario(
         emulator,
