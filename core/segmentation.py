@@ -22,6 +22,7 @@ from core.cuts import Group, components, cut_pair, pair_cuts, segment, stroke_wi
 
 # Touching digits (see _split_touching and core.cuts), relative to the group's height.
 WIDE_DIGIT = 1.1  # wider than this: maybe two touching digits (a pair cut)
+MIN_PIECE_AREA = 12  # pixels: fewer is a dot of dust or JPEG noise
 BLANK_INK = 0.06  # no ink this far (6 %) from its paper: a blank picture (pale pencil is ~10 %)
 FRAME_BAND = 0.15  # in a crop, cell lines lie within this share of an edge (and their leftovers)
 CROP_DIGIT = 0.2  # ... and a digit (or a piece of it) is at least this tall or wide
@@ -48,6 +49,10 @@ INTERLOCKED_CUTS = 3
 MERGE_GAP = 0.12
 MERGE_WIDTH = 1.0
 MERGE_NARROW = 0.45
+# A shadow or a dark corner at the border (see _pieces): ink along SHADOW_HUG of its box's side
+# on the frame, and thicker (area / length) than SHADOW_THICK of the writing's height inside.
+SHADOW_HUG = 0.8
+SHADOW_THICK = 0.5
 
 
 # Ink extraction (core.preprocess): flattened ink and the paper-line thickness -> the labels of
@@ -117,7 +122,7 @@ def find_digits(
     if join:
         labels, stats, inked = _join_fragments(labels, inked, join)
     rejected: list[Rejected] = []
-    pieces = _pieces(stats, inked, labels.shape, thickness, rejected, crop)
+    pieces = _pieces(stats, inked, labels, thickness, rejected, crop)
     rows = [_group_pieces(line, rejected) for line in _text_lines(pieces, rejected)]
     result = Segmentation(rejected=rejected)
     kept = np.zeros(len(stats), dtype=bool)
@@ -233,7 +238,7 @@ def _box(group: Group) -> Box:
 def _pieces(
     stats: np.ndarray,
     inked: np.ndarray,
-    shape: tuple[int, int],
+    labels: np.ndarray,
     thickness: int,
     rejected: list[Rejected],
     crop: bool = False,
@@ -244,7 +249,7 @@ def _pieces(
     and as tall as writing inside the frame (a first or last digit cut by a tight crop). In a
     `crop` the digit often fills the picture and its cell lines are gone: frame-touching ink
     is the digit, and what stays within the frame band is a cell line's leftover."""
-    height, width = shape
+    height, width = labels.shape
     band_x, band_y = FRAME_BAND * width, FRAME_BAND * height
     pieces = []
     for label in inked.tolist():
@@ -275,17 +280,53 @@ def _pieces(
                 continue
             piece.border = True
         pieces.append(piece)
+    pieces = _without_shadows(pieces, labels, rejected)
     if not pieces:
         return []
     largest = max(piece.area for piece in pieces)
     # Specks: tiny against the largest piece, or a few pixels (a dot of dust, JPEG noise).
-    minimum_area = max(12.0, 0.02 * largest)
+    minimum_area = max(MIN_PIECE_AREA, 0.02 * largest)
     kept = []
     for piece in pieces:
         if piece.area >= minimum_area:
             kept.append(piece)
         elif piece.area >= 4:
             rejected.append(Rejected(_box(piece), "speck"))
+    return kept
+
+
+def _without_shadows(
+    pieces: list[Group], labels: np.ndarray, rejected: list[Rejected]
+) -> list[Group]:
+    """`pieces` less the shadows and dark corners that the light's estimate left at the border.
+
+    One lies along the frame (a digit cut by the frame touches it only where its strokes
+    cross) and is thicker than the writing inside is tall (no stroke is): without this, the
+    largest piece of a page would set the scale of its writing, and every digit would be a speck
+    beside it. Writing that runs along the frame (a 1 at a tight crop's edge) is a stroke thin."""
+    writing = [p.height for p in pieces if not p.border and p.area >= MIN_PIECE_AREA]
+    if len(writing) < 2 or not any(p.border for p in pieces):
+        return pieces
+    writing_height = float(np.median(writing))
+    # Ink on each side of the frame, per label: the top, bottom, left and right rows.
+    count = int(labels.max()) + 1
+    contact = [
+        np.bincount(edge, minlength=count)
+        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+    ]
+    kept = []
+    for piece in pieces:
+        if piece.border:
+            along = (piece.width, piece.width, piece.height, piece.height)
+            hugs = any(
+                side[piece.labels].sum() >= SHADOW_HUG * extent
+                for side, extent in zip(contact, along, strict=True)
+            )
+            thick = piece.area / max(piece.width, piece.height)  # its mean width across
+            if hugs and thick >= SHADOW_THICK * writing_height:
+                rejected.append(Rejected(_box(piece), "page edge or shadow at the border"))
+                continue
+        kept.append(piece)
     return kept
 
 
