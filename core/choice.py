@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.segmentation import WIDE_DIGIT, Alternative, Box, Segmentation
+from core.model import NO_DIGIT
+from core.segmentation import WIDE_DIGIT, Alternative, Box, Segmentation, interlocked_cuts
 
 Crop = Callable[[np.ndarray, Box], np.ndarray]  # a digit's mask and box -> its 28x28 crop
 Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) probabilities
+Judged = tuple[np.ndarray, Box, np.ndarray | None]  # a digit's crop, box and probabilities
 # A split is taken when both parts are read at least this surely (and no less surely than the
 # whole, unless the group is SURE_WIDE times wider than tall); a merge when the one digit is
 # read at least MERGE_SURE surely and MERGE_MARGIN more surely than either part.
@@ -25,19 +27,27 @@ NARROW_UNSURE = 0.9
 NARROW_MARGIN = 0.1
 MERGE_SURE = 0.9
 MERGE_MARGIN = 0.1
+# A crop read as no digit is cut as two interlocked digits only beside this many sure digits.
+NUMBER_AROUND = 2
 
 
-def choose(
-    found: Segmentation, crop: Crop, judge: Judge | None
-) -> list[list[tuple[np.ndarray, Box, np.ndarray | None]]]:
+def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Judged]]:
     """The 28x28 crop, box and (when judged) probabilities of every digit, line by line, each
     unclear cut decided by the classifier's confidence: a wide group is read as two digits when
     both are clearly digits (and, unless it is far wider than a digit, no less sure than the
     whole; a group narrower than a wide digit only when the one digit is unsure); two narrow
-    neighbours as one when that one is clearly a digit and surer than either part."""
+    neighbours as one when that one is clearly a digit and surer than either part. Last, a
+    crop among digits read as no digit is cut where two interlocked digits may meet."""
     lines = [[(crop(mask, box), box) for mask, box in line] for line in found.lines]
-    if judge is None or not found.alternatives:
+    if judge is None:
         return [[(crop, box, None) for crop, box in line] for line in lines]
+    masks = [[mask for mask, _ in line] for line in found.lines]
+    if not found.alternatives:
+        if not lines:
+            return []
+        flat = iter(judge(np.stack([crop for line in lines for crop, _ in line])))
+        judged = [[(crop, box, next(flat)) for crop, box in line] for line in lines]
+        return _split_no_digits(judged, masks, crop, judge)
     others = [
         [(crop(mask, box), box) for mask, box in other.digits] for other in found.alternatives
     ]
@@ -86,4 +96,45 @@ def choose(
             kept.append((other, replacement))
     for other, replacement in sorted(kept, key=lambda item: (item[0].line, -item[0].start)):
         judged[other.line][other.start : other.stop] = replacement
+        masks[other.line][other.start : other.stop] = [mask for mask, _ in other.digits]
+    return _split_no_digits(judged, masks, crop, judge)
+
+
+def _split_no_digits(
+    judged: list[list[Judged]], masks: list[list[np.ndarray]], crop: Crop, judge: Judge
+) -> list[list[Judged]]:
+    """Cut the crops read as no digit in a line of digits where two interlocked digits may meet
+    (core.segmentation.interlocked_cuts): the surest cut whose parts are both read at least
+    SPLIT_SURE surely as digits replaces the crop; otherwise it stays, and is left out as no
+    digit. Only in a line with at least NUMBER_AROUND sure digits besides: elsewhere such a
+    crop is what the model says (a letter, a mark; a "w" cuts into two 1s)."""
+    offers: list[tuple[int, int, list[tuple[np.ndarray, Box]]]] = []
+    for index, line in enumerate(judged):
+        digits = [
+            row is not None and int(np.argmax(row)) < NO_DIGIT and float(row.max()) >= SPLIT_SURE
+            for _, _, row in line
+        ]
+        if sum(digits) < NUMBER_AROUND:
+            continue
+        for position, (_, box, probabilities) in enumerate(line):
+            if probabilities is None or len(probabilities) <= NO_DIGIT:
+                continue
+            if int(np.argmax(probabilities)) == NO_DIGIT:
+                for cut in interlocked_cuts(masks[index][position], box):
+                    offers.append((index, position, cut))
+    if not offers:
+        return judged
+    crops = [[crop(mask, box) for mask, box in cut] for _, _, cut in offers]
+    answers = iter(judge(np.stack([part for parts in crops for part in parts])))
+    best: dict[tuple[int, int], tuple[float, list[Judged]]] = {}
+    for (index, position, cut), parts in zip(offers, crops, strict=True):
+        replacement = [
+            (part, box, next(answers)) for part, (_, box) in zip(parts, cut, strict=True)
+        ]
+        sure = min(float(row[:NO_DIGIT].max()) for _, _, row in replacement)
+        if sure >= SPLIT_SURE and sure > best.get((index, position), (0.0, []))[0]:
+            best[(index, position)] = (sure, replacement)
+    # From the end of each line, so earlier positions stay valid.
+    for (index, position), (_, replacement) in sorted(best.items(), reverse=True):
+        judged[index][position : position + 1] = replacement
     return judged

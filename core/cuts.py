@@ -72,10 +72,11 @@ def stroke_width(shape: np.ndarray) -> float:
     return 2.0 * float(shape.sum()) / max(perimeter, 1.0)
 
 
-def _cut_costs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cut_costs(digit: np.ndarray, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Dynamic programming over top-to-bottom paths (one column per row, moving at most one
     column per row): the least ink crossed by a path ending in each bottom column, and the step
-    each path took at each row (for tracing it back)."""
+    each path took at each row (for tracing it back). With `margin`, no path runs within that
+    many columns of either side (it cannot go around the ink of a part instead of cutting)."""
     height, width = digit.shape
     cost = digit.astype(np.float32)
     # Paper enclosed by ink (inside a 0, the loop of a 6) is inside one digit: no cut goes
@@ -85,6 +86,8 @@ def _cut_costs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     loops = stats[:, cv2.CC_STAT_AREA] >= (0.25 * height) ** 2
     loops[0] = loops[regions[0, 0]] = False  # the ink itself, the paper around it
     cost[loops[regions[1:-1, 1:-1]]] = float(height)
+    if margin:
+        cost[:, :margin] = cost[:, width - margin :] = float(height)
     total = cost[0].copy()
     steps = np.zeros((height, width), dtype=np.int8)
     every = np.arange(width)
@@ -176,14 +179,16 @@ def pair_cuts(
     part_area: float,
     run_along: float = PAIR_EXTENT,
     tries: int = 8,
+    within: bool = False,
 ) -> Iterator[list[Group]]:
     """The two-part cuts of `group`, cheapest first: at the bottom of a valley of the cut cost,
     crossing at most `cut_strokes` of ink, with ink along the cut shorter than `run_along`
-    strokes, both parts tall, wide and heavy enough."""
+    strokes, both parts tall, wide and heavy enough. `within`: the whole path keeps that far
+    from the sides, not only its end (it cuts instead of going around a part's ink)."""
     height, width = digit.shape
-    total, steps = _cut_costs(digit)
-    strokes = total / max(stroke_width(digit), 1.0)
     margin = max(1, int(0.2 * height))  # both parts at least a narrow digit wide
+    total, steps = _cut_costs(digit, margin if within else 0)
+    strokes = total / max(stroke_width(digit), 1.0)
     strokes[:margin] = np.inf
     strokes[width - margin :] = np.inf
     area = float(digit.sum())

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 NO_DIGIT = 10  # the compact model's eleventh class: what is no digit (see core.synthetic)
+# A crop is no digit only when the model is this sure of it; below, its likeliest digit is
+# answered with its (low) probability, i.e. "not sure". On the real digits, dropping at the
+# argmax lost more written 4s and 6s than it saved empty cells (docs/benchmarks.md).
+NO_DIGIT_SURE = 0.9
 
 
 def build_seed_model() -> keras.Model:

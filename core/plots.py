@@ -119,6 +119,7 @@ REASON_CODES = {
     "small mark beside the digits": "mark",
     "small mark away from the writing": "stray",
     "over the digit limit": "limit",
+    "read as no digit": "none",  # core.serving.NOT_A_DIGIT: the model's "no digit" class
 }
 
 

@@ -209,6 +209,31 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
     return found
 
 
+def interlocked_cuts(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, Box]]]:
+    """Two-part cuts of one digit-sized crop (its mask and box) across at most
+    INTERLOCKED_STROKES strokes, up to INTERLOCKED_CUTS of them: core.choice asks for them
+    where the classifier read a crop among digits as no digit (two digits interlocked)."""
+    left, top, right, bottom = box
+    group = Group(left, top, right, bottom, int(mask.sum()), mask=mask)
+    if group.width < NARROW_PAIR * group.height:
+        return []
+    cuts = pair_cuts(
+        group,
+        mask,
+        cut_strokes=INTERLOCKED_STROKES,
+        part_height=LOOSE_PART_HEIGHT,
+        part_width=LOOSE_PART_WIDTH,
+        part_area=LOOSE_PART_AREA,
+        run_along=np.inf,
+        within=True,
+    )
+    # Cut parts always carry their own mask.
+    return [
+        [(part.mask, _box(part)) for part in cut if part.mask is not None]
+        for cut in itertools.islice(cuts, INTERLOCKED_CUTS)
+    ]
+
+
 def _join_fragments(
     labels: np.ndarray, inked: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

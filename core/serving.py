@@ -32,16 +32,13 @@ from PIL import Image
 from core import registry
 from core.decode import DEFAULT_MAX_PIXELS, ImageError
 from core.evaluate import top_k
-from core.model import NO_DIGIT
+from core.model import NO_DIGIT, NO_DIGIT_SURE
 from core.preprocess import prepare
 from core.segmentation import Rejected
 
 logger = logging.getLogger(__name__)
 
-# A crop is dropped as "no digit" only when the model is this sure of it; below, its likeliest
-# digit is answered with its (low) probability, i.e. "not sure". On the real digits, dropping
-# at the argmax lost more written 4s and 6s than it saved empty cells (docs/benchmarks.md).
-NO_DIGIT_SURE = 0.9
+NOT_A_DIGIT = "read as no digit"  # the reason such a crop was left out
 
 DEFAULT_IMAGE_TIMEOUT = 15.0  # seconds one image may take in a worker (a photo takes ~20 ms)
 SHUTDOWN_GRACE = 5.0  # seconds shutdown waits for a busy worker before killing it
@@ -359,6 +356,7 @@ class Classifier:
         prepared = prepare(image, max_pixels=max_pixels, judge=self.predict)
         version = self.version
         predictions: list[DigitPrediction] = []
+        rejected = list(prepared.rejected)
         if prepared.digits:
             # The crops the judge saw already have their answer.
             unjudged = [digit.image for digit in prepared.digits if digit.probabilities is None]
@@ -369,7 +367,10 @@ class Classifier:
             ]
             for crop, row in zip(prepared.digits, probabilities, strict=True):
                 if len(row) > NO_DIGIT and row[NO_DIGIT] >= NO_DIGIT_SURE:
-                    continue  # the model says this is no digit (a letter, a speck, a line)
+                    # The model says this is no digit (a letter, a speck, a line): left out,
+                    # and shown as such by --debug-dir and /debug.
+                    rejected.append(Rejected(crop.box, NOT_A_DIGIT))
+                    continue
                 best = top_k(row[:NO_DIGIT], 3)
                 predictions.append(
                     DigitPrediction(
@@ -386,7 +387,7 @@ class Classifier:
             version,
             time.perf_counter() - started,
             size=(prepared.width, prepared.height),
-            rejected=prepared.rejected,
+            rejected=rejected,
         )
 
 
