@@ -140,12 +140,17 @@ def prepare(
             thickness = max(3, round(PAPER_LINE * height))  # thicker than a paper line
             # Gaps this small inside a thin line are the threshold's, not the pen's.
             join = max(1, round(JOIN_GAP * height))
-        working, _ = _working_copy(gray, size=side)
+        closer, _ = _working_copy(gray, size=side)
         # Sensor noise is finer than any stroke worth finding at this size: smooth it away.
-        ink = flatten_background(cv2.GaussianBlur(working, (3, 3), 0))
-        found = find_digits(
-            ink, _ink_components, max_digits=max_digits, thickness=thickness, join=join
+        closer_ink = flatten_background(cv2.GaussianBlur(closer, (3, 3), 0))
+        closer_found = find_digits(
+            closer_ink, _ink_components, max_digits=max_digits, thickness=thickness, join=join
         )
+        if found.lines and not closer_found.lines:
+            # Writing seen at the first look and nothing closer up (squared paper's lines,
+            # sharper there, tied it into pieces at the frame): the look that saw digits stands.
+            break
+        working, ink, found = closer, closer_ink, closer_found
     to_original = max(original) / max(working.shape)
 
     def scaled(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
