@@ -11,7 +11,13 @@ from collections.abc import Callable
 import numpy as np
 
 from core.model import NO_DIGIT
-from core.segmentation import WIDE_DIGIT, Alternative, Box, Segmentation, interlocked_cuts
+from core.segmentation import (
+    Alternative,
+    Box,
+    Segmentation,
+    interlocked_cuts,
+    loose_cut,
+)
 
 Crop = Callable[[np.ndarray, Box], np.ndarray]  # a digit's mask and box -> its 28x28 crop
 Judge = Callable[[np.ndarray], np.ndarray]  # (n, 28, 28) crops -> (n, 10) probabilities
@@ -36,8 +42,8 @@ def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Ju
     unclear cut decided by the classifier's confidence: a wide group is read as two digits when
     both are clearly digits (and, unless it is far wider than a digit, no less sure than the
     whole; a group narrower than a wide digit only when the one digit is unsure); two narrow
-    neighbours as one when that one is clearly a digit and surer than either part. Last, a
-    crop among digits read as no digit is cut where two interlocked digits may meet."""
+    neighbours as one when that one is clearly a digit and surer than either part. Then a
+    second look (_second_look) at crops that may still be two digits."""
     lines = [[(crop(mask, box), box) for mask, box in line] for line in found.lines]
     if judge is None:
         return [[(crop, box, None) for crop, box in line] for line in lines]
@@ -47,7 +53,7 @@ def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Ju
             return []
         flat = iter(judge(np.stack([crop for line in lines for crop, _ in line])))
         judged = [[(crop, box, next(flat)) for crop, box in line] for line in lines]
-        return _split_no_digits(judged, masks, crop, judge)
+        return _second_look(judged, masks, crop, judge)
     others = [
         [(crop(mask, box), box) for mask, box in other.digits] for other in found.alternatives
     ]
@@ -78,9 +84,6 @@ def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Ju
             left, top, right, bottom = found.lines[other.line][other.start][1]
             wide = right - left >= SURE_WIDE * (bottom - top)
             better = float(then.min()) >= SPLIT_SURE and (wide or then.min() >= now.min())
-            if right - left < WIDE_DIGIT * (bottom - top):
-                better = better and now.min() < NARROW_UNSURE
-                better = better and then.min() >= now.min() + NARROW_MARGIN
         else:  # a merge
             better = float(then.min()) >= MERGE_SURE and then.min() > now.min() + MERGE_MARGIN
         if better:
@@ -97,42 +100,47 @@ def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Ju
     for other, replacement in sorted(kept, key=lambda item: (item[0].line, -item[0].start)):
         judged[other.line][other.start : other.stop] = replacement
         masks[other.line][other.start : other.stop] = [mask for mask, _ in other.digits]
-    return _split_no_digits(judged, masks, crop, judge)
+    return _second_look(judged, masks, crop, judge)
 
 
-def _split_no_digits(
+def _second_look(
     judged: list[list[Judged]], masks: list[list[np.ndarray]], crop: Crop, judge: Judge
 ) -> list[list[Judged]]:
-    """Cut the crops read as no digit in a line of digits where two interlocked digits may meet
-    (core.segmentation.interlocked_cuts): the surest cut whose parts are both read at least
-    SPLIT_SURE surely as digits replaces the crop; otherwise it stays, and is left out as no
-    digit. Only in a line with at least NUMBER_AROUND sure digits besides: elsewhere such a
-    crop is what the model says (a letter, a mark; a "w" cuts into two 1s)."""
-    offers: list[tuple[int, int, list[tuple[np.ndarray, Box]]]] = []
+    """Cuts asked for once the crops are read, where a crop may be two digits: one the
+    classifier is unsure of, narrower than a wide digit (its loose pair cut,
+    core.segmentation.loose_cut), and one read as no digit in a line with at least
+    NUMBER_AROUND sure digits besides (up to three cuts where interlocked digits may meet,
+    interlocked_cuts; elsewhere such a crop is what the model says: a letter, a mark, and a
+    "w" would cut into two 1s). The surest cut whose parts are both read at least SPLIT_SURE
+    and NARROW_MARGIN more surely than the whole replaces the crop; otherwise it stays."""
+    offers: list[tuple[int, int, float, list[tuple[np.ndarray, Box]]]] = []
     for index, line in enumerate(judged):
-        digits = [
+        around = sum(
             row is not None and int(np.argmax(row)) < NO_DIGIT and float(row.max()) >= SPLIT_SURE
             for _, _, row in line
-        ]
-        if sum(digits) < NUMBER_AROUND:
-            continue
-        for position, (_, box, probabilities) in enumerate(line):
-            if probabilities is None or len(probabilities) <= NO_DIGIT:
+        )
+        for position, (_, box, row) in enumerate(line):
+            if row is None:
                 continue
-            if int(np.argmax(probabilities)) == NO_DIGIT:
-                for cut in interlocked_cuts(masks[index][position], box):
-                    offers.append((index, position, cut))
+            mask = masks[index][position]
+            sure = float(row[:NO_DIGIT].max())
+            cuts = loose_cut(mask, box) if sure < NARROW_UNSURE else []
+            no_digit = len(row) > NO_DIGIT and int(np.argmax(row)) == NO_DIGIT
+            if no_digit and around >= NUMBER_AROUND:
+                cuts += interlocked_cuts(mask, box)
+            offers.extend((index, position, sure, cut) for cut in cuts)
     if not offers:
         return judged
-    crops = [[crop(mask, box) for mask, box in cut] for _, _, cut in offers]
+    crops = [[crop(mask, box) for mask, box in cut] for _, _, _, cut in offers]
     answers = iter(judge(np.stack([part for parts in crops for part in parts])))
     best: dict[tuple[int, int], tuple[float, list[Judged]]] = {}
-    for (index, position, cut), parts in zip(offers, crops, strict=True):
+    for (index, position, whole, cut), parts in zip(offers, crops, strict=True):
         replacement = [
             (part, box, next(answers)) for part, (_, box) in zip(parts, cut, strict=True)
         ]
         sure = min(float(row[:NO_DIGIT].max()) for _, _, row in replacement)
-        if sure >= SPLIT_SURE and sure > best.get((index, position), (0.0, []))[0]:
+        better = sure >= SPLIT_SURE and sure >= whole + NARROW_MARGIN
+        if better and sure > best.get((index, position), (0.0, []))[0]:
             best[(index, position)] = (sure, replacement)
     # From the end of each line, so earlier positions stay valid.
     for (index, position), (_, replacement) in sorted(best.items(), reverse=True):

@@ -40,7 +40,8 @@ LOOSE_PART_HEIGHT = 0.45
 LOOSE_PART_WIDTH = 0.15
 LOOSE_PART_AREA = 0.1
 # A group narrower than WIDE_DIGIT but at least NARROW_PAIR times as wide as tall may be an
-# interlocked pair (a tail running under its neighbour): offered too, judged more strictly.
+# interlocked pair (a tail running under its neighbour): its loose cut (loose_cut) is asked
+# for only when the classifier is unsure of the one digit, and judged more strictly.
 NARROW_PAIR = 0.75
 # A group wider than WIDE_DIGIT with no neck is offered up to INTERLOCKED_CUTS cuts in all,
 # across at most INTERLOCKED_STROKES strokes.
@@ -179,18 +180,17 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
         part_area=LOOSE_PART_AREA,
     )
     for index, group in enumerate(groups):
-        if group.mask is None and group.width >= NARROW_PAIR * group.height:
+        if group.mask is None and group.width >= WIDE_DIGIT * group.height:
             window = labels[group.top : group.bottom, group.left : group.right]
             digit = np.isin(window, group.labels)
             cuts = list(itertools.islice(loose(group, digit, cut_strokes=LOOSE_CUT_STROKES), 1))
-            if group.width >= WIDE_DIGIT * group.height:
-                # Too wide for one digit, yet no neck: interlocked digits (a tail running under
-                # the neighbour) are cut across it, where a cut crosses two strokes.
-                for cut in loose(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
-                    if len(cuts) == INTERLOCKED_CUTS:
-                        break
-                    if all(_box(cut[0]) != _box(other[0]) for other in cuts):
-                        cuts.append(cut)
+            # Too wide for one digit, yet no neck: interlocked digits (a tail running under the
+            # neighbour) are cut across it, where a cut crosses two strokes.
+            for cut in loose(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
+                if len(cuts) == INTERLOCKED_CUTS:
+                    break
+                if all(_box(cut[0]) != _box(other[0]) for other in cuts):
+                    cuts.append(cut)
             found.extend((index, index + 1, cut) for cut in cuts)
     for index, (first, second) in enumerate(itertools.pairwise(groups)):
         if first.mask is not None or second.mask is not None:
@@ -207,6 +207,25 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
         ):
             found.append((index, index + 2, [merged]))
     return found
+
+
+def loose_cut(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, Box]]]:
+    """The loose pair cut of one crop from NARROW_PAIR to WIDE_DIGIT times as wide as tall (an
+    interlocked pair, or one digit; none when it has no such cut): core.choice asks for it
+    where the classifier is unsure of the one digit."""
+    left, top, right, bottom = box
+    group = Group(left, top, right, bottom, int(mask.sum()), mask=mask)
+    if not NARROW_PAIR * group.height <= group.width < WIDE_DIGIT * group.height:
+        return []
+    cuts = pair_cuts(
+        group,
+        mask,
+        cut_strokes=LOOSE_CUT_STROKES,
+        part_height=LOOSE_PART_HEIGHT,
+        part_width=LOOSE_PART_WIDTH,
+        part_area=LOOSE_PART_AREA,
+    )
+    return [_own_masks(cut) for cut in itertools.islice(cuts, 1)]
 
 
 def interlocked_cuts(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, Box]]]:
@@ -227,11 +246,12 @@ def interlocked_cuts(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, 
         run_along=np.inf,
         within=True,
     )
-    # Cut parts always carry their own mask.
-    return [
-        [(part.mask, _box(part)) for part in cut if part.mask is not None]
-        for cut in itertools.islice(cuts, INTERLOCKED_CUTS)
-    ]
+    return [_own_masks(cut) for cut in itertools.islice(cuts, INTERLOCKED_CUTS)]
+
+
+def _own_masks(cut: list[Group]) -> list[tuple[np.ndarray, Box]]:
+    """The parts of a cut as (mask, box): cut parts always carry their own mask."""
+    return [(part.mask, _box(part)) for part in cut if part.mask is not None]
 
 
 def _join_fragments(
