@@ -12,6 +12,7 @@ import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,6 +48,13 @@ NARROW_PAIR = 0.75
 # across at most INTERLOCKED_STROKES strokes.
 INTERLOCKED_STROKES = 2.5
 INTERLOCKED_CUTS = 3
+# Pair cuts whose parts may be as small as the LOOSE_PART_* shares of the group.
+_loose_cuts = functools.partial(
+    pair_cuts,
+    part_height=LOOSE_PART_HEIGHT,
+    part_width=LOOSE_PART_WIDTH,
+    part_area=LOOSE_PART_AREA,
+)
 MERGE_GAP = 0.12
 MERGE_WIDTH = 1.0
 MERGE_NARROW = 0.45
@@ -173,20 +181,15 @@ def _alternatives(groups: list[Group], labels: np.ndarray) -> list[tuple[int, in
     narrow neighbours almost touching may be one digit (a 4 or a 5 in two strokes). The
     classifier decides (core.preprocess.prepare)."""
     found: list[tuple[int, int, list[Group]]] = []
-    loose = functools.partial(
-        pair_cuts,
-        part_height=LOOSE_PART_HEIGHT,
-        part_width=LOOSE_PART_WIDTH,
-        part_area=LOOSE_PART_AREA,
-    )
     for index, group in enumerate(groups):
         if group.mask is None and group.width >= WIDE_DIGIT * group.height:
             window = labels[group.top : group.bottom, group.left : group.right]
             digit = np.isin(window, group.labels)
-            cuts = list(itertools.islice(loose(group, digit, cut_strokes=LOOSE_CUT_STROKES), 1))
+            loose = _loose_cuts(group, digit, cut_strokes=LOOSE_CUT_STROKES)
+            cuts = list(itertools.islice(loose, 1))
             # Too wide for one digit, yet no neck: interlocked digits (a tail running under the
             # neighbour) are cut across it, where a cut crosses two strokes.
-            for cut in loose(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
+            for cut in _loose_cuts(group, digit, cut_strokes=INTERLOCKED_STROKES, run_along=np.inf):
                 if len(cuts) == INTERLOCKED_CUTS:
                     break
                 if all(_box(cut[0]) != _box(other[0]) for other in cuts):
@@ -214,18 +217,9 @@ def loose_cut(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, Box]]]:
     interlocked pair, or one digit; none when it has no such cut): core.choice asks for it
     where the classifier is unsure of the one digit."""
     left, top, right, bottom = box
-    group = Group(left, top, right, bottom, int(mask.sum()), mask=mask)
-    if not NARROW_PAIR * group.height <= group.width < WIDE_DIGIT * group.height:
+    if not NARROW_PAIR * (bottom - top) <= right - left < WIDE_DIGIT * (bottom - top):
         return []
-    cuts = pair_cuts(
-        group,
-        mask,
-        cut_strokes=LOOSE_CUT_STROKES,
-        part_height=LOOSE_PART_HEIGHT,
-        part_width=LOOSE_PART_WIDTH,
-        part_area=LOOSE_PART_AREA,
-    )
-    return [_own_masks(cut) for cut in itertools.islice(cuts, 1)]
+    return _crop_cuts(mask, box, 1, cut_strokes=LOOSE_CUT_STROKES)
 
 
 def interlocked_cuts(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, Box]]]:
@@ -233,25 +227,26 @@ def interlocked_cuts(mask: np.ndarray, box: Box) -> list[list[tuple[np.ndarray, 
     INTERLOCKED_STROKES strokes, up to INTERLOCKED_CUTS of them: core.choice asks for them
     where the classifier read a crop among digits as no digit (two digits interlocked)."""
     left, top, right, bottom = box
-    group = Group(left, top, right, bottom, int(mask.sum()), mask=mask)
-    if group.width < NARROW_PAIR * group.height:
+    if right - left < NARROW_PAIR * (bottom - top):
         return []
-    cuts = pair_cuts(
-        group,
+    return _crop_cuts(
         mask,
+        box,
+        INTERLOCKED_CUTS,
         cut_strokes=INTERLOCKED_STROKES,
-        part_height=LOOSE_PART_HEIGHT,
-        part_width=LOOSE_PART_WIDTH,
-        part_area=LOOSE_PART_AREA,
         run_along=np.inf,
         within=True,
     )
-    return [_own_masks(cut) for cut in itertools.islice(cuts, INTERLOCKED_CUTS)]
 
 
-def _own_masks(cut: list[Group]) -> list[tuple[np.ndarray, Box]]:
-    """The parts of a cut as (mask, box): cut parts always carry their own mask."""
-    return [(part.mask, _box(part)) for part in cut if part.mask is not None]
+def _crop_cuts(
+    mask: np.ndarray, box: Box, count: int, **options: Any
+) -> list[list[tuple[np.ndarray, Box]]]:
+    """The first `count` loose pair cuts of one crop, each as its parts' (mask, box)."""
+    group = Group(*box, int(mask.sum()), mask=mask)
+    cuts = itertools.islice(_loose_cuts(group, mask, **options), count)
+    # Cut parts always carry their own mask.
+    return [[(part.mask, _box(part)) for part in cut if part.mask is not None] for cut in cuts]
 
 
 def _join_fragments(
