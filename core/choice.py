@@ -47,13 +47,9 @@ def choose(found: Segmentation, crop: Crop, judge: Judge | None) -> list[list[Ju
     lines = [[(crop(mask, box), box) for mask, box in line] for line in found.lines]
     if judge is None:
         return [[(crop, box, None) for crop, box in line] for line in lines]
+    if not lines:
+        return []
     masks = [[mask for mask, _ in line] for line in found.lines]
-    if not found.alternatives:
-        if not lines:
-            return []
-        flat = iter(judge(np.stack([crop for line in lines for crop, _ in line])))
-        judged = [[(crop, box, next(flat)) for crop, box in line] for line in lines]
-        return _second_look(judged, masks, crop, judge)
     others = [
         [(crop(mask, box), box) for mask, box in other.digits] for other in found.alternatives
     ]

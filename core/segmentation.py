@@ -320,7 +320,7 @@ def _pieces(
                 continue
             piece.border = True
         pieces.append(piece)
-    pieces = _without_shadows(pieces, labels, rejected)
+    pieces = _without_shadows(pieces, labels, len(stats), rejected)
     if not pieces:
         return []
     largest = max(piece.area for piece in pieces)
@@ -336,7 +336,7 @@ def _pieces(
 
 
 def _without_shadows(
-    pieces: list[Group], labels: np.ndarray, rejected: list[Rejected]
+    pieces: list[Group], labels: np.ndarray, count: int, rejected: list[Rejected]
 ) -> list[Group]:
     """`pieces` less the shadows and dark corners that the light's estimate left at the border.
 
@@ -348,8 +348,8 @@ def _without_shadows(
     if len(writing) < 2 or not any(p.border for p in pieces):
         return pieces
     writing_height = float(np.median(writing))
-    # Ink on each side of the frame, per label: the top, bottom, left and right rows.
-    count = int(labels.max()) + 1
+    # Ink on each side of the frame, per label (`count` labels): the top, bottom, left and
+    # right rows.
     contact = [
         np.bincount(edge, minlength=count)
         for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1])
