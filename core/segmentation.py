@@ -34,6 +34,8 @@ WIDE_NUMBER = 1.8  # wider than this: several digits (segmented)
 LINE_GAP = 1.5
 SMALL_LINE = 0.4
 SMALL_DIGIT = 0.4  # a piece beside the digits this tall (of the tallest) is a digit of its own
+FULL_HEIGHT = 0.65  # a piece (or broken pieces together) this tall is a digit
+MARK_REACH = 0.25  # a small piece this close (in digit heights) belongs to its digit
 # Alternatives for the classifier (see _alternatives): a looser pair cut, and merging two
 # neighbours at most MERGE_GAP digit heights apart, one of them narrow, into one digit-wide one.
 LOOSE_CUT_STROKES = 1.5
@@ -384,7 +386,7 @@ def _group_pieces(pieces: list[Group], rejected: list[Rejected]) -> list[Group]:
     tallest = max(piece.height for piece in pieces)
     # Digits of one number are about equally tall; a piece much shorter than the tallest is
     # part of a digit (a 5's cap, a stroke the pen skipped on) or litter.
-    full = [p for p in pieces if p.area >= 0.1 * largest and p.height >= 0.65 * tallest]
+    full = [p for p in pieces if p.area >= 0.1 * largest and p.height >= FULL_HEIGHT * tallest]
     partial = [p for p in pieces if p not in full]
     groups: list[Group] = []
     for piece in sorted(full, key=lambda p: -p.area):
@@ -405,6 +407,7 @@ def _group_pieces(pieces: list[Group], rejected: list[Rejected]) -> list[Group]:
                 )
             )
     baseline = float(np.median([group.bottom for group in groups])) if groups else 0.0
+    marks: list[Group] = []  # pieces near no digit
     for piece in sorted(partial, key=lambda p: -p.area):
         beside = all(_overlap(group, piece) < 0.3 * piece.width for group in groups)
         on_baseline = piece.bottom >= baseline - 0.25 * tallest
@@ -421,17 +424,53 @@ def _group_pieces(pieces: list[Group], rejected: list[Rejected]) -> list[Group]:
             continue
         best, best_distance = None, float("inf")
         for group in groups:
-            gap_x = max(0, -_overlap(group, piece))
-            gap_y = max(0, max(group.top, piece.top) - min(group.bottom, piece.bottom))
-            distance = float(np.hypot(gap_x, gap_y))
+            distance = _gap(group, piece)
             if distance < best_distance:
                 best, best_distance = group, distance
         # A 5's cap or a broken-off stroke sits close to its digit; farther bits are specks.
-        if best is not None and best_distance <= 0.25 * best.height:
+        if best is not None and best_distance <= MARK_REACH * best.height:
             best.absorb(piece)
         else:
-            rejected.append(Rejected(_box(piece), "small mark beside the digits"))
+            marks.append(piece)
+    groups.extend(_broken_digits(marks, groups, tallest, rejected))
     return groups
+
+
+def _gap(first: Group, second: Group) -> float:
+    """The distance between two boxes (0 when they overlap)."""
+    gap_x = max(0, -_overlap(first, second))
+    gap_y = max(0, max(first.top, second.top) - min(first.bottom, second.bottom))
+    return float(np.hypot(gap_x, gap_y))
+
+
+def _broken_digits(
+    marks: list[Group], groups: list[Group], tallest: int, rejected: list[Rejected]
+) -> list[Group]:
+    """Digits the pen, the threshold or a removed paper line broke into small pieces, none
+    near another digit: marks close to each other that together are as tall as a digit and
+    stand beside the others. The other marks are rejected."""
+    if not marks:
+        return []
+    close = np.array(
+        [[_gap(first, second) <= MARK_REACH * tallest for second in marks] for first in marks]
+    )
+    count, owner = connected_components(csr_matrix(close), directed=False)
+    digits = []
+    for cluster in range(count):
+        members = [
+            mark for mark, index in zip(marks, owner.tolist(), strict=True) if index == cluster
+        ]
+        joined = Group(*_box(members[0]), 0)
+        for member in members:
+            joined.absorb(member)
+        beside = all(_overlap(group, joined) < 0.3 * joined.width for group in groups)
+        if len(members) > 1 and beside and joined.height >= FULL_HEIGHT * tallest:
+            digits.append(joined)
+        else:
+            rejected.extend(
+                Rejected(_box(mark), "small mark beside the digits") for mark in members
+            )
+    return digits
 
 
 def _text_lines(pieces: list[Group], rejected: list[Rejected]) -> list[list[Group]]:
