@@ -25,8 +25,8 @@ The steps, in order (each answers one way real phone photos differ from MNIST):
    and whatever the border cuts - except in a crop, where the digit often fills the picture and
    touches its frame), pieces much shorter than the tallest join the digit they sit on (a 5's
    cap, a broken stroke) or, close together and as tall as a digit, make one (a digit the pen
-   or a removed paper line broke), and a row of digits level with the one holding the most ink
-   is kept, left to right;
+   or a removed paper line broke; at a line's end too), and a row of digits level with the one
+   holding the most ink is kept, left to right;
 6. touching digits: a group somewhat wider than a digit is cut in two only at a neck thinner than
    a stroke that leaves two tall parts (a wide 0 or a 2 with a long tail stays whole); a group far
    wider than any digit is cut by dynamic programming where top-to-bottom paths cross little ink

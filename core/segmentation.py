@@ -443,26 +443,33 @@ def _gap(first: Group, second: Group) -> float:
     return float(np.hypot(gap_x, gap_y))
 
 
+def _clusters(pieces: list[Group], reach: float) -> list[tuple[list[Group], Group]]:
+    """Pieces chained by gaps of at most `reach` pixels: each cluster's members, and one group
+    of them all."""
+    if not pieces:
+        return []
+    close = np.array([[_gap(first, second) <= reach for second in pieces] for first in pieces])
+    count, owner = connected_components(csr_matrix(close), directed=False)
+    found = []
+    for cluster in range(count):
+        members = [
+            piece for piece, index in zip(pieces, owner.tolist(), strict=True) if index == cluster
+        ]
+        joined = Group(*_box(members[0]), 0)
+        for member in members:
+            joined.absorb(member)
+        found.append((members, joined))
+    return found
+
+
 def _broken_digits(
     marks: list[Group], groups: list[Group], tallest: int, rejected: list[Rejected]
 ) -> list[Group]:
     """Digits the pen, the threshold or a removed paper line broke into small pieces, none
     near another digit: marks close to each other that together are as tall as a digit and
     stand beside the others. The other marks are rejected."""
-    if not marks:
-        return []
-    close = np.array(
-        [[_gap(first, second) <= MARK_REACH * tallest for second in marks] for first in marks]
-    )
-    count, owner = connected_components(csr_matrix(close), directed=False)
     digits = []
-    for cluster in range(count):
-        members = [
-            mark for mark, index in zip(marks, owner.tolist(), strict=True) if index == cluster
-        ]
-        joined = Group(*_box(members[0]), 0)
-        for member in members:
-            joined.absorb(member)
+    for members, joined in _clusters(marks, MARK_REACH * tallest):
         beside = all(_overlap(group, joined) < 0.3 * joined.width for group in groups)
         if len(members) > 1 and beside and joined.height >= FULL_HEIGHT * tallest:
             digits.append(joined)
@@ -533,6 +540,7 @@ def _text_lines(pieces: list[Group], rejected: list[Rejected]) -> list[list[Grou
         )
         for line in kept
     ]
+    homeless = []
     for piece in minors + [piece for line in small for piece in line]:
         centre_x, centre_y = (piece.left + piece.right) / 2, (piece.top + piece.bottom) / 2
         home = None
@@ -545,13 +553,40 @@ def _text_lines(pieces: list[Group], rejected: list[Rejected]) -> list[list[Grou
                 home = line
                 break
         if home is None:
-            reason = "small mark away from the writing"
-            if piece.height >= 0.45 * reference:
-                reason = "far smaller than the writing"
-            rejected.append(Rejected(_box(piece), reason))
+            homeless.append(piece)
         else:
             home.append(piece)
+    for piece in _broken_line_ends(homeless, kept, bands, reference):
+        reason = "small mark away from the writing"
+        if piece.height >= 0.45 * reference:
+            reason = "far smaller than the writing"
+        rejected.append(Rejected(_box(piece), reason))
     return _reading_order(kept, bands)
+
+
+def _broken_line_ends(
+    pieces: list[Group], lines: list[list[Group]], bands: list[Box], reference: float
+) -> list[Group]:
+    """Pieces outside every line that together make a digit-tall one beside a line's end (its
+    first or last digit broken in pieces; _broken_digits then joins them) join that line;
+    -> the others."""
+    if len(pieces) < 2 or not lines:
+        return pieces
+    left_out = []
+    for members, joined in _clusters(pieces, MARK_REACH * reference):
+        home = None
+        if len(members) > 1 and joined.height >= FULL_HEIGHT * reference:
+            for line, (left, top, right, bottom) in zip(lines, bands, strict=True):
+                shared = min(bottom, joined.bottom) - max(top, joined.top)
+                gap = max(left - joined.right, joined.left - right)
+                if shared >= 0.5 * joined.height and gap <= LINE_GAP * reference:
+                    home = line
+                    break
+        if home is None:
+            left_out.extend(members)
+        else:
+            home.extend(members)
+    return left_out
 
 
 def _reading_order(lines: list[list[Group]], bands: list[Box]) -> list[list[Group]]:
